@@ -1,0 +1,1 @@
+"""Flotilla catalog service: products, stock and stock reservations."""

@@ -1,0 +1,159 @@
+"""HTTP endpoints of the catalog service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from sqlalchemy import func, select
+
+from flotilla_catalog import reservations
+from flotilla_catalog.db import database
+from flotilla_catalog.models import Product, Reservation
+from flotilla_catalog.schemas import (
+    PageQuerySchema,
+    ProductPageSchema,
+    ProductSchema,
+    ProductUpdateSchema,
+    ReservationRequestSchema,
+    ReservationSchema,
+)
+from flotilla_catalog.settings import RESERVATIONS_SCOPE, CatalogSettings
+from flotilla_kit.api import Blueprint
+from flotilla_kit.auth import current_principal
+from flotilla_kit.db import utcnow
+from flotilla_kit.problems import Problem
+
+products = Blueprint("products", __name__, url_prefix="/products", description="Products and stock")
+reservations_blp = Blueprint(
+    "reservations", __name__, url_prefix="/reservations", description="Stock reservations for other services"
+)
+ADMIN = ("admin",)
+
+
+def _product(product_id: int) -> Product:
+    product = database.session.get(Product, product_id)
+    if product is None or product.deleted_at is not None:
+        raise Problem(404, "product-not-found", f"No product {product_id}.")
+    return product
+
+
+@products.route("")
+class Products(MethodView):
+    """The product list."""
+
+    @products.arguments(PageQuerySchema, location="query")
+    @products.response(200, ProductPageSchema)
+    def get(self, page: dict[str, int]) -> dict[str, Any]:
+        """List products (public)."""
+        live = Product.deleted_at.is_(None)
+        total = database.session.scalar(select(func.count()).select_from(Product).where(live))
+        items = database.session.scalars(
+            select(Product).where(live).order_by(Product.id).limit(page["limit"]).offset(page["offset"])
+        ).all()
+        return {"items": items, "total": total, "limit": page["limit"], "offset": page["offset"]}
+
+    @products.requires(roles=ADMIN)
+    @products.arguments(ProductSchema)
+    @products.response(201, ProductSchema)
+    def post(self, body: dict[str, Any]) -> Product:
+        """Add a product (admin)."""
+        product = Product(**body)
+        database.session.add(product)
+        database.session.commit()
+        return product
+
+
+@products.route("/<int:product_id>")
+class ProductById(MethodView):
+    """One product."""
+
+    @products.response(200, ProductSchema)
+    @products.alt_response(404, description="No such product")
+    def get(self, product_id: int) -> Product:
+        """Read a product (public)."""
+        return _product(product_id)
+
+    @products.requires(roles=ADMIN)
+    @products.arguments(ProductUpdateSchema)
+    @products.response(200, ProductSchema)
+    @products.alt_response(404, description="No such product")
+    def patch(self, body: dict[str, Any], product_id: int) -> Product:
+        """Change a product (admin)."""
+        product = _product(product_id)
+        for name, value in body.items():
+            setattr(product, name, value)
+        database.session.commit()
+        return product
+
+    @products.requires(roles=ADMIN)
+    @products.response(204)
+    @products.alt_response(404, description="No such product")
+    def delete(self, product_id: int) -> None:
+        """Withdraw a product (admin); past reservations keep their lines."""
+        _product(product_id).deleted_at = utcnow()
+        database.session.commit()
+
+
+@reservations_blp.route("")
+class Reservations(MethodView):
+    """Reserve stock."""
+
+    @reservations_blp.requires(scopes=(RESERVATIONS_SCOPE,))
+    @reservations_blp.arguments(ReservationRequestSchema)
+    @reservations_blp.response(201, ReservationSchema)
+    @reservations_blp.alt_response(200, schema=ReservationSchema, description="Replay of an existing key")
+    @reservations_blp.alt_response(409, description="Not enough stock, or the key was used for other items")
+    @reservations_blp.alt_response(422, description="Unknown product")
+    def post(self, body: dict[str, Any]) -> tuple[Reservation, int]:
+        """Hold stock for every line, or none; idempotent by key."""
+        settings: CatalogSettings = current_app.extensions["flotilla_settings"]
+        reservation, created = reservations.reserve(
+            database.session,
+            key=body["key"],
+            client_id=current_principal().subject,
+            items=body["items"],
+            ttl_seconds=settings.reservation_ttl_seconds,
+        )
+        return reservation, 201 if created else 200
+
+
+@reservations_blp.route("/<string:key>")
+class ReservationByKey(MethodView):
+    """One reservation."""
+
+    @reservations_blp.requires(scopes=(RESERVATIONS_SCOPE,))
+    @reservations_blp.response(200, ReservationSchema)
+    @reservations_blp.alt_response(404, description="No such reservation")
+    def get(self, key: str) -> Reservation:
+        """Read a reservation."""
+        reservation = database.session.get(Reservation, key)
+        if reservation is None:
+            raise Problem(404, "reservation-not-found", f"No reservation {key!r}.")
+        return reservation
+
+
+@reservations_blp.route("/<string:key>/commit")
+class CommitReservation(MethodView):
+    """Make a reservation permanent."""
+
+    @reservations_blp.requires(scopes=(RESERVATIONS_SCOPE,))
+    @reservations_blp.response(200, ReservationSchema)
+    @reservations_blp.alt_response(404, description="No such reservation")
+    @reservations_blp.alt_response(409, description="Already released or expired")
+    def post(self, key: str) -> Reservation:
+        """Commit held stock; idempotent."""
+        return reservations.commit(database.session, key=key)
+
+
+@reservations_blp.route("/<string:key>/release")
+class ReleaseReservation(MethodView):
+    """Give reserved stock back."""
+
+    @reservations_blp.requires(scopes=(RESERVATIONS_SCOPE,))
+    @reservations_blp.response(200, ReservationSchema)
+    @reservations_blp.alt_response(409, description="Already committed")
+    def post(self, key: str) -> Reservation:
+        """Release held stock; idempotent, and an unknown key can no longer be reserved."""
+        return reservations.release(database.session, key=key, client_id=current_principal().subject)

@@ -1,0 +1,97 @@
+"""Request and response bodies of the catalog API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import validate
+
+NAME = validate.Length(min=1, max=200)
+CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Must be an ISO 4217 code such as EUR.")
+MAX_QUANTITY = 1000
+
+
+class ProductSchema(ma.Schema):
+    """A product as the API shows it."""
+
+    id = ma.fields.Integer(dump_only=True)
+    name = ma.fields.String(required=True, validate=NAME)
+    description = ma.fields.String(load_default="", validate=validate.Length(max=5000))
+    price_cents = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10**9))
+    currency = ma.fields.String(required=True, validate=CURRENCY)
+    stock = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10**9))
+
+
+class ProductUpdateSchema(ma.Schema):
+    """A partial update of a product."""
+
+    name = ma.fields.String(validate=NAME)
+    description = ma.fields.String(validate=validate.Length(max=5000))
+    price_cents = ma.fields.Integer(strict=True, validate=validate.Range(min=0, max=10**9))
+    currency = ma.fields.String(validate=CURRENCY)
+    stock = ma.fields.Integer(strict=True, validate=validate.Range(min=0, max=10**9))
+
+    @ma.validates_schema
+    def _not_empty(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not data:
+            raise ma.ValidationError("Send at least one field to change.")
+
+
+class PageQuerySchema(ma.Schema):
+    """Paging of a list."""
+
+    limit = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = ma.fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class ProductPageSchema(ma.Schema):
+    """A page of products."""
+
+    items = ma.fields.List(ma.fields.Nested(ProductSchema), required=True)
+    total = ma.fields.Integer(required=True)
+    limit = ma.fields.Integer(required=True)
+    offset = ma.fields.Integer(required=True)
+
+
+class ReservationLineSchema(ma.Schema):
+    """A product and how many to set aside."""
+
+    product_id = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    quantity = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_QUANTITY))
+
+
+def _distinct_products(items: list[dict[str, Any]]) -> None:
+    ids = [item["product_id"] for item in items]
+    if len(ids) != len(set(ids)):
+        raise ma.ValidationError("Each product may appear once.")
+
+
+class ReservationRequestSchema(ma.Schema):
+    """Set stock aside under an idempotency key chosen by the caller."""
+
+    key = ma.fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9._:-]{1,200}$"))
+    items = ma.fields.List(
+        ma.fields.Nested(ReservationLineSchema),
+        required=True,
+        validate=[validate.Length(min=1, max=100), _distinct_products],
+    )
+
+
+class ReservedItemSchema(ma.Schema):
+    """A reserved line with the product's name and price at reservation time."""
+
+    product_id = ma.fields.Integer(required=True)
+    quantity = ma.fields.Integer(required=True)
+    name = ma.fields.String(required=True)
+    unit_price_cents = ma.fields.Integer(required=True)
+    currency = ma.fields.String(required=True)
+
+
+class ReservationSchema(ma.Schema):
+    """A reservation and its state."""
+
+    key = ma.fields.String(required=True)
+    status = ma.fields.String(required=True)
+    expires_at = ma.fields.DateTime(required=True)
+    items = ma.fields.List(ma.fields.Nested(ReservedItemSchema), required=True)

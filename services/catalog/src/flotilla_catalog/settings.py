@@ -1,0 +1,31 @@
+"""The catalog service's configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from marshmallow.validate import Range
+
+from flotilla_kit.discovery import require_services
+from flotilla_kit.settings import KitSettings, finish, read_env
+
+SERVICE = "catalog"
+RESERVATIONS_SCOPE = "reservations:write"
+
+
+@dataclass(frozen=True)
+class CatalogSettings(KitSettings):
+    """Shared settings plus how long an uncommitted reservation holds stock."""
+
+    reservation_ttl_seconds: int
+
+    @classmethod
+    def load(cls, service_name: str = SERVICE) -> CatalogSettings:
+        """Read and validate the environment; every bad variable is named."""
+        env = read_env()
+        fields = KitSettings.fields_from(env, service_name)
+        ttl = env.int("RESERVATION_TTL_SECONDS", 600, validate=Range(min=5, max=86400))
+        finish(env)
+        if fields["jwks_url"] is None:
+            require_services("users")
+        return cls(**fields, reservation_ttl_seconds=ttl)

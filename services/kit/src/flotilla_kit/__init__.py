@@ -1,0 +1,1 @@
+"""Flotilla service kit: what every Flotilla service is built from."""

@@ -1,0 +1,42 @@
+"""The app factory every service starts from: one call switches every kit feature on."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from flotilla_kit import api as api_module
+from flotilla_kit import context, health, logs, metrics, problems
+from flotilla_kit.api import Api
+from flotilla_kit.db import Database
+from flotilla_kit.settings import KitSettings
+
+
+def create_service_app(
+    settings: KitSettings,
+    *,
+    title: str,
+    version: str,
+    description: str = "",
+    database: Database | None = None,
+) -> tuple[Flask, Api]:
+    """A Flask app with logs, request IDs, problems, metrics, health and the OpenAPI Api.
+
+    The service then registers its blueprints on the returned ``Api`` and its readiness
+    checks with ``health.add_readiness_check``.
+    """
+    logs.configure_logging(settings.service_name, settings.log_level)
+    app = Flask(settings.service_name)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    app.config["JSON_SORT_KEYS"] = False
+    app.extensions["flotilla_settings"] = settings
+    # Order matters: identify the request before anything logs or counts it.
+    context.init_app(app)
+    logs.init_app(app)
+    metrics.init_app(app)
+    problems.init_app(app)
+    health.init_app(app)
+    if database is not None:
+        database.init_app(app, settings.database_url)
+        health.add_readiness_check(app, "database", database.ping)
+    api = api_module.init_app(app, title=title, version=version, description=description)
+    return app, api

@@ -1,0 +1,175 @@
+"""Bearer-token verification (RS256 JWTs, keys chosen by ``kid``) and role/scope guards."""
+
+from __future__ import annotations
+
+import functools
+import ssl
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import jwt
+from flask import Flask, current_app, g, request
+
+from flotilla_kit.problems import Problem
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXTENSION = "flotilla_auth"
+ALGORITHMS = ["RS256"]
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+
+
+class KeyResolver(Protocol):
+    """Finds the public key that verifies a token, by the token's ``kid``."""
+
+    def key_for(self, token: str) -> Any:
+        """Return the verification key or raise ``jwt.PyJWTError``."""
+
+
+class JwksKeyResolver:
+    """Keys from a JWKS URL, cached and refreshed when an unknown ``kid`` shows up."""
+
+    def __init__(self, url: str, *, ca_bundle: str | None = None, timeout: float = 2.0) -> None:
+        context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
+        self.client = jwt.PyJWKClient(
+            url,
+            cache_keys=True,
+            lifespan=300,
+            timeout=timeout,
+            ssl_context=context,
+            cooldown_duration=5,
+        )
+
+    def key_for(self, token: str) -> Any:
+        try:
+            return self.client.get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientConnectionError as exc:
+            raise Problem(
+                503, "keys-unavailable", "The token signing keys cannot be fetched right now."
+            ) from exc
+
+
+class StaticKeyResolver:
+    """Keys held in memory (the issuer verifying its own tokens)."""
+
+    def __init__(self, public_keys: Callable[[], Mapping[str, Any]]) -> None:
+        self.public_keys = public_keys
+
+    def key_for(self, token: str) -> Any:
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = self.public_keys().get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise jwt.InvalidKeyError(f"unknown key id {kid!r}")
+        return key
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who made the request: a user or a service client, with what it may do."""
+
+    subject: str
+    roles: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+class TokenVerifier:
+    """Checks signature, algorithm, issuer, audience and time claims of a bearer token."""
+
+    def __init__(self, resolver: KeyResolver, *, issuer: str, audience: str, leeway: float = 5) -> None:
+        self.resolver = resolver
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+
+    def verify(self, token: str) -> Principal:
+        """The principal a valid token names; raises a 401 ``Problem`` otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") not in ALGORITHMS:
+                raise jwt.InvalidAlgorithmError("the token's algorithm is not allowed")
+            claims = jwt.decode(
+                token,
+                self.resolver.key_for(token),
+                algorithms=ALGORITHMS,
+                issuer=self.issuer,
+                audience=self.audience,
+                leeway=self.leeway,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.PyJWTError as exc:
+            raise unauthorized(f"invalid token: {exc}", error="invalid_token") from exc
+        return Principal(
+            subject=str(claims["sub"]),
+            roles=frozenset(_as_list(claims.get("roles"))),
+            scopes=frozenset(str(claims.get("scope", "")).split()),
+            claims=claims,
+        )
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    return []
+
+
+def unauthorized(detail: str, *, error: str | None = None) -> Problem:
+    """A 401 problem carrying an RFC 6750 ``WWW-Authenticate`` challenge."""
+    challenge = 'Bearer realm="flotilla"'
+    if error:
+        challenge += f', error="{error}"'
+    return Problem(401, "unauthorized", detail, headers={"WWW-Authenticate": challenge})
+
+
+def bearer_token() -> str:
+    """The bearer token of the current request, or a 401 problem."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("A bearer token is required.")
+    return token.strip()
+
+
+def current_principal() -> Principal:
+    """The principal authenticated for this request (set by ``require``)."""
+    principal: Principal = g.principal
+    return principal
+
+
+def require(roles: Iterable[str] = (), scopes: Iterable[str] = ()) -> Callable[[F], F]:
+    """Guard a view: a valid token, carrying every role in ``roles`` and scope in ``scopes``."""
+    needed_roles, needed_scopes = frozenset(roles), frozenset(scopes)
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            verifier: TokenVerifier = current_app.extensions[EXTENSION]
+            principal = verifier.verify(bearer_token())
+            if not needed_roles <= principal.roles:
+                missing = ", ".join(sorted(needed_roles - principal.roles))
+                raise Problem(403, "forbidden", f"This needs the role(s): {missing}.")
+            if not needed_scopes <= principal.scopes:
+                missing = ", ".join(sorted(needed_scopes - principal.scopes))
+                scope = " ".join(sorted(needed_scopes))
+                raise Problem(
+                    403,
+                    "insufficient-scope",
+                    f"This needs the scope(s): {missing}.",
+                    headers={
+                        "WWW-Authenticate": (
+                            f'Bearer realm="flotilla", error="insufficient_scope", scope="{scope}"'
+                        )
+                    },
+                )
+            g.principal = principal
+            return view(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    return decorator
+
+
+def init_app(app: Flask, verifier: TokenVerifier) -> None:
+    """Make ``verifier`` the one ``require`` uses in this app."""
+    app.extensions[EXTENSION] = verifier

@@ -1,0 +1,82 @@
+"""The command line each service ships: ``migrate``, ``serve``, ``check-config``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import click
+from sqlalchemy import MetaData
+
+from flotilla_kit import migrations
+from flotilla_kit.server import ServerSettings
+from flotilla_kit.settings import ConfigError, KitSettings
+
+T = TypeVar("T")
+S = TypeVar("S", bound=KitSettings)
+
+
+@dataclass(frozen=True)
+class ServiceDefinition(Generic[S]):
+    """What the kit needs to know to migrate and serve one service."""
+
+    name: str
+    app_factory: str
+    load_settings: Callable[[], S]
+    metadata: MetaData
+    versions: Path
+    bootstrap: Callable[[S], None] | None = None
+
+
+def load_or_exit(load: Callable[[], T]) -> T:
+    """Settings, or exit 2 with a message that names each bad variable."""
+    try:
+        return load()
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+def service_cli(service: ServiceDefinition[S]) -> click.Group:
+    """A click group with the commands every service has; services may add their own."""
+
+    @click.group(help=f"Flotilla {service.name} service.")
+    def group() -> None:
+        os.environ.setdefault("FLOTILLA_SERVICE", service.name)
+
+    @group.command("check-config")
+    def check_config() -> None:
+        """Validate the environment and exit."""
+        load_or_exit(service.load_settings)
+        load_or_exit(ServerSettings.load)
+        click.echo("configuration ok")
+
+    @group.command()
+    def migrate() -> None:
+        """Upgrade the database schema to the newest revision, then bootstrap its data."""
+        settings = load_or_exit(service.load_settings)
+        migrations.upgrade(settings.database_url, service.versions, service.metadata)
+        if service.bootstrap is not None:
+            service.bootstrap(settings)
+        click.echo(f"{service.name}: database at the newest revision")
+
+    @group.command()
+    def serve() -> None:
+        """Run the service under gunicorn with the shared configuration."""
+        load_or_exit(service.load_settings)
+        load_or_exit(ServerSettings.load)
+        argv = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:flotilla_kit.gunicorn_conf",
+            service.app_factory,
+        ]
+        os.execv(sys.executable, argv)
+
+    return group

@@ -1,0 +1,121 @@
+"""SQLAlchemy 2 engine and request-scoped sessions; SQLite by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import DateTime, Dialect, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+EXTENSION = "flotilla_db"
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, in UTC."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use an aware UTC time")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def normalise_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain ``postgres(ql)://`` URLs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for the backend: WAL and a busy timeout on SQLite, pre-ping on PostgreSQL."""
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=5,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Database:
+    """One engine per process and one session per request (removed at teardown)."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self._sessions: scoped_session[Session] = scoped_session(sessionmaker(expire_on_commit=False))
+
+    @property
+    def session(self) -> Session:
+        """The session of the current request (thread), created on first use."""
+        return self._sessions()
+
+    def init_app(self, app: Flask, url: str) -> None:
+        """Bind to ``url``, close the request's session afterwards, add a readiness check."""
+        self.engine = make_engine(url)
+        self._sessions.configure(bind=self.engine)
+        app.extensions[EXTENSION] = self
+
+        @app.teardown_appcontext
+        def _remove_session(_error: BaseException | None) -> None:
+            self._sessions.remove()
+
+    def ping(self) -> None:
+        """Raise when the database cannot answer ``SELECT 1``."""
+        assert self.engine is not None, "Database.init_app was not called"
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def is_postgresql(self) -> bool:
+        """Whether the bound database is PostgreSQL."""
+        return self.engine is not None and self.engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def standalone_session(url: str) -> Iterator[Session]:
+    """A session outside any request (command-line tasks); the engine is closed afterwards."""
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()

@@ -1,0 +1,37 @@
+"""The one gunicorn configuration of every service: ``gunicorn -c python:flotilla_kit.gunicorn_conf``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flotilla_kit.metrics import mark_worker_dead, prepare_multiprocess_directory
+from flotilla_kit.server import ServerSettings, export_metrics_dir, logging_config
+
+_settings = ServerSettings.load()
+export_metrics_dir(_settings)
+
+bind = [_settings.bind]
+workers = _settings.workers
+worker_class = "gthread"
+threads = _settings.threads
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
+proc_name = f"flotilla-{_settings.service}"
+worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108 - heartbeat files
+accesslog = None  # the app logs one JSON line per request itself
+errorlog = "-"
+logconfig_dict = logging_config(_settings.service)
+forwarded_allow_ips = "127.0.0.1,::1"
+control_socket_disable = True  # one per host would clash between services; unused
+
+
+def on_starting(_server: Any) -> None:
+    """Start each run with an empty metrics directory."""
+    prepare_multiprocess_directory(_settings.metrics_dir)
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    """A dead worker's live gauges stop counting."""
+    mark_worker_dead(worker.pid)

@@ -1,0 +1,257 @@
+"""The service-to-service HTTP client: pooled, timed out, retried, circuit-broken, observed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pybreaker
+import requests
+from prometheus_client import Counter, Gauge, Histogram
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from flotilla_kit.context import propagation_headers
+from flotilla_kit.discovery import service_url
+from flotilla_kit.metrics import LATENCY_BUCKETS
+from flotilla_kit.problems import Problem
+from flotilla_kit.settings import KitSettings
+
+log = logging.getLogger("flotilla.http_client")
+
+OUTBOUND_REQUESTS = Counter(
+    "http_client_requests_total",
+    "Outgoing calls to other services, by target, method and outcome (status code or error).",
+    ["target", "method", "outcome"],
+)
+OUTBOUND_LATENCY = Histogram(
+    "http_client_request_duration_seconds",
+    "Time of outgoing calls to other services, by target and method.",
+    ["target", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+CIRCUIT_STATE = Gauge(
+    "http_client_circuit_state",
+    "Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
+    ["target"],
+    multiprocess_mode="livemax",
+)
+_STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
+RETRIABLE_STATUSES = frozenset({502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+class TokenSource(Protocol):
+    """Supplies the bearer token a client sends."""
+
+    def __call__(self) -> str:
+        """A token valid for at least a little while."""
+
+    def invalidate(self) -> None:
+        """Forget the cached token."""
+
+
+class TransientFailure(Exception):
+    """A failure worth retrying and counted by the circuit breaker."""
+
+    def __init__(self, message: str, response: requests.Response | None = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class UpstreamUnavailable(Problem):
+    """A dependency could not answer: the caller gets a 503 problem."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(
+            503,
+            "upstream-unavailable",
+            f"The {target} service is unavailable: {reason}",
+            headers={"Retry-After": "1"},
+            target=target,
+        )
+        self.target = target
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ClientPolicy:
+    """Timeouts, retries and breaker thresholds of one client."""
+
+    connect_timeout: float = 0.5
+    read_timeout: float = 2.0
+    retries: int = 2
+    backoff_initial: float = 0.05
+    backoff_max: float = 0.5
+    failure_threshold: int = 5
+    reset_seconds: float = 10.0
+    pool_size: int = 10
+
+    @classmethod
+    def from_settings(cls, settings: KitSettings) -> ClientPolicy:
+        """The policy the environment configures (HTTP_TIMEOUT_SECONDS, HTTP_RETRIES, CIRCUIT_*)."""
+        return cls(
+            connect_timeout=min(0.5, settings.http_timeout_seconds),
+            read_timeout=settings.http_timeout_seconds,
+            retries=settings.http_retries,
+            failure_threshold=settings.circuit_failure_threshold,
+            reset_seconds=settings.circuit_reset_seconds,
+        )
+
+
+class _CircuitStateListener(pybreaker.CircuitBreakerListener):
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
+        CIRCUIT_STATE.labels(self.target).set(_STATE_VALUES.get(new_state.name, 0))
+        log.warning(
+            "circuit state changed",
+            extra={
+                "target": self.target,
+                "from_state": getattr(old_state, "name", None),
+                "to_state": new_state.name,
+            },
+        )
+
+
+class ServiceClient:
+    """Calls one target service; safe to share between threads of a worker."""
+
+    def __init__(
+        self,
+        target: str,
+        base_url: str,
+        *,
+        policy: ClientPolicy | None = None,
+        ca_bundle: str | None = None,
+        token: TokenSource | None = None,
+    ) -> None:
+        self.target = target
+        self.base_url = base_url.rstrip("/")
+        self.policy = policy or ClientPolicy()
+        self.token = token
+        self.session = requests.Session()
+        self.session.verify = ca_bundle or True
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.policy.pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=self.policy.failure_threshold,
+            reset_timeout=self.policy.reset_seconds,
+            listeners=[_CircuitStateListener(target)],
+            name=target,
+            throw_new_error_on_trip=False,
+        )
+        CIRCUIT_STATE.labels(target).set(0)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        authenticate: bool = True,
+    ) -> requests.Response:
+        """Send one logical call; retried only when idempotent, failing fast when open.
+
+        Returns any response below 500 (and 500/501); raises ``UpstreamUnavailable`` when the
+        target cannot be reached, keeps failing, or its circuit is open.
+        """
+        method = method.upper()
+        retry_allowed = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        attempts = 1 + (self.policy.retries if retry_allowed else 0)
+        retrying = Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential_jitter(initial=self.policy.backoff_initial, max=self.policy.backoff_max),
+            retry=retry_if_exception_type(TransientFailure),
+            reraise=True,
+        )
+        try:
+            response: requests.Response = retrying(
+                self._attempt, method, path, json, data, headers, authenticate
+            )
+        except pybreaker.CircuitBreakerError as exc:
+            raise UpstreamUnavailable(self.target, "circuit open after repeated failures") from exc
+        except TransientFailure as exc:
+            raise UpstreamUnavailable(self.target, str(exc)) from exc
+        return response
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        data: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        authenticate: bool,
+    ) -> requests.Response:
+        outgoing = propagation_headers()
+        if authenticate and self.token is not None:
+            outgoing["Authorization"] = f"Bearer {self.token()}"
+        outgoing.update(headers or {})
+        try:
+            response: requests.Response = self.breaker.call(self._send, method, path, json, data, outgoing)
+        except pybreaker.CircuitBreakerError:
+            OUTBOUND_REQUESTS.labels(self.target, method, "circuit_open").inc()
+            raise
+        if response.status_code == 401 and authenticate and self.token is not None:
+            # The cached token may have expired early or its key rotated: fetch a new one once.
+            self.token.invalidate()
+            outgoing["Authorization"] = f"Bearer {self.token()}"
+            response = self.breaker.call(self._send, method, path, json, data, outgoing)
+        return response
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        data: Mapping[str, str] | None,
+        headers: dict[str, str],
+    ) -> requests.Response:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            response = self.session.request(
+                method,
+                self.base_url + path,
+                json=json,
+                data=data,
+                headers=headers,
+                timeout=(self.policy.connect_timeout, self.policy.read_timeout),
+            )
+            outcome = str(response.status_code)
+        except requests.Timeout as exc:
+            outcome = "timeout"
+            raise TransientFailure(f"timed out ({exc.__class__.__name__})") from exc
+        except requests.ConnectionError as exc:
+            raise TransientFailure("connection failed") from exc
+        finally:
+            OUTBOUND_REQUESTS.labels(self.target, method, outcome).inc()
+            OUTBOUND_LATENCY.labels(self.target, method).observe(time.perf_counter() - started)
+        if response.status_code in RETRIABLE_STATUSES:
+            raise TransientFailure(f"answered {response.status_code}", response)
+        return response
+
+
+def client_for(target: str, settings: KitSettings, token: TokenSource | None = None) -> ServiceClient:
+    """A client of ``target`` at its discovered URL, with the configured policy and CA bundle."""
+    return ServiceClient(
+        target,
+        service_url(target),
+        policy=ClientPolicy.from_settings(settings),
+        ca_bundle=settings.ca_bundle,
+        token=token,
+    )

@@ -1,0 +1,94 @@
+"""Prometheus metrics, correct under several gunicorn workers (multiprocess mode)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED_ROUTE = "unmatched"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests served, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time spent serving HTTP requests, by method and route template.",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_IN_FLIGHT = Gauge(
+    "http_requests_in_flight",
+    "HTTP requests being served now.",
+    multiprocess_mode="livesum",
+)
+
+
+def prepare_multiprocess_directory(path: str | os.PathLike[str]) -> None:
+    """Empty (or create) the directory workers share; called once by the master at start."""
+    directory = Path(path)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters still count)."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def exposition() -> bytes:
+    """All metrics in the text format, merged across workers when multiprocess."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def _route() -> str:
+    return request.url_rule.rule if request.url_rule else UNMATCHED_ROUTE
+
+
+def init_app(app: Flask) -> None:
+    """Count and time every request and serve ``/metrics``."""
+
+    @app.before_request
+    def _start() -> None:
+        g.metrics_started = time.perf_counter()
+        HTTP_IN_FLIGHT.inc()
+
+    @app.teardown_request
+    def _finish(_error: BaseException | None) -> None:
+        started = g.pop("metrics_started", None)
+        if started is None:
+            return
+        HTTP_IN_FLIGHT.dec()
+        HTTP_LATENCY.labels(request.method, _route()).observe(time.perf_counter() - started)
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        HTTP_REQUESTS.labels(request.method, _route(), str(response.status_code)).inc()
+        return response
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,97 @@
+"""Configuration from environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from environs import Env, EnvError, EnvValidationError
+from marshmallow.validate import OneOf, Range
+
+
+class ConfigError(RuntimeError):
+    """A missing or invalid environment variable; the message names it."""
+
+
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+
+
+def read_env() -> Env:
+    """A reader of the process environment that collects every error before raising."""
+    return Env(eager=False, expand_vars=False)
+
+
+def finish(env: Env) -> None:
+    """Raise one ``ConfigError`` naming every missing or invalid variable."""
+    try:
+        env.seal()
+    except EnvValidationError as exc:
+        messages = exc.error_messages
+        if isinstance(messages, Mapping):
+            problems = "; ".join(f"{name}: {' '.join(text)}" for name, text in messages.items())
+        else:
+            problems = "; ".join(messages)
+        raise ConfigError(f"invalid configuration: {problems}") from None
+    except EnvError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+@dataclass(frozen=True)
+class KitSettings:
+    """Settings every service shares."""
+
+    service_name: str
+    environment: str
+    log_level: str
+    data_dir: Path
+    database_url: str
+    max_content_length: int
+    jwt_issuer: str
+    jwt_audience: str
+    jwks_url: str | None
+    ca_bundle: str | None
+    http_timeout_seconds: float
+    http_retries: int
+    circuit_failure_threshold: int
+    circuit_reset_seconds: float
+
+    @property
+    def is_development(self) -> bool:
+        """True when running on the embedded development defaults."""
+        return self.environment == DEVELOPMENT
+
+    @classmethod
+    def fields_from(cls, env: Env, service_name: str) -> dict[str, Any]:
+        """Read the shared variables; ``finish(env)`` reports every problem at once."""
+        data_dir = Path(env.str("FLOTILLA_DATA_DIR", ".flotilla")).resolve()
+        return {
+            "service_name": service_name,
+            "environment": env.str("FLOTILLA_ENV", DEVELOPMENT, validate=OneOf([DEVELOPMENT, PRODUCTION])),
+            "log_level": env.str(
+                "LOG_LEVEL",
+                "INFO",
+                validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
+            ),
+            "data_dir": data_dir,
+            "database_url": env.str("DATABASE_URL", f"sqlite:///{data_dir / (service_name + '.db')}"),
+            "max_content_length": env.int("MAX_CONTENT_LENGTH", 64 * 1024, validate=Range(min=1024)),
+            "jwt_issuer": env.str("JWT_ISSUER", "flotilla-users"),
+            "jwt_audience": env.str("JWT_AUDIENCE", "flotilla"),
+            "jwks_url": env.str("JWKS_URL", None),
+            "ca_bundle": env.str("FLOTILLA_CA_BUNDLE", None),
+            "http_timeout_seconds": env.float("HTTP_TIMEOUT_SECONDS", 2.0, validate=Range(min=0.05, max=300)),
+            "http_retries": env.int("HTTP_RETRIES", 2, validate=Range(min=0, max=10)),
+            "circuit_failure_threshold": env.int("CIRCUIT_FAILURE_THRESHOLD", 5, validate=Range(min=1)),
+            "circuit_reset_seconds": env.float("CIRCUIT_RESET_SECONDS", 10.0, validate=Range(min=0.1)),
+        }
+
+    @classmethod
+    def load(cls, service_name: str) -> KitSettings:
+        """Settings of a service that needs nothing beyond the shared ones."""
+        env = read_env()
+        fields = cls.fields_from(env, service_name)
+        finish(env)
+        return cls(**fields)

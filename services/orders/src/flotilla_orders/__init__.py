@@ -1,0 +1,1 @@
+"""Flotilla orders service: customers' orders, reserving stock in the catalog."""

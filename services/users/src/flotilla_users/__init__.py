@@ -1,0 +1,1 @@
+"""Flotilla users service: accounts, login, service clients and the token issuer."""

@@ -1,0 +1,5 @@
+"""The users service's database handle."""
+
+from flotilla_kit.db import Database
+
+database = Database()

@@ -1,0 +1,61 @@
+"""Accounts and service clients."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from flotilla_kit.db import UtcDateTime, utcnow
+
+ROLE_CUSTOMER = "customer"
+ROLE_ADMIN = "admin"
+
+
+class Base(DeclarativeBase):
+    """The users service's tables."""
+
+
+class User(Base):
+    """A person with a login."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), default=ROLE_CUSTOMER)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def roles(self) -> list[str]:
+        """Roles carried in tokens: an admin is a customer too."""
+        return [ROLE_ADMIN, ROLE_CUSTOMER] if self.role == ROLE_ADMIN else [ROLE_CUSTOMER]
+
+
+class ServiceClient(Base):
+    """A service allowed to obtain tokens with the client-credentials grant."""
+
+    __tablename__ = "service_clients"
+
+    client_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    scopes: Mapped[str] = mapped_column(String(1000), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class LoginThrottle(Base):
+    """Recent failed logins per email, known account or not (so throttling reveals nothing)."""
+
+    __tablename__ = "login_throttle"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

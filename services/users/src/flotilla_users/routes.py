@@ -1,0 +1,195 @@
+"""HTTP endpoints of the users service."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import unquote
+
+from flask import current_app, request
+from flask.views import MethodView
+
+from flotilla_kit.api import FORM, Blueprint
+from flotilla_kit.auth import current_principal, unauthorized
+from flotilla_kit.problems import Problem
+from flotilla_users import accounts, clients
+from flotilla_users.db import database
+from flotilla_users.keys import SigningKeys
+from flotilla_users.metrics import LOGINS, REGISTRATIONS, TOKENS_ISSUED
+from flotilla_users.models import User
+from flotilla_users.schemas import (
+    ClientCredentialsSchema,
+    JwksSchema,
+    LoginSchema,
+    ProfileUpdateSchema,
+    RegistrationSchema,
+    TokenSchema,
+    UserSchema,
+)
+from flotilla_users.settings import UsersSettings
+from flotilla_users.tokens import TokenIssuer
+
+users = Blueprint("users", __name__, url_prefix="/users", description="Accounts and profiles")
+auth = Blueprint("auth", __name__, url_prefix="/auth", description="User login")
+oauth = Blueprint("oauth", __name__, url_prefix="/oauth", description="OAuth 2.0 token endpoint")
+jwks = Blueprint("jwks", __name__, url_prefix="/.well-known", description="Token verification keys")
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _settings() -> UsersSettings:
+    settings: UsersSettings = current_app.extensions["flotilla_settings"]
+    return settings
+
+
+def _issuer() -> TokenIssuer:
+    issuer: TokenIssuer = current_app.extensions["flotilla_token_issuer"]
+    return issuer
+
+
+def _current_user() -> User:
+    user = database.session.get(User, current_principal().subject)
+    if user is None:
+        raise unauthorized("The account of this token no longer exists.", error="invalid_token")
+    return user
+
+
+@users.route("/register")
+class Registration(MethodView):
+    """Open an account."""
+
+    @users.arguments(RegistrationSchema)
+    @users.response(201, UserSchema)
+    @users.alt_response(409, description="The email is taken")
+    def post(self, body: dict[str, Any]) -> User:
+        """Register a customer account."""
+        try:
+            user = accounts.register(database.session, **body)
+        except Problem:
+            REGISTRATIONS.labels("duplicate").inc()
+            raise
+        REGISTRATIONS.labels("created").inc()
+        return user
+
+
+@users.route("/me")
+class Me(MethodView):
+    """The caller's own account."""
+
+    @users.requires()
+    @users.response(200, UserSchema)
+    def get(self) -> User:
+        """Read my profile."""
+        return _current_user()
+
+    @users.requires()
+    @users.arguments(ProfileUpdateSchema)
+    @users.response(200, UserSchema)
+    def patch(self, body: dict[str, Any]) -> User:
+        """Change my name or password."""
+        return accounts.update_profile(
+            database.session,
+            _current_user(),
+            name=body.get("name"),
+            password=body.get("password"),
+            current_password=body.get("current_password"),
+        )
+
+    @users.requires()
+    @users.response(204)
+    def delete(self) -> None:
+        """Delete my account."""
+        accounts.delete_account(database.session, _current_user())
+
+
+@auth.route("/login")
+class Login(MethodView):
+    """Exchange credentials for an access token."""
+
+    @auth.arguments(LoginSchema)
+    @auth.response(200, TokenSchema)
+    @auth.alt_response(401, description="Wrong email or password")
+    @auth.alt_response(429, description="Too many failed logins")
+    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Log in."""
+        settings = _settings()
+        try:
+            user = accounts.authenticate(
+                database.session,
+                email=body["email"],
+                password=body["password"],
+                max_failures=settings.login_max_failures,
+                lockout_seconds=settings.login_lockout_seconds,
+            )
+        except accounts.LoginThrottled:
+            LOGINS.labels("throttled").inc()
+            raise
+        except Problem:
+            LOGINS.labels("failure").inc()
+            raise
+        LOGINS.labels("success").inc()
+        token = _issuer().issue(user.id, roles=user.roles)
+        return _token_body(token.access_token, token.expires_in), 200, NO_STORE
+
+
+def _token_body(access_token: str, expires_in: int, scope: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in}
+    if scope is not None:
+        body["scope"] = scope
+    return body
+
+
+def _client_credentials(form: dict[str, Any]) -> tuple[str, str]:
+    """Client credentials from HTTP Basic (preferred) or the form body."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            client_id, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise clients.invalid_client() from None
+        if not sep:
+            raise clients.invalid_client()
+        return unquote(client_id), unquote(secret)
+    if form.get("client_id") and form.get("client_secret"):
+        return form["client_id"], form["client_secret"]
+    raise clients.invalid_client()
+
+
+@oauth.route("/token")
+class Token(MethodView):
+    """RFC 6749 token endpoint; only the client-credentials grant is offered."""
+
+    @oauth.accepts(FORM)
+    @oauth.arguments(ClientCredentialsSchema, location="form", content_type=FORM)
+    @oauth.response(200, TokenSchema)
+    @oauth.alt_response(400, description="invalid_request, unsupported_grant_type or invalid_scope")
+    @oauth.alt_response(401, description="invalid_client")
+    def post(self, form: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Get a token for a service client."""
+        if form["grant_type"] != "client_credentials":
+            raise Problem(
+                400,
+                "unsupported-grant-type",
+                "Only the client_credentials grant is supported.",
+                error="unsupported_grant_type",
+                error_description="Only client_credentials is supported.",
+            )
+        client_id, secret = _client_credentials(form)
+        client = clients.authenticate_client(database.session, client_id, secret)
+        scopes = clients.granted_scopes(client, form.get("scope"))
+        token = _issuer().issue(client.client_id, scopes=scopes, client_id=client.client_id)
+        TOKENS_ISSUED.labels(client.client_id).inc()
+        return _token_body(token.access_token, token.expires_in, token.scope), 200, NO_STORE
+
+
+@jwks.route("/jwks.json")
+class Jwks(MethodView):
+    """Public keys that verify Flotilla tokens."""
+
+    @jwks.response(200, JwksSchema)
+    def get(self) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """The JSON Web Key Set."""
+        keys: SigningKeys = current_app.extensions["flotilla_signing_keys"]
+        return keys.jwks(), 200, {"Cache-Control": "public, max-age=300"}

@@ -1,0 +1,89 @@
+"""Request and response bodies of the users API."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import validate
+
+PASSWORD = validate.Length(min=8, max=256)
+NAME = validate.Length(min=1, max=200)
+
+
+class RegistrationSchema(ma.Schema):
+    """A new account."""
+
+    email = ma.fields.Email(required=True, validate=validate.Length(max=320))
+    password = ma.fields.String(required=True, validate=PASSWORD, load_only=True)
+    name = ma.fields.String(required=True, validate=NAME)
+
+
+class UserSchema(ma.Schema):
+    """An account as others may see it (never the password hash)."""
+
+    id = ma.fields.String(required=True)
+    email = ma.fields.Email(required=True)
+    name = ma.fields.String(required=True)
+    role = ma.fields.String(required=True)
+
+
+class ProfileUpdateSchema(ma.Schema):
+    """Changes to one's own profile; a new password needs the current one."""
+
+    name = ma.fields.String(validate=NAME)
+    password = ma.fields.String(validate=PASSWORD, load_only=True)
+    current_password = ma.fields.String(validate=validate.Length(max=256), load_only=True)
+
+    @ma.validates_schema
+    def _password_change_needs_current(self, data: dict[str, object], **_kwargs: object) -> None:
+        if "password" in data and "current_password" not in data:
+            raise ma.ValidationError("Required to change the password.", "current_password")
+        if not data:
+            raise ma.ValidationError("Send at least one of: name, password.")
+
+
+class LoginSchema(ma.Schema):
+    """Credentials."""
+
+    email = ma.fields.Email(required=True, validate=validate.Length(max=320))
+    password = ma.fields.String(required=True, validate=validate.Length(min=1, max=256), load_only=True)
+
+
+class TokenSchema(ma.Schema):
+    """An OAuth 2.0 bearer token response (RFC 6749 section 5.1)."""
+
+    access_token = ma.fields.String(required=True)
+    token_type = ma.fields.String(required=True)
+    expires_in = ma.fields.Integer(required=True)
+    scope = ma.fields.String()
+
+
+class ClientCredentialsSchema(ma.Schema):
+    """RFC 6749 section 4.4.2 token request (form-encoded); unknown parameters are ignored."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    grant_type = ma.fields.String(required=True)
+    scope = ma.fields.String(validate=validate.Length(max=1000))
+    client_id = ma.fields.String(validate=validate.Length(max=100))
+    client_secret = ma.fields.String(validate=validate.Length(max=256), load_only=True)
+
+
+class JwkSchema(ma.Schema):
+    """One RSA public key."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    kty = ma.fields.String(required=True)
+    kid = ma.fields.String(required=True)
+    use = ma.fields.String()
+    alg = ma.fields.String()
+    n = ma.fields.String(required=True)
+    e = ma.fields.String(required=True)
+
+
+class JwksSchema(ma.Schema):
+    """A JSON Web Key Set."""
+
+    keys = ma.fields.List(ma.fields.Nested(JwkSchema), required=True)
