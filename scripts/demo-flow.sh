@@ -15,7 +15,6 @@ export PATH="$VENV/bin:$PATH"
 shown() {
   printf '\n$ %s\n' "$1"
   eval "$1"
-  echo
 }
 
 step "example flow"

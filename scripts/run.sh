@@ -67,7 +67,8 @@ trap 'exit 0' INT TERM
 step "starting the services under gunicorn ($WEB_CONCURRENCY workers each); logs in ${RUN_DIR#"$ROOT"/}/logs"
 for service in users catalog orders; do
   port_var="${service^^}_PORT"
-  PORT="${!port_var}" "$VENV/bin/flotilla-$service" serve >"$RUN_DIR/logs/$service.log" 2>&1 &
+  # setsid: Ctrl-C reaches this script, which stops gunicorn gracefully (SIGTERM), not gunicorn.
+  PORT="${!port_var}" setsid "$VENV/bin/flotilla-$service" serve >"$RUN_DIR/logs/$service.log" 2>&1 &
   pids+=($!)
 done
 for index in 0 1 2; do

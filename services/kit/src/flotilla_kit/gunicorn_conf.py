@@ -5,8 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flotilla_kit.metrics import mark_worker_dead, prepare_multiprocess_directory
-from flotilla_kit.server import ServerSettings, export_metrics_dir, logging_config
+# Nothing here may import prometheus_client before export_metrics_dir has run.
+from flotilla_kit.server import (
+    ServerSettings,
+    export_metrics_dir,
+    logging_config,
+    mark_worker_dead,
+    prepare_multiprocess_directory,
+)
 
 _settings = ServerSettings.load()
 export_metrics_dir(_settings)

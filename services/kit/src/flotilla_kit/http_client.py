@@ -174,7 +174,7 @@ class ServiceClient:
         attempts = 1 + (self.policy.retries if retry_allowed else 0)
         retrying = Retrying(
             stop=stop_after_attempt(attempts),
-            wait=wait_exponential_jitter(initial=self.policy.backoff_initial, max=self.policy.backoff_max),
+            wait=wait_exponential_jitter(multiplier=self.policy.backoff_initial, max=self.policy.backoff_max),
             retry=retry_if_exception_type(TransientFailure),
             reraise=True,
         )

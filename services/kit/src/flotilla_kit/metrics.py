@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from pathlib import Path
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -39,20 +37,6 @@ HTTP_IN_FLIGHT = Gauge(
     "HTTP requests being served now.",
     multiprocess_mode="livesum",
 )
-
-
-def prepare_multiprocess_directory(path: str | os.PathLike[str]) -> None:
-    """Empty (or create) the directory workers share; called once by the master at start."""
-    directory = Path(path)
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-
-
-def mark_worker_dead(pid: int) -> None:
-    """Drop a dead worker's live gauges (its counters still count)."""
-    if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def exposition() -> bytes:

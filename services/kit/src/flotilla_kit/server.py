@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,5 +79,21 @@ def logging_config(service: str) -> dict[str, object]:
 
 
 def export_metrics_dir(settings: ServerSettings) -> None:
-    """Workers inherit this before they import prometheus_client."""
+    """Set before anything imports prometheus_client, so that workers run in multiprocess mode."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(settings.metrics_dir)
+
+
+def prepare_multiprocess_directory(path: str | os.PathLike[str]) -> None:
+    """Empty (or create) the directory workers share; called once by the master at start."""
+    directory = Path(path)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters still count)."""
+    # Imported here: prometheus_client picks multiprocess mode from the environment on import.
+    from prometheus_client import multiprocess  # noqa: PLC0415
+
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

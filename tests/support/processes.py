@@ -1,0 +1,104 @@
+"""Run Flotilla services the way production does: their own CLI, under gunicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import requests
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cli(service: str, *args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``flotilla-<service> <args>`` to completion."""
+    return subprocess.run(
+        [str(BIN / f"flotilla-{service}"), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+class ServiceProcess:
+    """One service under gunicorn on a loopback port, its JSON logs in a file."""
+
+    def __init__(self, name: str, env: Mapping[str, str], log_dir: Path, port: int | None = None) -> None:
+        self.name = name
+        self.port = port or free_port()
+        self.env = {**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1"}
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def migrate(self) -> None:
+        """Run the service's migrations (and bootstrap) once."""
+        result = run_cli(self.name, "migrate", env=self.env)
+        assert result.returncode == 0, result.stderr
+
+    def start(self, timeout: float = 60) -> ServiceProcess:
+        """Start and wait for ``/readyz``."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(BIN / f"flotilla-{self.name}"), "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s: {self.log_tail()}")
+
+    def stop(self, timeout: float = 30) -> None:
+        """Graceful stop (SIGTERM to the gunicorn master), then a kill if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+    def restart(self) -> None:
+        """Stop, then start on the same port."""
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the log, for failure messages."""
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_lines(self) -> list[str]:
+        """Every log line so far."""
+        return self.log_path.read_text(errors="replace").splitlines()

@@ -1,0 +1,44 @@
+"""Start-up configuration: every missing or bad variable is named, and nothing starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.processes import run_cli
+
+BASE = {"USERS_URL": "http://127.0.0.1:1", "CATALOG_URL": "http://127.0.0.1:1", "FLOTILLA_ENV": "development"}
+
+
+def test_a_valid_environment_passes_the_check(tmp_path) -> None:
+    env = {**BASE, "ORDERS_CLIENT_SECRET": "s" * 20, "FLOTILLA_DATA_DIR": str(tmp_path)}
+    result = run_cli("orders", "check-config", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "configuration ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("service", "env", "named"),
+    [
+        ("orders", {}, "ORDERS_CLIENT_SECRET"),
+        ("orders", {"ORDERS_CLIENT_SECRET": "short"}, "ORDERS_CLIENT_SECRET"),
+        ("catalog", {"HTTP_TIMEOUT_SECONDS": "soon"}, "HTTP_TIMEOUT_SECONDS"),
+        ("catalog", {"FLOTILLA_ENV": "staging"}, "FLOTILLA_ENV"),
+        ("catalog", {"USERS_URL": ""}, "USERS_URL"),
+        ("users", {"FLOTILLA_ENV": "production"}, "JWT_KEYS_DIR"),
+        ("users", {"OAUTH_CLIENTS": "billing"}, "OAUTH_CLIENT_BILLING_SECRET"),
+        ("users", {"ADMIN_EMAIL": "a@example.com"}, "ADMIN_PASSWORD"),
+        ("users", {"PORT": "http"}, "PORT"),
+        ("users", {"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
+    ],
+)
+def test_a_bad_variable_is_named_and_the_service_does_not_start(
+    service: str, env: dict[str, str], named: str, tmp_path
+) -> None:
+    full = {**BASE, "FLOTILLA_DATA_DIR": str(tmp_path), **env}
+    if service == "orders" and "ORDERS_CLIENT_SECRET" not in env:
+        full.pop("ORDERS_CLIENT_SECRET", None)
+    for command in ("check-config", "serve"):
+        result = run_cli(service, command, env=full)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert named in result.stderr
+        assert "Traceback" not in result.stderr

@@ -1,0 +1,165 @@
+"""Accounts: registration, login, the caller's profile, throttling."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import requests
+
+from tests.support.platform import PASSWORD, Platform
+from tests.support.tokens import signed_token
+
+PROBLEM = "application/problem+json"
+
+
+def test_registration_returns_the_account_without_secrets(platform: Platform) -> None:
+    email = f"New.User-{uuid.uuid4().hex[:6]}@Example.com"
+    response = requests.post(
+        f"{platform.users.url}/users/register",
+        json={"email": email, "password": PASSWORD, "name": "New User"},
+        timeout=10,
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["email"] == email.lower()
+    assert body["name"] == "New User"
+    assert body["role"] == "customer"
+    assert set(body) == {"id", "email", "name", "role"}
+
+
+def test_registering_a_taken_email_is_a_409_problem(platform: Platform) -> None:
+    account = platform.register()
+    response = requests.post(
+        f"{platform.users.url}/users/register",
+        json={"email": account["email"].upper(), "password": PASSWORD, "name": "Again"},
+        timeout=10,
+    )
+    assert response.status_code == 409
+    assert response.headers["Content-Type"] == PROBLEM
+    assert response.json()["type"].endswith("/email-taken")
+
+
+def test_login_with_a_wrong_password_is_401(platform: Platform) -> None:
+    account = platform.register()
+    response = requests.post(
+        f"{platform.users.url}/auth/login",
+        json={"email": account["email"], "password": "not the password"},
+        timeout=10,
+    )
+    assert response.status_code == 401
+    assert response.headers["Content-Type"] == PROBLEM
+    assert response.json()["status"] == 401
+
+
+def test_login_with_an_unknown_email_is_the_same_401(platform: Platform) -> None:
+    response = requests.post(
+        f"{platform.users.url}/auth/login",
+        json={"email": f"nobody-{uuid.uuid4().hex}@example.com", "password": "whatever1"},
+        timeout=10,
+    )
+    assert response.status_code == 401
+    assert response.json()["detail"] == "The email or password is wrong."
+
+
+def test_login_token_is_a_bearer_token_that_opens_the_profile(platform: Platform) -> None:
+    account = platform.register()
+    response = requests.post(
+        f"{platform.users.url}/auth/login",
+        json={"email": account["email"], "password": PASSWORD},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] > 0
+    assert response.headers["Cache-Control"] == "no-store"
+    me = requests.get(
+        f"{platform.users.url}/users/me",
+        headers={"Authorization": f"Bearer {body['access_token']}"},
+        timeout=10,
+    )
+    assert me.status_code == 200
+    assert me.json()["id"] == account["id"]
+
+
+def test_me_without_a_token_is_401_with_a_bearer_challenge(platform: Platform) -> None:
+    response = requests.get(f"{platform.users.url}/users/me", timeout=10)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.headers["Content-Type"] == PROBLEM
+
+
+def test_me_with_an_expired_token_is_401(platform: Platform) -> None:
+    account = platform.register()
+    expired = signed_token(
+        platform.keys_dir, sub=account["id"], iat=int(time.time()) - 600, exp=int(time.time()) - 60
+    )
+    response = requests.get(
+        f"{platform.users.url}/users/me", headers={"Authorization": f"Bearer {expired}"}, timeout=10
+    )
+    assert response.status_code == 401
+    assert "expired" in response.json()["detail"]
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+def test_me_with_a_garbage_token_is_401(platform: Platform) -> None:
+    response = requests.get(
+        f"{platform.users.url}/users/me", headers={"Authorization": "Bearer not.a.jwt"}, timeout=10
+    )
+    assert response.status_code == 401
+
+
+def test_profile_name_and_password_change(platform: Platform) -> None:
+    account = platform.register()
+    token = platform.login(account["email"])
+    headers = {"Authorization": f"Bearer {token}"}
+    renamed = requests.patch(
+        f"{platform.users.url}/users/me", json={"name": "Renamed"}, headers=headers, timeout=10
+    )
+    assert renamed.status_code == 200
+    assert renamed.json()["name"] == "Renamed"
+    wrong = requests.patch(
+        f"{platform.users.url}/users/me",
+        json={"password": "a new password", "current_password": "wrong one"},
+        headers=headers,
+        timeout=10,
+    )
+    assert wrong.status_code == 403
+    changed = requests.patch(
+        f"{platform.users.url}/users/me",
+        json={"password": "a new password", "current_password": PASSWORD},
+        headers=headers,
+        timeout=10,
+    )
+    assert changed.status_code == 200
+    assert platform.login(account["email"], "a new password")
+
+
+def test_a_token_of_a_deleted_account_stops_working(platform: Platform) -> None:
+    account = platform.register()
+    headers = {"Authorization": f"Bearer {platform.login(account['email'])}"}
+    assert requests.delete(f"{platform.users.url}/users/me", headers=headers, timeout=10).status_code == 204
+    response = requests.get(f"{platform.users.url}/users/me", headers=headers, timeout=10)
+    assert response.status_code == 401
+
+
+def test_repeated_failed_logins_are_throttled_then_released(platform: Platform) -> None:
+    account = platform.register()
+    attempts = [
+        requests.post(
+            f"{platform.users.url}/auth/login",
+            json={"email": account["email"], "password": "wrong password"},
+            timeout=10,
+        ).status_code
+        for _ in range(6)
+    ]
+    assert attempts[:5] == [401] * 5
+    assert attempts[5] == 429
+    throttled = requests.post(
+        f"{platform.users.url}/auth/login", json={"email": account["email"], "password": PASSWORD}, timeout=10
+    )
+    assert throttled.status_code == 429
+    wait = int(throttled.headers["Retry-After"])
+    time.sleep(wait)
+    assert platform.login(account["email"])
