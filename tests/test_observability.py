@@ -35,14 +35,28 @@ def test_metrics_count_every_request_across_two_workers(platform: Platform) -> N
     product = platform.create_product(stock=1)
     route = "/products/<int:product_id>"
     before = metric_value(scrape(platform.catalog.url), "http_requests_total", route=route, status="200")
-    # Separate connections spread the requests over both workers.
-    for _ in range(40):
-        assert requests.get(f"{platform.catalog.url}/products/{product['id']}", timeout=10).status_code == 200
-    for _ in range(5):
+    marker = f"metrics-{uuid.uuid4().hex}"
+    sent = 0
+    # Separate connections spread over the workers; go on until both have served some.
+    while sent < 40 or len(_serving_pids(platform, marker)) < 2:
+        response = requests.get(
+            f"{platform.catalog.url}/products/{product['id']}",
+            headers={"X-Request-ID": f"{marker}-{sent}"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        sent += 1
+        assert sent < 400, "one worker served every request"
+    for _ in range(5):  # each scrape may land on either worker; each must see every request
         after = metric_value(scrape(platform.catalog.url), "http_requests_total", route=route, status="200")
-        assert after - before == 40
+        assert after - before == sent
     text = scrape(platform.catalog.url)
-    assert metric_value(text, "http_request_duration_seconds_count", route=route, method="GET") >= 40
+    assert metric_value(text, "http_request_duration_seconds_count", route=route, method="GET") >= sent
+
+
+def _serving_pids(platform: Platform, marker: str) -> set[object]:
+    records = _log_records(platform.catalog.log_lines())
+    return {r["pid"] for r in records if str(r.get("request_id", "")).startswith(marker)}
 
 
 def test_metrics_label_the_route_template_never_the_raw_path(platform: Platform) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 import requests
 
 from flotilla_users.keys import generate_key, write_private_key
-from tests.support.postgres import recreate_database
+from tests.support.postgres import drop_database, recreate_database
 from tests.support.processes import ServiceProcess, free_port
 
 ISSUER = "flotilla-users-test"
@@ -37,9 +38,11 @@ class Platform:
         return [self.users, self.catalog, self.orders]
 
     def stop(self) -> None:
-        """Stop every service."""
+        """Stop every service and drop this run's databases."""
         for service in self.services():
             service.stop()
+        for name in self.database_urls:
+            drop_database(database_name(name))
 
     # --- HTTP helpers ---------------------------------------------------------------------
 
@@ -105,11 +108,17 @@ class Platform:
         )
 
 
+def database_name(service: str) -> str:
+    """This test run's database of ``service``."""
+    return f"flotilla_test_{os.getpid()}_{service}"
+
+
 def start_platform(log_dir: Path, keys_dir: Path, workers: int = 2) -> Platform:
     """Fresh databases, one signing key, the three services migrated and started."""
     if not any(keys_dir.glob("*.pem")):
         write_private_key(keys_dir / "key-a.pem", generate_key())
-    databases = {name: recreate_database(f"flotilla_test_{name}") for name in ("users", "catalog", "orders")}
+    # Named after this process, so that two test runs on one server keep out of each other's way.
+    databases = {name: recreate_database(database_name(name)) for name in ("users", "catalog", "orders")}
     ports = {name: free_port() for name in databases}
     admin_password = secrets.token_urlsafe(12)
     orders_secret = secrets.token_urlsafe(24)

@@ -20,20 +20,29 @@ def _admin_dsn(url: str) -> str:
     return parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
 
 
-def recreate_database(name: str) -> str:
-    """Drop and create database ``name``; return its SQLAlchemy URL."""
+def _admin() -> psycopg.Connection[tuple[object, ...]]:
     url = server_url()
     try:
-        connection = psycopg.connect(_admin_dsn(url), autocommit=True, connect_timeout=5)
+        return psycopg.connect(_admin_dsn(url), autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
         raise RuntimeError(
             f"PostgreSQL is not reachable at {url}: start it with 'scripts/postgres.sh up' "
             "('make test' does this)"
         ) from exc
-    with connection:
+
+
+def recreate_database(name: str) -> str:
+    """Drop and create database ``name``; return its SQLAlchemy URL."""
+    with _admin() as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{name}"')
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
+    return make_url(server_url()).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(name: str) -> None:
+    """Remove a test database (its connections are closed first)."""
+    with _admin() as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def query(url: str, sql: str, *params: object) -> list[tuple[object, ...]]:

@@ -12,7 +12,6 @@ from flotilla_catalog import reservations
 from flotilla_catalog.db import database
 from flotilla_catalog.models import Product, Reservation
 from flotilla_catalog.schemas import (
-    PageQuerySchema,
     ProductPageSchema,
     ProductSchema,
     ProductUpdateSchema,
@@ -24,6 +23,7 @@ from flotilla_kit.api import Blueprint
 from flotilla_kit.auth import current_principal
 from flotilla_kit.db import utcnow
 from flotilla_kit.problems import Problem
+from flotilla_kit.schemas import PageQuerySchema
 
 products = Blueprint("products", __name__, url_prefix="/products", description="Products and stock")
 reservations_blp = Blueprint(

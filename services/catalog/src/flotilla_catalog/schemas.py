@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import marshmallow as ma
 from marshmallow import validate
+
+from flotilla_kit.schemas import PartialUpdateSchema, distinct_by
 
 NAME = validate.Length(min=1, max=200)
 CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Must be an ISO 4217 code such as EUR.")
@@ -23,7 +23,7 @@ class ProductSchema(ma.Schema):
     stock = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=10**9))
 
 
-class ProductUpdateSchema(ma.Schema):
+class ProductUpdateSchema(PartialUpdateSchema):
     """A partial update of a product."""
 
     name = ma.fields.String(validate=NAME)
@@ -31,18 +31,6 @@ class ProductUpdateSchema(ma.Schema):
     price_cents = ma.fields.Integer(strict=True, validate=validate.Range(min=0, max=10**9))
     currency = ma.fields.String(validate=CURRENCY)
     stock = ma.fields.Integer(strict=True, validate=validate.Range(min=0, max=10**9))
-
-    @ma.validates_schema
-    def _not_empty(self, data: dict[str, Any], **_kwargs: Any) -> None:
-        if not data:
-            raise ma.ValidationError("Send at least one field to change.")
-
-
-class PageQuerySchema(ma.Schema):
-    """Paging of a list."""
-
-    limit = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = ma.fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
 class ProductPageSchema(ma.Schema):
@@ -61,12 +49,6 @@ class ReservationLineSchema(ma.Schema):
     quantity = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_QUANTITY))
 
 
-def _distinct_products(items: list[dict[str, Any]]) -> None:
-    ids = [item["product_id"] for item in items]
-    if len(ids) != len(set(ids)):
-        raise ma.ValidationError("Each product may appear once.")
-
-
 class ReservationRequestSchema(ma.Schema):
     """Set stock aside under an idempotency key chosen by the caller."""
 
@@ -74,7 +56,10 @@ class ReservationRequestSchema(ma.Schema):
     items = ma.fields.List(
         ma.fields.Nested(ReservationLineSchema),
         required=True,
-        validate=[validate.Length(min=1, max=100), _distinct_products],
+        validate=[
+            validate.Length(min=1, max=100),
+            distinct_by("product_id", "Each product may appear once."),
+        ],
     )
 
 

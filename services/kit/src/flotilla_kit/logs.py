@@ -12,8 +12,8 @@ from pythonjsonlogger.json import JsonFormatter
 
 from flotilla_kit.context import current_request_id, current_trace
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-RENAMED = {"asctime": "time", "levelname": "level", "name": "logger"}
+FORMAT = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
+RENAMED = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
 
 
 class ContextFilter(logging.Filter):

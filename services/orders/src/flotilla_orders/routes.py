@@ -11,6 +11,7 @@ from sqlalchemy import select
 from flotilla_kit.api import Blueprint
 from flotilla_kit.auth import current_principal
 from flotilla_kit.problems import Problem
+from flotilla_kit.schemas import PageQuerySchema
 from flotilla_orders.catalog import Catalog
 from flotilla_orders.db import database
 from flotilla_orders.models import CONFIRMED, Order
@@ -20,7 +21,6 @@ from flotilla_orders.schemas import (
     OrderPageSchema,
     OrderRequestSchema,
     OrderSchema,
-    PageQuerySchema,
 )
 from flotilla_orders.settings import OrdersSettings
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import marshmallow as ma
 from marshmallow import validate
+
+from flotilla_kit.schemas import distinct_by
 
 
 class OrderLineSchema(ma.Schema):
@@ -15,19 +15,16 @@ class OrderLineSchema(ma.Schema):
     quantity = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000))
 
 
-def _distinct_products(items: list[dict[str, Any]]) -> None:
-    ids = [item["product_id"] for item in items]
-    if len(ids) != len(set(ids)):
-        raise ma.ValidationError("Each product may appear once; add up the quantities.")
-
-
 class OrderRequestSchema(ma.Schema):
     """A new order."""
 
     items = ma.fields.List(
         ma.fields.Nested(OrderLineSchema),
         required=True,
-        validate=[validate.Length(min=1, max=100), _distinct_products],
+        validate=[
+            validate.Length(min=1, max=100),
+            distinct_by("product_id", "Each product may appear once; add up the quantities."),
+        ],
     )
 
 
@@ -65,13 +62,6 @@ class OrderSchema(ma.Schema):
     total = ma.fields.Integer(allow_none=True)
     currency = ma.fields.String(allow_none=True)
     created_at = ma.fields.DateTime(required=True)
-
-
-class PageQuerySchema(ma.Schema):
-    """Paging of a list."""
-
-    limit = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = ma.fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
 class OrderPageSchema(ma.Schema):

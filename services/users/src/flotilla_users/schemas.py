@@ -5,6 +5,8 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
+from flotilla_kit.schemas import PartialUpdateSchema
+
 PASSWORD = validate.Length(min=8, max=256)
 NAME = validate.Length(min=1, max=200)
 
@@ -26,7 +28,7 @@ class UserSchema(ma.Schema):
     role = ma.fields.String(required=True)
 
 
-class ProfileUpdateSchema(ma.Schema):
+class ProfileUpdateSchema(PartialUpdateSchema):
     """Changes to one's own profile; a new password needs the current one."""
 
     name = ma.fields.String(validate=NAME)
@@ -37,8 +39,6 @@ class ProfileUpdateSchema(ma.Schema):
     def _password_change_needs_current(self, data: dict[str, object], **_kwargs: object) -> None:
         if "password" in data and "current_password" not in data:
             raise ma.ValidationError("Required to change the password.", "current_password")
-        if not data:
-            raise ma.ValidationError("Send at least one of: name, password.")
 
 
 class LoginSchema(ma.Schema):
