@@ -10,7 +10,13 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Run a command as root: directly when we are root, else through sudo.
 as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    die "this step needs root: run it as root, or install sudo ('$*')"
+  fi
 }
 
 # Install Debian packages that are missing (one apt-get update per run).

@@ -28,7 +28,12 @@ psql_admin() {
 }
 
 up() {
-  [ -n "$(pg_bin)" ] || apt_install postgresql
+  if [ -z "$(pg_bin)" ]; then
+    # Our own cluster is all we need: keep the package from creating and starting "main" on 5432.
+    as_root mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.d/flotilla.conf >/dev/null
+    apt_install postgresql
+  fi
   local bin; bin=$(pg_bin)
   if as_pg "$bin/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
     note "PostgreSQL already running on 127.0.0.1:$PORT ($DATA)"
@@ -42,7 +47,7 @@ up() {
     fi
     step "starting PostgreSQL on 127.0.0.1:$PORT"
     as_pg "$bin/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start \
-      -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DATA -c max_connections=300" >/dev/null \
+      -o "-c listen_addresses=127.0.0.1 -p $PORT -k '$DATA' -c max_connections=300" >/dev/null \
       || { tail -n 20 "$DATA/server.log" >&2; die "PostgreSQL did not start"; }
   fi
   for db in "${DATABASES[@]}"; do

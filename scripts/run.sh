@@ -90,7 +90,7 @@ Flotilla is running:
   metrics  <service URL>/metrics, health <service URL>/livez and /readyz
 
 EOT
-"$ROOT/scripts/demo-flow.sh"
+"$ROOT/scripts/demo-flow.sh" || note "the example flow failed (see above); the services keep running"
 echo
 step "running; press Ctrl-C to stop (logs: tail -f ${RUN_DIR#"$ROOT"/}/logs/*.log)"
 wait "${pids[@]}"

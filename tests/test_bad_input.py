@@ -170,7 +170,8 @@ def test_a_non_json_body_is_415(platform: Platform, endpoint: WriteEndpoint) -> 
 def test_token_endpoint_bad_input(platform: Platform) -> None:
     url = f"{platform.users.url}/oauth/token"
     assert_problem(requests.post(url, json={"grant_type": "client_credentials"}, timeout=10), 415)
-    missing = assert_problem(requests.post(url, data={"scope": "x"}, timeout=10), 422)
+    missing = assert_problem(requests.post(url, data={"scope": "x"}, timeout=10), 400)
+    assert missing["error"] == "invalid_request"
     assert {e["field"] for e in missing["errors"]} == {"grant_type"}
     assert_problem(requests.post(url, data={"grant_type": "x" * 100_000}, timeout=10), 413)
     bad_basic = requests.post(

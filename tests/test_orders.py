@@ -169,3 +169,49 @@ def test_catalog_down_fails_the_order_fast_and_leaks_no_stock(platform: Platform
     assert retried.status_code == 201, retried.text
     assert retried.json()["id"] == problem["order_id"]
     assert platform.stock_of(product["id"]) == 2
+
+
+def test_a_large_order_total_is_kept_exactly(platform: Platform) -> None:
+    product = platform.create_product(stock=5, price_cents=1_000_000_000)
+    response = platform.order(platform.customer_token(), [{"product_id": product["id"], "quantity": 3}])
+    assert response.status_code == 201, response.text
+    assert response.json()["total"] == 3_000_000_000
+
+
+def test_retrying_a_failed_order_whose_stock_was_committed_takes_it_only_once(platform: Platform) -> None:
+    """A commit can succeed while its answer is lost; the retry must reuse it, not reserve again."""
+    product = platform.create_product(stock=6)
+    token = platform.customer_token()
+    items = [{"product_id": product["id"], "quantity": 2}]
+    key = f"lost-commit-{uuid.uuid4().hex}"
+    platform.catalog.stop()
+    try:
+        failed = platform.order(token, items, key=key)
+    finally:
+        platform.catalog.start()
+    assert failed.status_code == 503
+    order_id = failed.json()["order_id"]
+    # What the catalog would hold had the first attempt's commit gone through unseen.
+    basic = {"Authorization": f"Bearer {_service_token(platform)}"}
+    reservation_key = f"order-{order_id}-1"
+    created = requests.post(
+        f"{platform.catalog.url}/reservations",
+        json={"key": reservation_key, "items": items},
+        headers=basic,
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    assert requests.post(
+        f"{platform.catalog.url}/reservations/{reservation_key}/commit", headers=basic, timeout=10
+    ).ok
+    assert platform.stock_of(product["id"]) == 4
+    retried = _wait_for_order(platform, token, items, key)
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["id"] == order_id
+    assert platform.stock_of(product["id"]) == 4
+
+
+def _service_token(platform: Platform) -> str:
+    from tests.test_tokens import client_token
+
+    return str(client_token(platform, "orders", platform.clients["orders"]).json()["access_token"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
@@ -163,3 +165,20 @@ def test_repeated_failed_logins_are_throttled_then_released(platform: Platform) 
     wait = int(throttled.headers["Retry-After"])
     time.sleep(wait)
     assert platform.login(account["email"])
+
+
+def test_parallel_wrong_guesses_cannot_pass_the_limit(platform: Platform) -> None:
+    account = platform.register()
+
+    def guess(n: int) -> int:
+        return requests.post(
+            f"{platform.users.url}/auth/login",
+            json={"email": account["email"], "password": f"guess-{n}"},
+            timeout=30,
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = Counter(pool.map(guess, range(20)))
+    assert outcomes[401] <= 5
+    assert outcomes[429] >= 15
+    assert set(outcomes) <= {401, 429}

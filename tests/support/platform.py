@@ -123,6 +123,7 @@ def start_platform(log_dir: Path, keys_dir: Path, workers: int = 2) -> Platform:
     admin_password = secrets.token_urlsafe(12)
     orders_secret = secrets.token_urlsafe(24)
     reporting_secret = secrets.token_urlsafe(24)
+    billing_secret = secrets.token_urlsafe(24)
     common = {
         "FLOTILLA_ENV": "production",
         "LOG_LEVEL": "INFO",
@@ -143,7 +144,9 @@ def start_platform(log_dir: Path, keys_dir: Path, workers: int = 2) -> Platform:
             "JWT_KEYS_DIR": str(keys_dir),
             "ADMIN_EMAIL": "admin@example.com",
             "ADMIN_PASSWORD": admin_password,
-            "OAUTH_CLIENTS": "orders,reporting",
+            "OAUTH_CLIENTS": "orders,reporting,billing",
+            "OAUTH_CLIENT_BILLING_SECRET": billing_secret,
+            "OAUTH_CLIENT_BILLING_SCOPES": "reservations:write",
             "OAUTH_CLIENT_ORDERS_SECRET": orders_secret,
             "OAUTH_CLIENT_ORDERS_SCOPES": "reservations:write",
             "OAUTH_CLIENT_REPORTING_SECRET": reporting_secret,
@@ -170,7 +173,7 @@ def start_platform(log_dir: Path, keys_dir: Path, workers: int = 2) -> Platform:
         keys_dir=keys_dir,
         admin_email="admin@example.com",
         admin_password=admin_password,
-        clients={"orders": orders_secret, "reporting": reporting_secret},
+        clients={"orders": orders_secret, "reporting": reporting_secret, "billing": billing_secret},
     )
     try:
         for service in platform.services():

@@ -7,9 +7,8 @@ from flask import Flask
 from flotilla_catalog import routes
 from flotilla_catalog.db import database
 from flotilla_catalog.settings import CatalogSettings
-from flotilla_kit import auth
 from flotilla_kit.app import create_service_app
-from flotilla_kit.verification import jwks_verifier
+from flotilla_kit.verification import init_jwks_auth
 
 
 def create_app(settings: CatalogSettings | None = None) -> Flask:
@@ -22,7 +21,7 @@ def create_app(settings: CatalogSettings | None = None) -> Flask:
         description="Products, stock and stock reservations.",
         database=database,
     )
-    auth.init_app(app, jwks_verifier(settings))
+    init_jwks_auth(app, settings)
     api.register_blueprint(routes.products)
     api.register_blueprint(routes.reservations_blp)
     return app

@@ -40,7 +40,7 @@ def reserve(
     """Hold stock for every line or for none; returns the reservation and whether it is new."""
     existing = session.get(Reservation, key)
     if existing is not None:
-        return _replay(existing, items), False
+        return _replay(existing, client_id, items), False
     release_expired(session)
     reservation = Reservation(
         key=key, client_id=client_id, status=HELD, expires_at=utcnow() + timedelta(seconds=ttl_seconds)
@@ -51,7 +51,7 @@ def reserve(
     except IntegrityError:
         # The same key was reserved concurrently; answer as a replay of it.
         session.rollback()
-        return _replay(session.get(Reservation, key), items), False  # type: ignore[arg-type]
+        return _replay(session.get(Reservation, key), client_id, items), False  # type: ignore[arg-type]
     # Lines in product order, so concurrent reservations lock rows in the same order.
     for product_id, quantity in _lines(items):
         taken = session.execute(
@@ -81,8 +81,8 @@ def reserve(
     return reservation, True
 
 
-def _replay(reservation: Reservation, items: Sequence[dict[str, Any]]) -> Reservation:
-    if not _same_request(reservation, items):
+def _replay(reservation: Reservation, client_id: str, items: Sequence[dict[str, Any]]) -> Reservation:
+    if reservation.client_id != client_id or not _same_request(reservation, items):
         raise Problem(
             409,
             "reservation-key-reused",
@@ -121,11 +121,24 @@ def _transition(session: Session, key: str, to_status: str) -> bool:
     return changed == 1
 
 
-def _restore_stock(session: Session, reservation: Reservation) -> None:
-    for item in reservation.items:
+def _restore_stock(session: Session, reservations: Sequence[Reservation]) -> None:
+    """Put reserved quantities back, in product order (the order ``reserve`` locks rows in)."""
+    returned: dict[int, int] = {}
+    for reservation in reservations:
+        for item in reservation.items:
+            returned[item.product_id] = returned.get(item.product_id, 0) + item.quantity
+    for product_id in sorted(returned):
         session.execute(
-            update(Product).where(Product.id == item.product_id).values(stock=Product.stock + item.quantity)
+            update(Product).where(Product.id == product_id).values(stock=Product.stock + returned[product_id])
         )
+
+
+def owned(session: Session, key: str, client_id: str) -> Reservation:
+    """The reservation ``key`` of this client; another client's is as good as missing."""
+    reservation = session.get(Reservation, key)
+    if reservation is None or reservation.client_id != client_id:
+        raise Problem(404, "reservation-not-found", f"No reservation {key!r}.")
+    return reservation
 
 
 def release(session: Session, *, key: str, client_id: str) -> Reservation:
@@ -133,38 +146,33 @@ def release(session: Session, *, key: str, client_id: str) -> Reservation:
 
     An unknown key is recorded as released, so a late reservation under it holds nothing.
     """
-    reservation = session.get(Reservation, key)
-    if reservation is None:
+    if session.get(Reservation, key) is None:
         session.add(Reservation(key=key, client_id=client_id, status=RELEASED, expires_at=utcnow()))
         try:
             session.commit()
         except IntegrityError:
             session.rollback()
-        reservation = session.get(Reservation, key)
-        assert reservation is not None
-        if reservation.status != HELD:
-            return reservation
-    if reservation.status == COMMITTED:
-        raise Problem(409, "reservation-committed", f"Reservation {key!r} is already committed.")
+    reservation = owned(session, key, client_id)
     if _transition(session, key, RELEASED):
-        _restore_stock(session, reservation)
+        _restore_stock(session, [reservation])
         RESERVATIONS.labels("released").inc()
     session.commit()
     session.refresh(reservation)
+    if reservation.status == COMMITTED:
+        raise Problem(409, "reservation-committed", f"Reservation {key!r} is already committed.")
     return reservation
 
 
-def commit(session: Session, *, key: str) -> Reservation:
+def commit(session: Session, *, key: str, client_id: str) -> Reservation:
     """Make held stock permanently taken; idempotent."""
-    reservation = session.get(Reservation, key)
-    if reservation is None:
-        raise Problem(404, "reservation-not-found", f"No reservation {key!r}.")
-    if reservation.status == RELEASED:
-        raise Problem(409, "reservation-released", f"Reservation {key!r} was released or expired.")
+    reservation = owned(session, key, client_id)
     if _transition(session, key, COMMITTED):
         RESERVATIONS.labels("committed").inc()
     session.commit()
     session.refresh(reservation)
+    if reservation.status != COMMITTED:
+        # Released or expired, possibly a moment ago by a concurrent release or expiry.
+        raise Problem(409, "reservation-released", f"Reservation {key!r} was released or expired.")
     return reservation
 
 
@@ -173,15 +181,16 @@ def release_expired(session: Session, limit: int = EXPIRY_BATCH) -> int:
     keys = session.scalars(
         select(Reservation.key)
         .where(Reservation.status == HELD, Reservation.expires_at < utcnow())
+        .order_by(Reservation.key)
         .limit(limit)
     ).all()
-    released = 0
-    for key in keys:
-        reservation = session.get(Reservation, key)
-        if reservation is not None and _transition(session, key, RELEASED):
-            _restore_stock(session, reservation)
-            released += 1
-    if released:
-        RESERVATIONS.labels("expired").inc(released)
+    expired = [
+        reservation
+        for key in keys
+        if (reservation := session.get(Reservation, key)) is not None and _transition(session, key, RELEASED)
+    ]
+    _restore_stock(session, expired)
     session.commit()
-    return released
+    if expired:
+        RESERVATIONS.labels("expired").inc(len(expired))
+    return len(expired)

@@ -23,7 +23,7 @@ from flotilla_kit.api import Blueprint
 from flotilla_kit.auth import current_principal
 from flotilla_kit.db import utcnow
 from flotilla_kit.problems import Problem
-from flotilla_kit.schemas import PageQuerySchema
+from flotilla_kit.schemas import MAX_ID, PageQuerySchema
 
 products = Blueprint("products", __name__, url_prefix="/products", description="Products and stock")
 reservations_blp = Blueprint(
@@ -65,7 +65,7 @@ class Products(MethodView):
         return product
 
 
-@products.route("/<int:product_id>")
+@products.route(f"/<int(max={MAX_ID}):product_id>")
 class ProductById(MethodView):
     """One product."""
 
@@ -119,7 +119,7 @@ class Reservations(MethodView):
         return reservation, 201 if created else 200
 
 
-@reservations_blp.route("/<string:key>")
+@reservations_blp.route("/<string(maxlength=200):key>")
 class ReservationByKey(MethodView):
     """One reservation."""
 
@@ -128,13 +128,10 @@ class ReservationByKey(MethodView):
     @reservations_blp.alt_response(404, description="No such reservation")
     def get(self, key: str) -> Reservation:
         """Read a reservation."""
-        reservation = database.session.get(Reservation, key)
-        if reservation is None:
-            raise Problem(404, "reservation-not-found", f"No reservation {key!r}.")
-        return reservation
+        return reservations.owned(database.session, key, current_principal().subject)
 
 
-@reservations_blp.route("/<string:key>/commit")
+@reservations_blp.route("/<string(maxlength=200):key>/commit")
 class CommitReservation(MethodView):
     """Make a reservation permanent."""
 
@@ -144,10 +141,10 @@ class CommitReservation(MethodView):
     @reservations_blp.alt_response(409, description="Already released or expired")
     def post(self, key: str) -> Reservation:
         """Commit held stock; idempotent."""
-        return reservations.commit(database.session, key=key)
+        return reservations.commit(database.session, key=key, client_id=current_principal().subject)
 
 
-@reservations_blp.route("/<string:key>/release")
+@reservations_blp.route("/<string(maxlength=200):key>/release")
 class ReleaseReservation(MethodView):
     """Give reserved stock back."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from flotilla_kit.schemas import PartialUpdateSchema, distinct_by
+from flotilla_kit.schemas import ID_RANGE, PartialUpdateSchema, distinct_by
 
 NAME = validate.Length(min=1, max=200)
 CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Must be an ISO 4217 code such as EUR.")
@@ -45,7 +45,7 @@ class ProductPageSchema(ma.Schema):
 class ReservationLineSchema(ma.Schema):
     """A product and how many to set aside."""
 
-    product_id = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    product_id = ma.fields.Integer(required=True, strict=True, validate=ID_RANGE)
     quantity = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_QUANTITY))
 
 

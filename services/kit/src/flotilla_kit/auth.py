@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
-import ssl
+import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -14,6 +16,7 @@ from flask import Flask, current_app, g, request
 from flotilla_kit.problems import Problem
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("flotilla.auth")
 EXTENSION = "flotilla_auth"
 ALGORITHMS = ["RS256"]
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
@@ -27,26 +30,55 @@ class KeyResolver(Protocol):
 
 
 class JwksKeyResolver:
-    """Keys from a JWKS URL, cached and refreshed when an unknown ``kid`` shows up."""
+    """Keys from the issuer's JWKS, fetched with the kit client and cached.
 
-    def __init__(self, url: str, *, ca_bundle: str | None = None, timeout: float = 2.0) -> None:
-        context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else None
-        self.client = jwt.PyJWKClient(
-            url,
-            cache_keys=True,
-            lifespan=300,
-            timeout=timeout,
-            ssl_context=context,
-            cooldown_duration=5,
-        )
+    Refreshed after ``lifespan`` seconds, or early when a token names an unknown ``kid``
+    (at most once per ``cooldown``); when the issuer cannot be reached the last good set
+    stays in use, so an outage of the issuer does not log everyone out.
+    """
+
+    def __init__(self, fetch: Callable[[], Any], *, lifespan: float = 300, cooldown: float = 5) -> None:
+        self.fetch = fetch
+        self.lifespan = lifespan
+        self.cooldown = cooldown
+        self._lock = threading.Lock()
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = -float("inf")
 
     def key_for(self, token: str) -> Any:
-        try:
-            return self.client.get_signing_key_from_jwt(token).key
-        except jwt.PyJWKClientConnectionError as exc:
-            raise Problem(
-                503, "keys-unavailable", "The token signing keys cannot be fetched right now."
-            ) from exc
+        kid = jwt.get_unverified_header(token).get("kid")
+        if not isinstance(kid, str):
+            raise jwt.InvalidKeyError("the token names no key id")
+        key = self._current().get(kid)
+        if key is None:
+            key = self._current(refresh=True).get(kid)
+        if key is None:
+            raise jwt.InvalidKeyError(f"unknown key id {kid!r}")
+        return key
+
+    def ensure_loaded(self) -> None:
+        """Raise unless a key set has been loaded (a readiness check)."""
+        if not self._current():
+            raise RuntimeError("no token verification keys loaded")
+
+    def _current(self, *, refresh: bool = False) -> dict[str, Any]:
+        with self._lock:
+            age = time.monotonic() - self._fetched_at
+            if age < self.lifespan and not (refresh and age >= self.cooldown):
+                return self._keys
+            try:
+                keys = jwt.PyJWKSet.from_dict(self.fetch()).keys
+            except (Problem, jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
+                if not self._keys:
+                    raise Problem(
+                        503, "keys-unavailable", "The token signing keys cannot be fetched right now."
+                    ) from exc
+                log.warning("keeping the cached signing keys", extra={"error": str(exc)})
+                self._fetched_at = time.monotonic() - self.lifespan + self.cooldown
+                return self._keys
+            self._keys = {key.key_id: key.key for key in keys if key.key_id}
+            self._fetched_at = time.monotonic()
+            return self._keys
 
 
 class StaticKeyResolver:

@@ -13,6 +13,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 TRACEPARENT_HEADER = "traceparent"
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_CONVERTER = re.compile(r"<(?:[^>]*:)?([^>:]+)>")
+UNMATCHED_ROUTE = "unmatched"
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
@@ -54,6 +56,13 @@ def accept_request_id(header: str | None) -> str:
     if header and _REQUEST_ID.match(header):
         return header
     return uuid.uuid4().hex
+
+
+def route_template() -> str:
+    """The matched route as an OpenAPI path (``/products/{product_id}``); bounded for labels."""
+    if request.url_rule is None:
+        return UNMATCHED_ROUTE
+    return _CONVERTER.sub(r"{\1}", request.url_rule.rule)
 
 
 def current_request_id() -> str | None:

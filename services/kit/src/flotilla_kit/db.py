@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import DateTime, Dialect, Engine, create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -55,7 +57,7 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": 30})
+        engine = create_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
@@ -65,6 +67,7 @@ def make_engine(url: str) -> Engine:
         max_overflow=5,
         pool_timeout=5,
         pool_recycle=1800,
+        hide_parameters=True,  # bound values (password hashes, emails) never reach error logs
         connect_args={"connect_timeout": 5},
     )
 
@@ -119,3 +122,10 @@ def standalone_session(url: str) -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
+
+
+def insert_if_absent(session: Session, model: type[Any], values: dict[str, Any]) -> None:
+    """Insert a row unless its primary key exists already (safe under concurrency)."""
+    dialect = session.get_bind().dialect.name
+    statement = postgresql_insert(model) if dialect == "postgresql" else sqlite_insert(model)
+    session.execute(statement.values(**values).on_conflict_do_nothing())

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from pythonjsonlogger.json import JsonFormatter
 
-from flotilla_kit.context import current_request_id, current_trace
+from flotilla_kit.context import current_request_id, current_trace, route_template
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 RENAMED = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
@@ -72,7 +72,7 @@ def init_app(app: Flask) -> None:
         started = g.get("started")
         fields: dict[str, Any] = {
             "method": request.method,
-            "route": request.url_rule.rule if request.url_rule else None,
+            "route": route_template(),
             "path": request.path,
             "status": response.status_code,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3) if started else None,

@@ -17,8 +17,9 @@ from prometheus_client import (
     multiprocess,
 )
 
+from flotilla_kit.context import route_template
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-UNMATCHED_ROUTE = "unmatched"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 HTTP_REQUESTS = Counter(
@@ -48,10 +49,6 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
-def _route() -> str:
-    return request.url_rule.rule if request.url_rule else UNMATCHED_ROUTE
-
-
 def init_app(app: Flask) -> None:
     """Count and time every request and serve ``/metrics``."""
 
@@ -66,11 +63,11 @@ def init_app(app: Flask) -> None:
         if started is None:
             return
         HTTP_IN_FLIGHT.dec()
-        HTTP_LATENCY.labels(request.method, _route()).observe(time.perf_counter() - started)
+        HTTP_LATENCY.labels(request.method, route_template()).observe(time.perf_counter() - started)
 
     @app.after_request
     def _count(response: Response) -> Response:
-        HTTP_REQUESTS.labels(request.method, _route(), str(response.status_code)).inc()
+        HTTP_REQUESTS.labels(request.method, route_template(), str(response.status_code)).inc()
         return response
 
     @app.get("/metrics")

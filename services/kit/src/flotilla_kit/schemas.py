@@ -8,12 +8,16 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
+MAX_ID = 2**31 - 1
+"""Integer identifiers are 32-bit in every database; a larger one cannot exist."""
+ID_RANGE = validate.Range(min=1, max=MAX_ID)
+
 
 class PageQuerySchema(ma.Schema):
     """``limit`` and ``offset`` query parameters of a list."""
 
     limit = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = ma.fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = ma.fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 
 
 class PartialUpdateSchema(ma.Schema):

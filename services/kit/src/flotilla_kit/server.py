@@ -70,7 +70,8 @@ def logging_config(service: str) -> dict[str, object]:
         "formatters": {"json": {"()": "flotilla_kit.logs.json_formatter"}},
         "filters": {"context": {"()": "flotilla_kit.logs.ContextFilter", "service": service}},
         "handlers": {"stdout": handler},
-        "root": {"level": "INFO", "handlers": ["stdout"]},
+        # The app's own records reach stdout through the handler the kit adds in each worker.
+        "root": {"level": "INFO", "handlers": []},
         "loggers": {
             "gunicorn.error": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
             "gunicorn.access": {"handlers": ["stdout"], "level": "WARNING", "propagate": False},

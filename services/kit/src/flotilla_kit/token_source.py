@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from urllib.parse import quote
+from urllib.parse import quote_plus
 
 from flotilla_kit.http_client import ServiceClient, UpstreamUnavailable
 
@@ -37,7 +37,7 @@ class ClientCredentialsToken:
 
     def _basic_credentials(self) -> str:
         # RFC 6749 section 2.3.1: form-encode each part, then Basic-encode the pair.
-        pair = f"{quote(self.client_id, safe='')}:{quote(self.client_secret, safe='')}"
+        pair = f"{quote_plus(self.client_id)}:{quote_plus(self.client_secret)}"
         return "Basic " + base64.b64encode(pair.encode()).decode()
 
     def _fetch(self) -> tuple[str, float]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from flotilla_kit import auth
 from flotilla_kit.app import create_service_app
 from flotilla_kit.http_client import client_for
 from flotilla_kit.token_source import ClientCredentialsToken
-from flotilla_kit.verification import jwks_verifier
+from flotilla_kit.verification import init_jwks_auth
 from flotilla_orders import routes
 from flotilla_orders.catalog import Catalog
 from flotilla_orders.db import database
@@ -25,7 +24,7 @@ def create_app(settings: OrdersSettings | None = None) -> Flask:
         description="Customers' orders; stock is reserved in the catalog.",
         database=database,
     )
-    auth.init_app(app, jwks_verifier(settings))
+    init_jwks_auth(app, settings)
     token = ClientCredentialsToken(
         client_for("users", settings), settings.client_id, settings.client_secret, RESERVATIONS_SCOPE
     )

@@ -28,6 +28,18 @@ class Refused(Problem):
         )
 
 
+class ReservationLost(Problem):
+    """The reservation was released or expired before the order committed it; a retry may work."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            503,
+            "reservation-expired",
+            f"The stock reservation {key} expired before the order was completed; retry the order.",
+            headers={"Retry-After": "1"},
+        )
+
+
 class UpstreamError(Problem):
     """The catalog answered in a way orders cannot use (a bug or misconfiguration)."""
 
@@ -70,13 +82,23 @@ class Catalog:
         raise UpstreamError(response)
 
     def commit(self, key: str) -> dict[str, Any]:
-        """Make the held stock permanent."""
+        """Make the held stock permanent; ``ReservationLost`` when it was released meanwhile."""
         response = self.client.request("POST", f"/reservations/{key}/commit", idempotent=True)
+        if response.status_code == 200 and response.json().get("status") == "committed":
+            body: dict[str, Any] = response.json()
+            return body
+        if response.status_code in (200, 409):
+            raise ReservationLost(key)
+        raise UpstreamError(response)
+
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        """The reservation under ``key``, or None when the catalog has none."""
+        response = self.client.request("GET", f"/reservations/{key}")
         if response.status_code == 200:
             body: dict[str, Any] = response.json()
             return body
-        if response.status_code == 409:
-            raise Refused(response)
+        if response.status_code == 404:
+            return None
         raise UpstreamError(response)
 
     def release_quietly(self, key: str) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from flotilla_kit.db import utcnow
 from flotilla_kit.http_client import UpstreamUnavailable
 from flotilla_kit.problems import Problem
-from flotilla_orders.catalog import Catalog, Refused, UpstreamError
+from flotilla_orders.catalog import Catalog, Refused, ReservationLost, UpstreamError
 from flotilla_orders.metrics import ORDERS
 from flotilla_orders.models import CONFIRMED, FAILED, PENDING, REJECTED, Order, OrderItem
 
@@ -52,9 +52,39 @@ class OrderPlacement:
             if claimed is None:
                 ORDERS.labels("replayed").inc()
                 return self._load(user_id, key), True
-            order = claimed
+            self._resume(claimed, lines)
+            return claimed, False
         self._run(order, lines)
         return order, False
+
+    def _resume(self, order: Order, lines: Sequence[tuple[int, int]]) -> None:
+        """Finish an order taken over from a failed or stalled request.
+
+        The previous attempt's reservation may still hold or even have committed stock (a
+        timeout can hide a success): reuse it unless it is gone, so stock is never taken twice.
+        """
+        try:
+            previous = self.catalog.lookup(order.reservation_key)
+        except (UpstreamUnavailable, UpstreamError) as problem:
+            self._finish(order, FAILED, failure=problem)
+            return
+        if previous is None or previous["status"] == "released":
+            order.attempt += 1
+            self.session.commit()
+        self._run(order, lines)
+
+    def settle_stalled(self, limit: int = 100) -> int:
+        """Finish orders whose request died mid-way (a crashed worker); returns how many."""
+        stale_since = utcnow() - timedelta(seconds=self.stale_after)
+        stalled = self.session.scalars(
+            select(Order).where(Order.status == PENDING, Order.updated_at < stale_since).limit(limit)
+        ).all()
+        settled = 0
+        for order in stalled:
+            if self._take_over_stalled(order):
+                self._resume(order, [(item.product_id, item.quantity) for item in order.items])
+                settled += 1
+        return settled
 
     def _load(self, user_id: str, key: str) -> Order:
         self.session.expire_all()
@@ -78,12 +108,12 @@ class OrderPlacement:
                 )
             if order.status in (CONFIRMED, REJECTED):
                 return None
-            if order.status == FAILED and self._take_over(order, {Order.status: FAILED}, new_attempt=True):
+            if order.status == FAILED and self._take_over(order, {Order.status: FAILED}):
                 return order
             stale_since = utcnow() - timedelta(seconds=self.stale_after)
             stalled = order.status == PENDING and order.updated_at < stale_since
             if stalled and self._take_over(
-                order, {Order.status: PENDING, Order.updated_at: order.updated_at}, new_attempt=False
+                order, {Order.status: PENDING, Order.updated_at: order.updated_at}
             ):
                 return order
             if time.monotonic() >= deadline:
@@ -96,12 +126,14 @@ class OrderPlacement:
             self.session.rollback()
             time.sleep(POLL_SECONDS)
 
-    def _take_over(self, order: Order, expected: dict[Any, Any], *, new_attempt: bool) -> bool:
+    def _take_over_stalled(self, order: Order) -> bool:
+        """Take over a pending order nobody has touched since we read it."""
+        return self._take_over(order, {Order.status: PENDING, Order.updated_at: order.updated_at})
+
+    def _take_over(self, order: Order, expected: dict[Any, Any]) -> bool:
         """Atomically move the order back to pending if it is still as ``expected``."""
         conditions = [Order.id == order.id] + [column == value for column, value in expected.items()]
         values: dict[str, Any] = {"status": PENDING, "updated_at": utcnow(), "failure": None}
-        if new_attempt:
-            values["attempt"] = Order.attempt + 1
         result = self.session.execute(update(Order).where(*conditions).values(**values))
         self.session.commit()
         if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -114,7 +146,7 @@ class OrderPlacement:
         try:
             reservation = self.catalog.reserve(key, lines)
             if reservation["status"] == "released":
-                raise UpstreamUnavailable("catalog", "the reservation expired before it was committed")
+                raise ReservationLost(key)
             currencies = {item["currency"] for item in reservation["items"]}
             if len(currencies) != 1:
                 self.catalog.release_quietly(key)
@@ -128,11 +160,12 @@ class OrderPlacement:
                     ),
                 )
                 return
-            self.catalog.commit(key)
+            if reservation["status"] != "committed":
+                self.catalog.commit(key)
         except Refused as refusal:
             self._finish(order, REJECTED, failure=refusal)
             return
-        except (UpstreamUnavailable, UpstreamError) as problem:
+        except (UpstreamUnavailable, UpstreamError, ReservationLost) as problem:
             self.catalog.release_quietly(key)
             self._finish(order, FAILED, failure=problem)
             return

@@ -5,13 +5,13 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from flotilla_kit.schemas import distinct_by
+from flotilla_kit.schemas import ID_RANGE, distinct_by
 
 
 class OrderLineSchema(ma.Schema):
     """A product and a quantity."""
 
-    product_id = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    product_id = ma.fields.Integer(required=True, strict=True, validate=ID_RANGE)
     quantity = ma.fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000))
 
 

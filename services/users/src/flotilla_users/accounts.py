@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from flotilla_kit.db import utcnow
+from flotilla_kit.db import insert_if_absent, utcnow
 from flotilla_kit.problems import Problem
 from flotilla_users.models import ROLE_ADMIN, ROLE_CUSTOMER, LoginThrottle, User
 from flotilla_users.passwords import hash_password, needs_rehash, verify_password
@@ -46,45 +46,49 @@ class LoginThrottled(Problem):
 def authenticate(
     session: Session, *, email: str, password: str, max_failures: int, lockout_seconds: int
 ) -> User:
-    """The account these credentials open, or a 401 (429 after repeated failures)."""
+    """The account these credentials open, or a 401 (429 after repeated failures).
+
+    Each attempt is counted before the password is checked, atomically, so parallel guesses
+    cannot slip past the limit; a success clears the count.
+    """
     email = normalise_email(email)
-    throttle = session.get(LoginThrottle, email)
-    now = utcnow()
-    if throttle is not None and throttle.locked_until is not None:
-        locked_until = throttle.locked_until
-        if locked_until > now:
-            raise LoginThrottled(int((locked_until - now).total_seconds()) + 1)
+    _count_attempt(session, email, max_failures, lockout_seconds)
     user = session.scalars(select(User).where(User.email == email)).one_or_none()
     if not verify_password(user.password_hash if user else None, password) or user is None:
-        _record_failure(session, email, throttle, max_failures, lockout_seconds)
         raise Problem(401, "invalid-credentials", "The email or password is wrong.")
-    if throttle is not None:
-        session.delete(throttle)
+    session.execute(delete(LoginThrottle).where(LoginThrottle.email == email))
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     session.commit()
     return user
 
 
-def _record_failure(
-    session: Session,
-    email: str,
-    throttle: LoginThrottle | None,
-    max_failures: int,
-    lockout_seconds: int,
-) -> None:
-    if throttle is None:
-        throttle = LoginThrottle(email=email, failures=0)
-        session.add(throttle)
-    throttle.failures += 1
-    if throttle.failures >= max_failures:
-        throttle.locked_until = utcnow() + timedelta(seconds=lockout_seconds)
-        throttle.failures = 0
-    try:
-        session.commit()
-    except IntegrityError:
-        # A concurrent failure created the row first; one lost count is harmless.
-        session.rollback()
+def _count_attempt(session: Session, email: str, max_failures: int, lockout_seconds: int) -> None:
+    """Count one attempt for ``email``; 429 while locked, and lock once over the limit."""
+    insert_if_absent(session, LoginThrottle, {"email": email, "failures": 0})
+    now = utcnow()
+    counted = session.execute(
+        update(LoginThrottle)
+        .where(
+            LoginThrottle.email == email,
+            or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now),
+        )
+        .values(failures=LoginThrottle.failures + 1, locked_until=None, updated_at=now)
+        .returning(LoginThrottle.failures)
+    ).scalar_one_or_none()
+    if counted is not None and counted > max_failures:
+        session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.email == email)
+            .values(failures=0, locked_until=now + timedelta(seconds=lockout_seconds))
+        )
+    session.commit()
+    if counted is None or counted > max_failures:
+        locked_until = session.scalars(
+            select(LoginThrottle.locked_until).where(LoginThrottle.email == email)
+        ).one()
+        remaining = (locked_until - now).total_seconds() if locked_until else lockout_seconds
+        raise LoginThrottled(max(1, int(remaining) + 1))
 
 
 def update_profile(

@@ -46,11 +46,7 @@ def create_app(settings: UsersSettings | None = None) -> Flask:
             audience=settings.jwt_audience,
         ),
     )
-    health.add_readiness_check(app, "signing_keys", lambda: None if keys.active_kid else _no_key())
+    health.add_readiness_check(app, "signing_keys", keys.check_usable)
     for blueprint in (routes.users, routes.auth, routes.oauth, routes.jwks):
         api.register_blueprint(blueprint)
     return app
-
-
-def _no_key() -> None:
-    raise RuntimeError("no active signing key")

@@ -46,6 +46,10 @@ class SigningKeys:
             raise ConfigError(f"invalid configuration: JWT_KEYS_DIR: no *.pem key in {directory}")
         return cls(keys, active_kid or sorted(keys)[-1])
 
+    def check_usable(self) -> None:
+        """Raise unless the active key can sign (a readiness check)."""
+        self.sign({"check": True})
+
     def public_keys(self) -> dict[str, Any]:
         """Public keys by kid, for verification."""
         return self._public

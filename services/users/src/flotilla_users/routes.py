@@ -5,14 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from flask.views import MethodView
+from werkzeug.exceptions import BadRequest
 
 from flotilla_kit.api import FORM, Blueprint
 from flotilla_kit.auth import current_principal, unauthorized
-from flotilla_kit.problems import Problem
+from flotilla_kit.problems import Problem, http_exception_problem, problem_response
 from flotilla_users import accounts, clients
 from flotilla_users.db import database
 from flotilla_users.keys import SigningKeys
@@ -151,7 +152,7 @@ def _client_credentials(form: dict[str, Any]) -> tuple[str, str]:
             raise clients.invalid_client() from None
         if not sep:
             raise clients.invalid_client()
-        return unquote(client_id), unquote(secret)
+        return unquote_plus(client_id), unquote_plus(secret)
     if form.get("client_id") and form.get("client_secret"):
         return form["client_id"], form["client_secret"]
     raise clients.invalid_client()
@@ -162,7 +163,7 @@ class Token(MethodView):
     """RFC 6749 token endpoint; only the client-credentials grant is offered."""
 
     @oauth.accepts(FORM)
-    @oauth.arguments(ClientCredentialsSchema, location="form", content_type=FORM)
+    @oauth.arguments(ClientCredentialsSchema, location="form", content_type=FORM, error_status_code=400)
     @oauth.response(200, TokenSchema)
     @oauth.alt_response(400, description="invalid_request, unsupported_grant_type or invalid_scope")
     @oauth.alt_response(401, description="invalid_client")
@@ -182,6 +183,14 @@ class Token(MethodView):
         token = _issuer().issue(client.client_id, scopes=scopes, client_id=client.client_id)
         TOKENS_ISSUED.labels(client.client_id).inc()
         return _token_body(token.access_token, token.expires_in, token.scope), 200, NO_STORE
+
+
+@oauth.errorhandler(BadRequest)
+def _invalid_request(error: BadRequest) -> Response:
+    """RFC 6749 section 5.2: a malformed token request is 400 ``invalid_request``."""
+    status, body, headers = http_exception_problem(error)
+    body.update(error="invalid_request", error_description=body["detail"])
+    return problem_response(status, body, headers)
 
 
 @jwks.route("/jwks.json")
