@@ -32,8 +32,20 @@ postgres-up: ## Start the test PostgreSQL (installs it from apt when missing)
 postgres-down: ## Stop the test PostgreSQL and remove its data
 	@scripts/postgres.sh down
 
+.PHONY: cluster-build
+cluster-build: ## Build the pinned control plane binaries from Go modules (cached)
+	@scripts/cluster/build.sh
+
+.PHONY: cluster-up
+cluster-up: ## Start (or reuse) the local Kubernetes control plane; writes .cluster/kubeconfig
+	@scripts/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local control plane and remove its state
+	@scripts/cluster/down.sh
+
 .PHONY: test
-test: venv lint postgres-up ## Everything: lint, then every test against real servers
+test: venv lint postgres-up cluster-up ## Everything: lint, then every test against real servers
 	@echo "==> pytest"
 	@$(VENV)/bin/pytest
 

@@ -1,0 +1,67 @@
+"""A live Kubernetes API for tests: the local control plane, or whatever KUBECONFIG names."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL_KUBECONFIG = ROOT / ".cluster" / "kubeconfig"
+
+
+def kubeconfig_path() -> Path:
+    """``KUBECONFIG`` when set (a kind cluster, say), else the one ``make cluster-up`` writes."""
+    return Path(os.environ.get("KUBECONFIG") or LOCAL_KUBECONFIG)
+
+
+def connect() -> client.ApiClient:
+    """An API client for the live cluster; a clear error when there is none."""
+    path = kubeconfig_path()
+    if not path.is_file():
+        raise RuntimeError(
+            f"no kubeconfig at {path}: run 'make cluster-up' (make test does) or set KUBECONFIG"
+        )
+    api = config.new_client_from_config(config_file=str(path))
+    try:
+        client.VersionApi(api).get_code(_request_timeout=5)
+    except Exception as exc:
+        raise RuntimeError(f"the cluster of {path} does not answer: {exc}") from exc
+    return api
+
+
+def wait_for(
+    condition: Callable[[], Any], *, timeout: float = 60, interval: float = 0.25, what: str = "condition"
+) -> Any:
+    """Poll until ``condition()`` returns something truthy; return it."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@contextmanager
+def temporary_namespace(api: client.ApiClient, labels: dict[str, str] | None = None) -> Iterator[str]:
+    """A namespace of its own for one test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels or {})))
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
