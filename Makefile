@@ -19,10 +19,10 @@ run: ## Run the three services on embedded defaults, with an example flow (Ctrl-
 .PHONY: lint
 lint: venv ## ruff (lint and format check) and mypy
 	@echo "==> ruff"
-	@$(VENV)/bin/ruff check services tests
-	@$(VENV)/bin/ruff format --check services tests
+	@$(VENV)/bin/ruff check services operator tests
+	@$(VENV)/bin/ruff format --check services operator tests
 	@echo "==> mypy"
-	@$(VENV)/bin/mypy services/kit/src services/users/src services/catalog/src services/orders/src services/kit/tests tests
+	@$(VENV)/bin/mypy services/kit/src services/users/src services/catalog/src services/orders/src operator/src services/kit/tests operator/tests tests
 
 .PHONY: postgres-up
 postgres-up: ## Start the test PostgreSQL (installs it from apt when missing)
@@ -44,6 +44,11 @@ cluster-up: ## Start (or reuse) the local Kubernetes control plane; writes .clus
 cluster-down: ## Stop the local control plane and remove its state
 	@scripts/cluster/down.sh
 
+.PHONY: operator-run
+operator-run: venv ## Install the Microservice CRD and run the operator against the current KUBECONFIG
+	@$(VENV)/bin/python -m flotilla_operator install-crd
+	@$(VENV)/bin/python -m flotilla_operator run
+
 .PHONY: test
 test: venv lint postgres-up cluster-up ## Everything: lint, then every test against real servers
 	@echo "==> pytest"
@@ -51,8 +56,8 @@ test: venv lint postgres-up cluster-up ## Everything: lint, then every test agai
 
 .PHONY: format
 format: venv ## Apply ruff's formatting and safe fixes
-	@$(VENV)/bin/ruff format services tests
-	@$(VENV)/bin/ruff check --fix services tests
+	@$(VENV)/bin/ruff format services operator tests
+	@$(VENV)/bin/ruff check --fix services operator tests
 
 .PHONY: clean
 clean: ## Remove local state (.run, caches); keeps .venv

@@ -6,16 +6,17 @@ source "$(dirname "$0")/lib.sh"
 
 "$PYTHON_BIN" -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv python3-pip
 stamp="$VENV/.flotilla-inputs"
-inputs=$(cat "$ROOT"/requirements-dev.txt "$ROOT"/services/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+inputs=$(cat "$ROOT"/requirements-dev.txt "$ROOT"/services/*/pyproject.toml "$ROOT"/operator/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs" ]; then
   exit 0
 fi
 step "preparing the Python virtualenv in ${VENV#"$ROOT"/}"
 [ -x "$VENV/bin/python" ] || "$PYTHON_BIN" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
-note "installing the kit, the three services and the development tools"
+note "installing the kit, the three services, the operator and the development tools"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   -r "$ROOT/requirements-dev.txt" \
-  -e "$ROOT/services/kit" -e "$ROOT/services/users" -e "$ROOT/services/catalog" -e "$ROOT/services/orders"
+  -e "$ROOT/services/kit" -e "$ROOT/services/users" -e "$ROOT/services/catalog" -e "$ROOT/services/orders" \
+  -e "$ROOT/operator"
 echo "$inputs" > "$stamp"
 note "virtualenv ready"

@@ -1,0 +1,71 @@
+"""``python -m flotilla_operator [run|install-crd]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import resources
+
+import kopf
+import yaml
+from kubernetes import client
+
+from flotilla_operator.settings import ConfigError, OperatorSettings
+
+CRD_RESOURCE = "manifests/crd.yaml"
+
+
+def crd_manifest() -> dict[str, object]:
+    """The Microservice CRD as shipped in this package."""
+    text = resources.files("flotilla_operator").joinpath(CRD_RESOURCE).read_text()
+    manifest: dict[str, object] = yaml.safe_load(text)
+    return manifest
+
+
+def install_crd() -> None:
+    """Server-side apply the CRD and wait until it is served."""
+    from flotilla_operator.handlers import api_client  # noqa: PLC0415 - reads settings on import
+
+    api = api_client()
+    manifest = crd_manifest()
+    client.ApiextensionsV1Api(api).patch_custom_resource_definition(
+        "microservices.flotilla.dev",
+        manifest,
+        field_manager="flotilla-operator",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+    print("CustomResourceDefinition microservices.flotilla.dev applied")
+
+
+def run() -> None:
+    """Run the operator against the cluster of the current credentials."""
+    settings = OperatorSettings.load()
+    import flotilla_operator.handlers  # noqa: F401, PLC0415 - registers the handlers
+
+    namespaces = [settings.namespace] if settings.namespace else []
+    kopf.configure(log_format=kopf.LogFormat.JSON, log_prefix=True)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # no line per handled event
+    kopf.run(
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
+    )
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(prog="flotilla-operator", description=__doc__)
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "install-crd"])
+    arguments = parser.parse_args()
+    try:
+        install_crd() if arguments.command == "install-crd" else run()
+    except ConfigError as exc:
+        print(f"error: invalid configuration: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""kopf wiring: every reaction ends in ``Reconciler.request`` for the Microservice concerned."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import kopf
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from prometheus_client import start_http_server
+
+from flotilla_operator import GROUP, MANAGED_BY, PLURAL, VERSION
+from flotilla_operator.kube import Kube
+from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS
+from flotilla_operator.reconcile import Reconciler, owner_of
+from flotilla_operator.settings import OperatorSettings
+from flotilla_operator.status import is_ready
+
+log = logging.getLogger("flotilla.operator")
+SETTINGS = OperatorSettings.load()
+MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+CHILD_RESOURCES = [
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("networking.k8s.io", "v1", "ingresses"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+]
+
+
+class _State:
+    reconciler: Reconciler | None = None
+    ready: dict[tuple[str, str], bool] = {}
+
+
+def api_client() -> client.ApiClient:
+    """In-cluster credentials, else the current KUBECONFIG."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def _post(ms: dict[str, Any], kind: str, reason: str, message: str) -> None:
+    kopf.event(cast(kopf.Body, ms), type=kind, reason=reason, message=message)
+
+
+def _reconciler() -> Reconciler:
+    if _State.reconciler is None:
+        _State.reconciler = Reconciler(Kube(api_client(), SETTINGS.crd_cache_seconds), _post)
+    return _State.reconciler
+
+
+def _request(namespace: str, name: str) -> None:
+    try:
+        _reconciler().request(namespace, name)
+    except (ResourceNotFoundError, NotFoundError) as exc:
+        RECONCILE_ERRORS.labels("resource_missing").inc()
+        raise kopf.TemporaryError(f"a resource went missing: {exc}", delay=2) from exc
+    except ApiException as exc:
+        RECONCILE_ERRORS.labels(f"api_{exc.status}").inc()
+        # Conflicts and server errors pass; kopf retries with backoff.
+        raise kopf.TemporaryError(
+            f"API error {exc.status}: {exc.reason}", delay=2 if exc.status == 409 else 5
+        ) from exc
+    except Exception as exc:
+        RECONCILE_ERRORS.labels(type(exc).__name__).inc()
+        raise
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Watch timeouts against silent stalls, bounded workers, quiet events, metrics server."""
+    settings.watching.server_timeout = SETTINGS.watch_timeout_seconds
+    settings.watching.client_timeout = SETTINGS.watch_timeout_seconds + 30
+    settings.watching.connect_timeout = 10
+    settings.watching.inactivity_timeout = SETTINGS.watch_timeout_seconds * 2
+    settings.batching.worker_limit = SETTINGS.workers
+    settings.execution.max_workers = SETTINGS.workers
+    settings.posting.level = logging.INFO
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    start_http_server(SETTINGS.metrics_port)
+    _reconciler()
+    log.info("operator started", extra={"workers": SETTINGS.workers, "resync": SETTINGS.resync_seconds})
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def microservice_changed(namespace: str | None, name: str, **_: Any) -> None:
+    """A Microservice appeared, changed, or the operator (re)started."""
+    _request(str(namespace), name)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.resync_seconds, idle=SETTINGS.resync_seconds / 2)
+def resync(namespace: str | None, name: str, **_: Any) -> None:
+    """Periodic drift correction (and referenced ConfigMap/Secret changes)."""
+    _request(str(namespace), name)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def readiness_changed(body: kopf.Body, namespace: str | None, name: str, type: str, **_: Any) -> None:
+    """When a Microservice's readiness flips, the ones that depend on it re-check."""
+    namespace = str(namespace)
+    key = (namespace, name)
+    ready = type != "DELETED" and is_ready(dict(body))
+    if _State.ready.get(key) == ready:
+        return
+    _State.ready[key] = ready
+    if type == "DELETED":
+        _State.ready.pop(key, None)
+    for dependent in _reconciler().kube.microservices(namespace):
+        if name in (dependent.get("spec") or {}).get("dependsOn", []):
+            _request(namespace, dependent["metadata"]["name"])
+
+
+def _child_changed(body: kopf.Body, namespace: str | None, type: str, **_: Any) -> None:
+    owner = owner_of(dict(body))
+    if owner is None:
+        return
+    if type == "DELETED":
+        DRIFT_CORRECTIONS.labels(body.get("kind", "unknown")).inc()
+    _request(str(namespace), owner)
+
+
+for _group, _version, _plural in CHILD_RESOURCES:
+    kopf.on.event(_group, _version, _plural, labels=MANAGED)(_child_changed)

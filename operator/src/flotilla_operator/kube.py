@@ -1,0 +1,192 @@
+"""The operator's only contact with the API server: a thin layer over the dynamic client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+from flotilla_operator import FIELD_MANAGER, GROUP, KIND, MANAGED_BY, VERSION
+
+Manifest = dict[str, Any]
+CHILD_KINDS = {
+    "Deployment": "apps/v1",
+    "Service": "v1",
+    "Ingress": "networking.k8s.io/v1",
+    "ServiceMonitor": "monitoring.coreos.com/v1",
+    "HorizontalPodAutoscaler": "autoscaling/v2",
+    "PodDisruptionBudget": "policy/v1",
+}
+SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+CRD_CACHE_SECONDS = 30.0
+
+
+class Kube:
+    """Server-side apply, deletes and reads, with the one field manager of the operator."""
+
+    def __init__(self, api_client: client.ApiClient, crd_cache_seconds: float = CRD_CACHE_SECONDS) -> None:
+        self.api_client = api_client
+        self.crd_cache_seconds = crd_cache_seconds
+        self.dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+        self._crd_lock = threading.Lock()
+        self._crd_checked: dict[str, tuple[float, bool]] = {}
+
+    def forget_crds(self) -> None:
+        """Ask the API server again next time (a CRD came or went)."""
+        with self._crd_lock:
+            self._crd_checked.clear()
+        self.dynamic.resources.invalidate_cache()
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        """Server-side apply ``manifest``, taking over fields edited by hand (force)."""
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        applied = resource.server_side_apply(
+            body=manifest,
+            name=manifest["metadata"]["name"],
+            namespace=manifest["metadata"]["namespace"],
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        result: Manifest = applied.to_dict()
+        return result
+
+    def replace_field(self, manifest: Manifest, path: tuple[str, ...]) -> None:
+        """Overwrite one field wholesale (JSON patch), dropping entries other managers added."""
+        value: Any = manifest
+        for key in path:
+            value = value[key]
+        self._resource(manifest["apiVersion"], manifest["kind"]).patch(
+            body=[{"op": "replace", "path": "/" + "/".join(path), "value": value}],
+            name=manifest["metadata"]["name"],
+            namespace=manifest["metadata"]["namespace"],
+            content_type="application/json-patch+json",
+        )
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete a child; False when it was already gone."""
+        try:
+            self._resource(CHILD_KINDS[kind], kind).delete(name=name, namespace=namespace)
+        except NotFoundError:
+            return False
+        return True
+
+    def children(self, kind: str, namespace: str, owner: str) -> list[Manifest]:
+        """The children of ``kind`` this operator manages for Microservice ``owner``."""
+        try:
+            resource = self._resource(CHILD_KINDS[kind], kind)
+        except ResourceNotFoundError:
+            return []  # e.g. no ServiceMonitor CRD: there can be no such children
+        selector = f"app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/instance={owner}"
+        try:
+            listed = resource.get(namespace=namespace, label_selector=selector)
+        except NotFoundError:
+            self.forget_crds()  # the kind went away with its CRD; discovery was stale
+            return []
+        items: list[Manifest] = listed.to_dict()["items"]
+        return items
+
+    def get(self, kind: str, namespace: str, name: str) -> Manifest | None:
+        """One child, or None."""
+        try:
+            found: Manifest = (
+                self._resource(CHILD_KINDS[kind], kind).get(name=name, namespace=namespace).to_dict()
+            )
+        except NotFoundError:
+            return None
+        return found
+
+    def crd_installed(self, name: str) -> bool:
+        """Whether a CRD exists (cached briefly: it is asked on every reconcile)."""
+        with self._crd_lock:
+            checked_at, previously = self._crd_checked.get(name, (0.0, None))
+            if time.monotonic() - checked_at < self.crd_cache_seconds and previously is not None:
+                return previously
+            try:
+                client.ApiextensionsV1Api(self.api_client).read_custom_resource_definition(name)
+                installed = True
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                installed = False
+            if installed and previously is False:
+                self.dynamic.resources.invalidate_cache()  # discovery must learn the new kind
+            self._crd_checked[name] = (time.monotonic(), installed)
+            return installed
+
+    # --- Microservices ---------------------------------------------------------------------
+
+    def microservices(self, namespace: str) -> list[Manifest]:
+        """Every Microservice of a namespace."""
+        listed = client.CustomObjectsApi(self.api_client).list_namespaced_custom_object(
+            GROUP, VERSION, namespace, "microservices"
+        )
+        items: list[Manifest] = cast(dict[str, Any], listed)["items"]
+        return items
+
+    def microservice(self, namespace: str, name: str) -> Manifest | None:
+        """One Microservice, or None."""
+        try:
+            found = cast(
+                Manifest,
+                client.CustomObjectsApi(self.api_client).get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "microservices", name
+                ),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Replace the status fields the operator owns (status subresource)."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"name": name},
+            "status": status,
+        }
+        client.CustomObjectsApi(self.api_client).patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            "microservices",
+            name,
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+
+    def config_hash(self, namespace: str, config_maps: Iterable[str], secrets: Iterable[str]) -> str:
+        """A digest of the referenced ConfigMaps' and Secrets' data ('' when there are none)."""
+        core = client.CoreV1Api(self.api_client)
+        digest = hashlib.sha256()
+        found = False
+        for kind, names, read in (
+            ("ConfigMap", sorted(config_maps), core.read_namespaced_config_map),
+            ("Secret", sorted(secrets), core.read_namespaced_secret),
+        ):
+            for name in names:
+                try:
+                    obj = read(name, namespace)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                    data: Any = None
+                else:
+                    data = {"data": obj.data, "binary": getattr(obj, "binary_data", None)}
+                digest.update(json.dumps([kind, name, data], sort_keys=True, default=str).encode())
+                found = True
+        return digest.hexdigest()[:16] if found else ""

@@ -1,0 +1,49 @@
+"""The operator's configuration, from environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+class ConfigError(RuntimeError):
+    """A bad environment variable; the message names it."""
+
+
+def _number(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: not a number: {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """How often to resync, how many workers, where to serve health and metrics."""
+
+    resync_seconds: float
+    workers: int
+    metrics_port: int
+    liveness_port: int
+    namespace: str | None
+    watch_timeout_seconds: float
+    crd_cache_seconds: float
+
+    @classmethod
+    def load(cls) -> OperatorSettings:
+        """Read FLOTILLA_OPERATOR_* (and WATCH_NAMESPACE); raise ``ConfigError`` naming a bad one."""
+        return cls(
+            resync_seconds=_number("FLOTILLA_OPERATOR_RESYNC_SECONDS", 60, 1),
+            workers=int(_number("FLOTILLA_OPERATOR_WORKERS", 8, 1)),
+            metrics_port=int(_number("FLOTILLA_OPERATOR_METRICS_PORT", 9090, 1)),
+            liveness_port=int(_number("FLOTILLA_OPERATOR_LIVENESS_PORT", 8080, 1)),
+            namespace=os.environ.get("WATCH_NAMESPACE") or None,
+            watch_timeout_seconds=_number("FLOTILLA_OPERATOR_WATCH_TIMEOUT_SECONDS", 300, 10),
+            crd_cache_seconds=_number("FLOTILLA_OPERATOR_CRD_CACHE_SECONDS", 30, 0),
+        )

@@ -1,0 +1,126 @@
+"""Status as Kubernetes API conventions want it: conditions computed from what was observed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+DEPENDENCIES_READY = "DependenciesReady"
+MONITORING = "MonitoringConfigured"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition before it is stamped with times and generations."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+def _conditions(deployment: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    if not deployment:
+        return {}
+    return {c["type"]: c for c in (deployment.get("status") or {}).get("conditions") or []}
+
+
+def rollout_conditions(deployment: dict[str, Any] | None, desired: int | None) -> list[Condition]:
+    """Ready, Progressing and Degraded, read from the Deployment."""
+    if deployment is None:
+        return [
+            Condition(READY, False, "DeploymentMissing", "The Deployment does not exist yet."),
+            Condition(PROGRESSING, True, "Creating", "Creating the Deployment."),
+            Condition(DEGRADED, False, "AsExpected", "Nothing has failed."),
+        ]
+    status = deployment.get("status") or {}
+    generation_seen = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    wanted = desired if desired is not None else (deployment.get("spec") or {}).get("replicas", 1)
+    ready = status.get("readyReplicas", 0) or 0
+    updated = status.get("updatedReplicas", 0) or 0
+    total = status.get("replicas", 0) or 0
+    rolled_out = generation_seen and updated >= wanted and total <= wanted and ready >= wanted
+    deployment_conditions = _conditions(deployment)
+    available = deployment_conditions.get("Available", {}).get("status") == "True"
+    progress = deployment_conditions.get("Progressing", {})
+    failure = deployment_conditions.get("ReplicaFailure", {})
+    stalled = progress.get("reason") == "ProgressDeadlineExceeded"
+    conditions = [
+        Condition(READY, True, "Available", f"{ready}/{wanted} replicas ready.")
+        if available and rolled_out
+        else Condition(
+            READY, False, "RollingOut" if available else "Unavailable", f"{ready}/{wanted} replicas ready."
+        ),
+        Condition(PROGRESSING, False, "RolloutComplete", "The newest version serves every replica.")
+        if rolled_out
+        else Condition(
+            PROGRESSING, True, "RollingOut", f"{updated}/{wanted} replicas updated, {ready} ready."
+        ),
+    ]
+    if stalled or failure.get("status") == "True":
+        message = progress.get("message") if stalled else failure.get("message")
+        reason = "ProgressDeadlineExceeded" if stalled else "ReplicaFailure"
+        conditions.append(Condition(DEGRADED, True, reason, message or reason))
+    else:
+        conditions.append(Condition(DEGRADED, False, "AsExpected", "Nothing has failed."))
+    return conditions
+
+
+def dependencies_condition(dependencies: dict[str, dict[str, Any] | None]) -> Condition:
+    """DependenciesReady: every ``dependsOn`` Microservice exists and is Ready."""
+    if not dependencies:
+        return Condition(DEPENDENCIES_READY, True, "NoDependencies", "This service depends on nothing.")
+    missing = sorted(name for name, ms in dependencies.items() if ms is None)
+    waiting = sorted(name for name, ms in dependencies.items() if ms is not None and not is_ready(ms))
+    if missing:
+        return Condition(DEPENDENCIES_READY, False, "DependencyMissing", f"Not found: {', '.join(missing)}.")
+    if waiting:
+        return Condition(DEPENDENCIES_READY, False, "DependencyNotReady", f"Not ready: {', '.join(waiting)}.")
+    return Condition(DEPENDENCIES_READY, True, "AllReady", f"Ready: {', '.join(sorted(dependencies))}.")
+
+
+def is_ready(ms: dict[str, Any]) -> bool:
+    """Whether a Microservice reports Ready=True for its current generation."""
+    status = ms.get("status") or {}
+    if status.get("observedGeneration") != ms["metadata"].get("generation"):
+        return False
+    return any(c["type"] == READY and c["status"] == "True" for c in status.get("conditions") or [])
+
+
+def stamp(
+    conditions: list[Condition],
+    previous: list[dict[str, Any]] | None,
+    generation: int,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """API-convention conditions; lastTransitionTime moves only when the status flips."""
+    now = now or datetime.now(UTC)
+    before = {c["type"]: c for c in previous or []}
+    stamped = []
+    for condition in conditions:
+        status = "True" if condition.status else "False"
+        earlier = before.get(condition.type)
+        changed = earlier is None or earlier.get("status") != status
+        stamped.append(
+            {
+                "type": condition.type,
+                "status": status,
+                "reason": condition.reason,
+                "message": condition.message,
+                "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")
+                if changed
+                else earlier["lastTransitionTime"],  # type: ignore[index]
+                "observedGeneration": generation,
+            }
+        )
+    return stamped
+
+
+def transitions(before: list[dict[str, Any]] | None, after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conditions whose status changed (each worth one Event)."""
+    previous = {c["type"]: c.get("status") for c in before or []}
+    return [c for c in after if previous.get(c["type"]) != c["status"]]

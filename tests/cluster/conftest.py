@@ -1,0 +1,34 @@
+"""The operator, running with least privilege, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from kubernetes.client import ApiClient
+
+from tests.support.kube import kubeconfig_path
+from tests.support.operator import OperatorProcess, least_privilege_kubeconfig
+
+
+@pytest.fixture(scope="session")
+def operator(kube: ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The CRD installed (as an admin would), and the operator running under its ClusterRole."""
+    installed = subprocess.run(
+        [sys.executable, "-m", "flotilla_operator", "install-crd"],
+        env={"KUBECONFIG": str(kubeconfig_path()), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert installed.returncode == 0, installed.stderr
+    directory = tmp_path_factory.mktemp("operator")
+    process = OperatorProcess(
+        least_privilege_kubeconfig(kube, directory / "kubeconfig"), directory / "operator.log"
+    )
+    process.start()
+    yield process
+    process.stop()

@@ -1,0 +1,359 @@
+"""The Microservice operator end to end, on the real API server with kwok nodes."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.rest import ApiException
+
+from tests.support.kube import temporary_namespace, wait_for
+from tests.support.operator import OperatorProcess
+
+GROUP, VERSION, PLURAL = "flotilla.dev", "v1alpha1", "microservices"
+
+
+def microservice(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Microservice",
+        "metadata": {"name": name},
+        "spec": {"image": "registry.example/flotilla/service:1.0", **spec},
+    }
+
+
+def create(kube: ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    return client.CustomObjectsApi(kube).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body
+    )
+
+
+def read(kube: ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    return client.CustomObjectsApi(kube).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+def patch(kube: ApiClient, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    return client.CustomObjectsApi(kube).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, body, _content_type="application/merge-patch+json"
+    )
+
+
+def condition(ms: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for entry in (ms.get("status") or {}).get("conditions") or []:
+        if entry["type"] == kind:
+            return entry
+    return None
+
+
+def ready(kube: ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    ms = read(kube, namespace, name)
+    status = ms.get("status") or {}
+    entry = condition(ms, "Ready")
+    current = status.get("observedGeneration") == ms["metadata"]["generation"]
+    return ms if current and entry and entry["status"] == "True" else None
+
+
+def wait_ready(kube: ApiClient, namespace: str, name: str, timeout: float = 60) -> dict[str, Any]:
+    return wait_for(lambda: ready(kube, namespace, name), timeout=timeout, what=f"{name} to be Ready")
+
+
+def exists(read_call: Any, *args: Any) -> bool:
+    try:
+        read_call(*args)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_microservice_gets_every_child_and_becomes_ready(kube: ApiClient, namespace: str) -> None:
+    started = time.monotonic()
+    create(
+        kube,
+        namespace,
+        microservice(
+            "orders",
+            replicas=2,
+            ingress={
+                "host": "shop.example.com",
+                "path": "/orders",
+                "className": "nginx",
+                "tls": {"secretName": "shop-tls", "clusterIssuer": "letsencrypt"},
+            },
+            autoscaling={"minReplicas": 2, "maxReplicas": 5},
+            disruptionBudget={"minAvailable": 1},
+        ),
+    )
+    ms = wait_ready(kube, namespace, "orders")
+    elapsed = time.monotonic() - started
+    print(f"\napply -> Ready: {elapsed:.2f}s")
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+    deployment = apps.read_namespaced_deployment("orders", namespace)
+    service = core.read_namespaced_service("orders", namespace)
+    ingress = client.NetworkingV1Api(kube).read_namespaced_ingress("orders", namespace)
+    hpa = client.AutoscalingV2Api(kube).read_namespaced_horizontal_pod_autoscaler("orders", namespace)
+    pdb = client.PolicyV1Api(kube).read_namespaced_pod_disruption_budget("orders", namespace)
+    monitor = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+        "monitoring.coreos.com", "v1", namespace, "servicemonitors", "orders"
+    )
+    for child in (deployment, service, ingress, hpa, pdb):
+        owner = child.metadata.owner_references[0]
+        assert (owner.kind, owner.name, owner.controller) == ("Microservice", "orders", True)
+        assert child.metadata.labels["app.kubernetes.io/managed-by"] == "flotilla-operator"
+        assert child.metadata.labels["app.kubernetes.io/version"] == "1.0"
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert [(p.name, p.port) for p in service.spec.ports] == [("http", 80)]
+    assert ingress.metadata.annotations["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert ingress.spec.tls[0].secret_name == "shop-tls"
+    assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (2, 5)
+    status = ms["status"]
+    assert status["url"] == f"http://orders.{namespace}.svc.cluster.local"
+    assert status["externalURL"] == "https://shop.example.com/orders"
+    assert status["readyReplicas"] >= 2
+    assert {c["type"] for c in status["conditions"]} >= {
+        "Ready",
+        "Progressing",
+        "Degraded",
+        "DependenciesReady",
+    }
+    assert all(c["observedGeneration"] == ms["metadata"]["generation"] for c in status["conditions"])
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=orders").items
+    assert any(e.reason == "Available" and e.involved_object.kind == "Microservice" for e in events)
+
+
+@pytest.mark.usefixtures("operator")
+def test_pods_run_under_the_restricted_pod_security_standard(kube: ApiClient) -> None:
+    with temporary_namespace(kube, {"pod-security.kubernetes.io/enforce": "restricted"}) as namespace:
+        create(kube, namespace, microservice("strict", replicas=2))
+        wait_ready(kube, namespace, "strict")
+        pods = client.CoreV1Api(kube).list_namespaced_pod(
+            namespace, label_selector="app.kubernetes.io/name=strict"
+        )
+        assert len(pods.items) == 2
+        container = pods.items[0].spec.containers[0]
+        assert container.security_context.read_only_root_filesystem is True
+        assert container.security_context.capabilities.drop == ["ALL"]
+
+
+@pytest.mark.usefixtures("operator")
+def test_an_image_change_rolls_out_and_advances_the_generation(kube: ApiClient, namespace: str) -> None:
+    create(kube, namespace, microservice("catalog"))
+    first = wait_ready(kube, namespace, "catalog")
+    patch(kube, namespace, "catalog", {"spec": {"image": "registry.example/flotilla/service:2.0"}})
+    second = wait_ready(kube, namespace, "catalog")
+    assert second["status"]["observedGeneration"] > first["status"]["observedGeneration"]
+    deployment = client.AppsV1Api(kube).read_namespaced_deployment("catalog", namespace)
+    assert deployment.spec.template.spec.containers[0].image.endswith(":2.0")
+    assert deployment.metadata.generation >= 2
+
+
+@pytest.mark.usefixtures("operator")
+def test_removing_the_ingress_deletes_it(kube: ApiClient, namespace: str) -> None:
+    create(kube, namespace, microservice("web", ingress={"path": "/web"}))
+    wait_ready(kube, namespace, "web")
+    networking = client.NetworkingV1Api(kube)
+    assert exists(networking.read_namespaced_ingress, "web", namespace)
+    patch(kube, namespace, "web", {"spec": {"ingress": None}})
+    wait_for(
+        lambda: not exists(networking.read_namespaced_ingress, "web", namespace), what="the Ingress to go"
+    )
+    assert "externalURL" not in wait_ready(kube, namespace, "web")["status"]
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_deployment_deleted_by_hand_is_restored(kube: ApiClient, namespace: str) -> None:
+    create(kube, namespace, microservice("users"))
+    wait_ready(kube, namespace, "users")
+    apps = client.AppsV1Api(kube)
+    old_uid = apps.read_namespaced_deployment("users", namespace).metadata.uid
+    apps.delete_namespaced_deployment("users", namespace)
+
+    def restored() -> bool:
+        try:
+            return apps.read_namespaced_deployment("users", namespace).metadata.uid != old_uid
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    wait_for(restored, timeout=20, what="the Deployment to come back")
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_service_edited_by_hand_is_reverted(kube: ApiClient, namespace: str) -> None:
+    create(kube, namespace, microservice("edited"))
+    wait_ready(kube, namespace, "edited")
+    core = client.CoreV1Api(kube)
+    core.patch_namespaced_service(
+        "edited", namespace, [{"op": "replace", "path": "/spec/ports/0/port", "value": 8080}]
+    )
+    assert [p.port for p in core.read_namespaced_service("edited", namespace).spec.ports] == [8080]
+    wait_for(
+        lambda: [p.port for p in core.read_namespaced_service("edited", namespace).spec.ports] == [80],
+        timeout=20,
+        what="the Service port to be 80 again",
+    )
+
+
+@pytest.mark.usefixtures("operator")
+def test_deleting_a_microservice_deletes_its_children(kube: ApiClient, namespace: str) -> None:
+    create(kube, namespace, microservice("gone", ingress={"path": "/gone"}))
+    wait_ready(kube, namespace, "gone")
+    client.CustomObjectsApi(kube).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "gone")
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+    wait_for(
+        lambda: not exists(read, kube, namespace, "gone"), what="the Microservice to go (no stuck finalizer)"
+    )
+    wait_for(
+        lambda: (
+            not exists(apps.read_namespaced_deployment, "gone", namespace)
+            and not exists(core.read_namespaced_service, "gone", namespace)
+        ),
+        what="the children to be garbage-collected",
+    )
+
+
+INVALID_SPECS = [
+    ({"port": 70000}, "spec.port"),
+    ({"port": 0}, "spec.port"),
+    ({"replicas": -1}, "spec.replicas"),
+    ({"image": ""}, "spec.image"),
+    ({"ingress": {"path": "orders"}}, "spec.ingress.path"),
+    ({"ingress": {"path": "/orders", "host": "Not_A_Host"}}, "spec.ingress.host"),
+    ({"ingress": {"path": "/orders", "tls": {"secretName": "t"}}}, "spec.ingress.tls"),
+    ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling.maxReplicas"),
+    (
+        {"autoscaling": {"maxReplicas": 3, "targetCPUUtilizationPercentage": 150}},
+        "spec.autoscaling.targetCPUUtilizationPercentage",
+    ),
+    ({"metrics": {"interval": "often"}}, "spec.metrics.interval"),
+    ({"metrics": {"path": "metrics"}}, "spec.metrics.path"),
+    ({"probes": {"readiness": {"path": "ready"}}}, "spec.probes.readiness.path"),
+    ({"dependsOn": ["Users"]}, "spec.dependsOn"),
+    ({"disruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}, "spec.disruptionBudget"),
+    (
+        {"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
+        "spec.env",
+    ),
+    ({"serviceAccountName": "Bad Name"}, "spec.serviceAccountName"),
+    ({"unknownField": True}, "unknownField"),
+]
+
+
+@pytest.mark.parametrize(("spec", "field"), INVALID_SPECS, ids=[field for _, field in INVALID_SPECS])
+def test_invalid_specs_are_rejected_naming_the_field(
+    kube: ApiClient, namespace: str, spec: dict[str, Any], field: str
+) -> None:
+    body = microservice("invalid")
+    body["spec"].update(spec)
+    with pytest.raises(ApiException) as rejected:
+        client.CustomObjectsApi(kube).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict"
+        )
+    assert rejected.value.status in (400, 422)
+    assert field in json.loads(rejected.value.body)["message"]
+
+
+@pytest.mark.usefixtures("operator")
+def test_depends_on_injects_the_dns_url_and_tracks_readiness(kube: ApiClient, namespace: str) -> None:
+    create(kube, namespace, microservice("checkout", dependsOn=["payments"]))
+    wait_ready(kube, namespace, "checkout")
+    ms = read(kube, namespace, "checkout")
+    assert condition(ms, "DependenciesReady")["reason"] == "DependencyMissing"
+    env = (
+        client.AppsV1Api(kube)
+        .read_namespaced_deployment("checkout", namespace)
+        .spec.template.spec.containers[0]
+        .env
+    )
+    assert {e.name: e.value for e in env}["PAYMENTS_URL"] == f"http://payments.{namespace}.svc.cluster.local"
+    create(kube, namespace, microservice("payments"))
+    wait_ready(kube, namespace, "payments")
+    wait_for(
+        lambda: (
+            (condition(read(kube, namespace, "checkout"), "DependenciesReady") or {}).get("status") == "True"
+        ),
+        timeout=20,
+        what="DependenciesReady to follow the dependency",
+    )
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_referenced_config_map_change_rolls_the_pods(kube: ApiClient, namespace: str) -> None:
+    core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="settings"), data={"MODE": "a"})
+    )
+    create(kube, namespace, microservice("configured", envFrom=[{"configMapRef": {"name": "settings"}}]))
+    wait_ready(kube, namespace, "configured")
+
+    def config_hash() -> str:
+        template = apps.read_namespaced_deployment("configured", namespace).spec.template
+        return (template.metadata.annotations or {}).get("flotilla.dev/config-hash", "")
+
+    before = config_hash()
+    assert before
+    core.patch_namespaced_config_map("settings", namespace, {"data": {"MODE": "b"}})
+    wait_for(lambda: config_hash() not in ("", before), timeout=30, what="the pod template to change")
+
+
+@pytest.mark.usefixtures("operator")
+def test_without_the_service_monitor_crd_a_condition_says_why(kube: ApiClient, namespace: str) -> None:
+    extensions = client.ApiextensionsV1Api(kube)
+    name = "servicemonitors.monitoring.coreos.com"
+    saved = kube.sanitize_for_serialization(extensions.read_custom_resource_definition(name))
+    for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
+        saved["metadata"].pop(key, None)
+    saved.pop("status", None)
+    extensions.delete_custom_resource_definition(name)
+    try:
+        wait_for(lambda: not exists(extensions.read_custom_resource_definition, name), what="the CRD to go")
+        create(kube, namespace, microservice("unmonitored"))
+        wait_for(
+            lambda: (
+                (condition(read(kube, namespace, "unmonitored"), "MonitoringConfigured") or {}).get("reason")
+                == "ServiceMonitorCRDMissing"
+            ),
+            timeout=30,
+            what="the skipped-monitoring condition",
+        )
+        wait_ready(kube, namespace, "unmonitored")
+    finally:
+        extensions.create_custom_resource_definition(saved)
+    objects = client.CustomObjectsApi(kube)
+    wait_for(
+        lambda: _has_monitor(objects, namespace, "unmonitored"),
+        timeout=40,
+        what="the ServiceMonitor once the CRD is back",
+    )
+
+
+def _has_monitor(objects: client.CustomObjectsApi, namespace: str, name: str) -> bool:
+    try:
+        objects.get_namespaced_custom_object(
+            "monitoring.coreos.com", "v1", namespace, "servicemonitors", name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def test_a_killed_operator_converges_after_restart(
+    kube: ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    operator.kill()
+    try:
+        for index in range(5):
+            create(kube, namespace, microservice(f"batch-{index}"))
+    finally:
+        operator.start()
+    for index in range(5):
+        wait_ready(kube, namespace, f"batch-{index}")

@@ -1,0 +1,147 @@
+"""The operator as a process, with only the permissions of its ClusterRole."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.rest import ApiException
+
+from tests.support.processes import free_port
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "operator" / "src" / "flotilla_operator" / "manifests"
+OPERATOR_NAMESPACE = "flotilla-system"
+SERVICE_ACCOUNT = "flotilla-operator-test"
+
+
+def _ignore_conflict(call: Any, *args: Any, **kwargs: Any) -> None:
+    try:
+        call(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def least_privilege_kubeconfig(api: ApiClient, path: Path) -> Path:
+    """A kubeconfig for a service account bound to the operator's ClusterRole only."""
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    _ignore_conflict(
+        core.create_namespace, client.V1Namespace(metadata=client.V1ObjectMeta(name=OPERATOR_NAMESPACE))
+    )
+    _ignore_conflict(
+        core.create_namespaced_service_account,
+        OPERATOR_NAMESPACE,
+        client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=SERVICE_ACCOUNT)),
+    )
+    role = yaml.safe_load((MANIFESTS / "rbac.yaml").read_text())
+    rbac.patch_cluster_role(
+        role["metadata"]["name"],
+        role,
+        field_manager="tests",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": SERVICE_ACCOUNT},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": role["metadata"]["name"],
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}],
+    }
+    rbac.patch_cluster_role_binding(
+        SERVICE_ACCOUNT,
+        binding,
+        field_manager="tests",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+    token = core.create_namespaced_service_account_token(
+        SERVICE_ACCOUNT,
+        OPERATOR_NAMESPACE,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=7200)
+        ),
+    ).status.token
+    configuration = api.configuration
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "test",
+                "cluster": {"server": configuration.host, "certificate-authority": configuration.ssl_ca_cert},
+            }
+        ],
+        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": SERVICE_ACCOUNT}}],
+        "current-context": "test",
+    }
+    path.write_text(yaml.safe_dump(kubeconfig))
+    return path
+
+
+class OperatorProcess:
+    """``python -m flotilla_operator`` against the test cluster."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.metrics_port = free_port()
+        self.liveness_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "FLOTILLA_OPERATOR_METRICS_PORT": str(self.metrics_port),
+            "FLOTILLA_OPERATOR_LIVENESS_PORT": str(self.liveness_port),
+            "FLOTILLA_OPERATOR_RESYNC_SECONDS": "3",
+            "FLOTILLA_OPERATOR_CRD_CACHE_SECONDS": "1",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flotilla_operator"],
+            env=env,
+            stdout=self.log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        import requests
+
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the operator exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the operator's liveness endpoint never answered")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, as when a node dies."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
