@@ -125,7 +125,8 @@ start kube-scheduler kube-scheduler \
   --authorization-kubeconfig "$STATE_DIR/scheduler.kubeconfig" \
   --bind-address 127.0.0.1 --secure-port 10259 --leader-elect=false --profiling=false --v=1
 
-# kwok's node and pod lifecycles ("stages") come from its own module, at the pinned version.
+# kwok's node and pod lifecycles ("stages") come from its own module, at the pinned version; the
+# nodes renew Leases (as kubelets do), or the node lifecycle controller would mark them NotReady.
 kwok_dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
 stages="$STATE_DIR/kwok-stages.yaml"
 : > "$stages"
@@ -136,7 +137,8 @@ done
 step "starting kwok $KWOK_VERSION with $KWOK_NODES fake nodes"
 start kwok kwok --kubeconfig "$STATE_DIR/kwok.kubeconfig" --config "$stages" \
   --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-  --cidr 10.244.0.0/16 --node-ip 127.0.0.1 --server-address 127.0.0.1:10247
+  --cidr 10.244.0.0/16 --node-ip 127.0.0.1 --server-address 127.0.0.1:10247 \
+  --node-lease-duration-seconds 40
 for index in $(seq 1 "$KWOK_NODES"); do
   kubectl apply --server-side --field-manager flotilla-cluster -f - >/dev/null <<EOT
 apiVersion: v1

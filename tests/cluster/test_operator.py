@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+import requests
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
@@ -357,3 +358,20 @@ def test_a_killed_operator_converges_after_restart(
         operator.start()
     for index in range(5):
         wait_ready(kube, namespace, f"batch-{index}")
+
+
+def test_the_operator_reports_its_work_as_prometheus_metrics(
+    kube: ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    create(kube, namespace, microservice("measured"))
+    wait_ready(kube, namespace, "measured")
+    text = requests.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples['flotilla_operator_reconciles_total{result="success"}'] >= 1
+    assert samples["flotilla_operator_reconcile_duration_seconds_count"] >= 1
+    assert samples['flotilla_operator_managed_resources{kind="Microservice"}'] >= 1
+    assert requests.get(f"http://127.0.0.1:{operator.liveness_port}/healthz", timeout=5).ok

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
@@ -174,3 +175,14 @@ def test_a_restricted_namespace_rejects_a_privileged_pod(kube: ApiClient) -> Non
         message = json.loads(refused.value.body)["message"]
         assert 'violates PodSecurity "restricted:' in message
         assert "privileged" in message
+
+
+def test_fake_nodes_renew_their_leases_like_kubelets(kube: ApiClient) -> None:
+    leases = client.CoordinationV1Api(kube).list_namespaced_lease("kube-node-lease").items
+    nodes = {
+        node.metadata.name for node in client.CoreV1Api(kube).list_node(label_selector="type=kwok").items
+    }
+    renewed = {lease.metadata.name: lease.spec.renew_time for lease in leases}
+    assert nodes <= set(renewed)
+    now = datetime.now(UTC)
+    assert all((now - renewed[name]).total_seconds() < 60 for name in nodes)
