@@ -46,6 +46,12 @@ if [ -d "$PIDS" ]; then
   "$CLUSTER_SCRIPTS/down.sh"
 fi
 
+for port in "$APISERVER_PORT" "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" 10257 10259 10247; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port $port is taken: is another cluster running (another checkout's 'make cluster-up')? \
+stop it, or set FLOTILLA_APISERVER_PORT / FLOTILLA_ETCD_PORT"
+  fi
+done
 mkdir -p "$LOGS" "$PIDS"
 step "generating certificates and kubeconfigs"
 "$CLUSTER_SCRIPTS/pki.sh" "$PKI"
