@@ -116,7 +116,9 @@ def test_a_microservice_gets_every_child_and_becomes_ready(kube: ApiClient, name
     status = ms["status"]
     assert status["url"] == f"http://orders.{namespace}.svc.cluster.local"
     assert status["externalURL"] == "https://shop.example.com/orders"
-    assert status["readyReplicas"] >= 2
+    # Replicas are the autoscaler's to set (it raises them to minReplicas once it has metrics).
+    assert deployment.spec.replicas >= 1
+    assert status["readyReplicas"] >= 1
     assert {c["type"] for c in status["conditions"]} >= {
         "Ready",
         "Progressing",
@@ -124,8 +126,12 @@ def test_a_microservice_gets_every_child_and_becomes_ready(kube: ApiClient, name
         "DependenciesReady",
     }
     assert all(c["observedGeneration"] == ms["metadata"]["generation"] for c in status["conditions"])
-    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=orders").items
-    assert any(e.reason == "Available" and e.involved_object.kind == "Microservice" for e in events)
+
+    def ready_event() -> bool:
+        events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=orders").items
+        return any(e.reason == "Available" and e.involved_object.kind == "Microservice" for e in events)
+
+    wait_for(ready_event, timeout=20, what="the Available event (posted asynchronously)")
 
 
 @pytest.mark.usefixtures("operator")
