@@ -219,3 +219,18 @@ def test_transition_times_move_only_when_the_status_flips() -> None:
     assert transitions(first, same) == []
     flipped = stamp([Condition("Ready", True, "Available", "2/2")], same, 2)
     assert [c["type"] for c in transitions(same, flipped)] == ["Ready"]
+
+
+def test_secret_mounts_become_read_only_volumes_that_roll_the_pods() -> None:
+    spec = deployment(
+        ms(secretMounts=[{"secretName": "jwt-keys", "mountPath": "/etc/keys"}]), RenderContext()
+    )["spec"]
+    pod = spec["template"]["spec"]
+    assert {"name": "secret-0", "secret": {"secretName": "jwt-keys", "defaultMode": 0o440}} in pod["volumes"]
+    assert {"name": "secret-0", "mountPath": "/etc/keys", "readOnly": True} in pod["containers"][0][
+        "volumeMounts"
+    ]
+    assert config_references({"secretMounts": [{"secretName": "jwt-keys", "mountPath": "/etc/keys"}]}) == (
+        set(),
+        {"jwt-keys"},
+    )

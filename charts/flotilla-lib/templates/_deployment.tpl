@@ -22,6 +22,14 @@ seccompProfile:
 {{- end }}
 {{- end -}}
 
+{{/* A writable /tmp, and each secretMounts entry read-only (the same shape the operator renders). */}}
+{{- define "flotilla.volumeMounts" -}}
+- {name: tmp, mountPath: /tmp}
+{{- range $index, $mount := .Values.secretMounts }}
+- {name: secret-{{ $index }}, mountPath: {{ $mount.mountPath }}, readOnly: true}
+{{- end }}
+{{- end -}}
+
 {{/* The Deployment of a Flotilla service. */}}
 {{- define "flotilla.deployment" -}}
 apiVersion: apps/v1
@@ -85,10 +93,7 @@ spec:
           securityContext:
             {{- include "flotilla.securityContext.container" . | nindent 12 }}
           volumeMounts:
-            - {name: tmp, mountPath: /tmp}
-            {{- with .Values.extraVolumeMounts }}
-            {{- toYaml . | nindent 12 }}
-            {{- end }}
+            {{- include "flotilla.volumeMounts" . | nindent 12 }}
       {{- end }}
       containers:
         - name: {{ include "flotilla.name" . }}
@@ -123,14 +128,12 @@ spec:
           securityContext:
             {{- include "flotilla.securityContext.container" . | nindent 12 }}
           volumeMounts:
-            - {name: tmp, mountPath: /tmp}
-            {{- with .Values.extraVolumeMounts }}
-            {{- toYaml . | nindent 12 }}
-            {{- end }}
+            {{- include "flotilla.volumeMounts" . | nindent 12 }}
       volumes:
         - name: tmp
           emptyDir: {sizeLimit: 256Mi}
-        {{- with .Values.extraVolumes }}
-        {{- tpl (toYaml .) $ | nindent 8 }}
+        {{- range $index, $mount := .Values.secretMounts }}
+        - name: secret-{{ $index }}
+          secret: {secretName: {{ tpl $mount.secretName $ }}, defaultMode: 0440}
         {{- end }}
 {{- end -}}

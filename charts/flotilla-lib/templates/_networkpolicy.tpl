@@ -27,8 +27,10 @@ spec:
 {{- end }}
 {{- end -}}
 
-{{/* Everything a service chart renders: a service chart's templates/service.yaml includes this. */}}
+{{/* Everything a service chart renders (nothing in operator mode, where the operator makes
+     them from Microservice resources): a service chart's templates/service.yaml includes this. */}}
 {{- define "flotilla.service.all" -}}
+{{- if ne ((.Values.global).mode | default "workloads") "operator" }}
 {{ include "flotilla.deployment" . }}
 ---
 {{ include "flotilla.service" . }}
@@ -37,6 +39,7 @@ spec:
 {{- if trim $rendered }}
 ---
 {{ $rendered }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end -}}

@@ -132,14 +132,29 @@ def deployment(ms: Manifest, context: RenderContext) -> Manifest:
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - writable scratch
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the writable scratch directory
+            *(
+                {"name": f"secret-{index}", "mountPath": mount["mountPath"], "readOnly": True}
+                for index, mount in enumerate(spec.get("secretMounts", []))
+            ),
+        ],
     }
     if spec.get("envFrom"):
         container["envFrom"] = spec["envFrom"]
     pod_annotations = {CONFIG_HASH_ANNOTATION: context.config_hash} if context.config_hash else {}
     pod_spec: dict[str, Any] = {
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            *(
+                {
+                    "name": f"secret-{index}",
+                    "secret": {"secretName": mount["secretName"], "defaultMode": 0o440},
+                }
+                for index, mount in enumerate(spec.get("secretMounts", []))
+            ),
+        ],
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,
@@ -287,7 +302,7 @@ def render(ms: Manifest, context: RenderContext) -> list[Manifest]:
 
 
 def config_references(spec: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """Names of the ConfigMaps and Secrets the pods read (``env`` and ``envFrom``)."""
+    """Names of the ConfigMaps and Secrets the pods read (``env``, ``envFrom``, ``secretMounts``)."""
     config_maps: set[str] = set()
     secrets: set[str] = set()
     for entry in spec.get("env", []):
@@ -296,6 +311,7 @@ def config_references(spec: dict[str, Any]) -> tuple[set[str], set[str]]:
             config_maps.add(source["configMapKeyRef"]["name"])
         if "secretKeyRef" in source:
             secrets.add(source["secretKeyRef"]["name"])
+    secrets.update(mount["secretName"] for mount in spec.get("secretMounts", []))
     for entry in spec.get("envFrom", []):
         if "configMapRef" in entry:
             config_maps.add(entry["configMapRef"]["name"])
