@@ -49,6 +49,22 @@ operator-run: venv ## Install the Microservice CRD and run the operator against 
 	@$(VENV)/bin/python -m flotilla_operator install-crd
 	@$(VENV)/bin/python -m flotilla_operator run
 
+.PHONY: kind-up
+kind-up: ## Create the kind cluster of k8s/kind-config.yaml (needs Docker and kind)
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "kind needs a running Docker engine; without one use 'make cluster-up' (a local control plane for tests)"; exit 1; }
+	@command -v kind >/dev/null || { echo "kind is not installed: see https://kind.sigs.k8s.io/docs/user/quick-start/#installation"; exit 1; }
+	@kind get clusters | grep -qx flotilla || kind create cluster --config k8s/kind-config.yaml
+	@kubectl --context kind-flotilla apply -f k8s/namespace.yaml
+
+.PHONY: deploy
+deploy: ## helm upgrade --install the umbrella chart into the current KUBECONFIG (namespace flotilla)
+	@helm dependency build charts/flotilla >/dev/null
+	@helm upgrade --install flotilla charts/flotilla --namespace flotilla --create-namespace --wait
+
+.PHONY: dev
+dev: ## skaffold dev on the kind cluster (make kind-up first)
+	@skaffold dev --kube-context kind-flotilla
+
 .PHONY: test
 test: venv lint postgres-up cluster-up ## Everything: lint, then every test against real servers
 	@echo "==> pytest"

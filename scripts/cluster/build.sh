@@ -9,8 +9,11 @@ export CGO_ENABLED=0
 mkdir -p "$BIN_DIR" "$CACHE_DIR/src"
 command -v go >/dev/null || die "Go is needed to build the control plane (https://go.dev/dl or apt golang)"
 
-# The pin of a binary: its version plus the wrapper module it is built from.
-pin_of() { cat "$CLUSTER_SCRIPTS/versions.env" "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+# The pin of a binary: the versions it is built from plus its wrapper module, so that bumping
+# one tool rebuilds that tool only.
+pin_of() {  # pin_of "VERSIONS" [WRAPPER_GO_MOD]
+  { echo "$1"; [ -n "${2:-}" ] && cat "$2"; } | sha256sum | cut -c1-16
+}
 
 fresh() {  # fresh NAME PIN: the cached binary was built from this pin
   [ -x "$BIN_DIR/$1" ] && [ "$(cat "$BIN_DIR/.$1.pin" 2>/dev/null)" = "$2" ]
@@ -62,7 +65,7 @@ install_tool() {  # install_tool NAME PIN PACKAGE@VERSION LDFLAGS
 total_started=$SECONDS
 
 # Kubernetes: version ldflags as hack/lib/version.sh sets them.
-kube_pin=$(pin_of "$CLUSTER_SCRIPTS/kube/go.mod")
+kube_pin=$(pin_of "$KUBERNETES_VERSION" "$CLUSTER_SCRIPTS/kube/go.mod")
 grep -q "require k8s.io/kubernetes $KUBERNETES_VERSION\$" "$CLUSTER_SCRIPTS/kube/go.mod" \
   || die "kube/go.mod does not pin $KUBERNETES_VERSION: run scripts/cluster/pin.sh"
 kube_needed=0
@@ -86,7 +89,7 @@ else
 fi
 
 # etcd, with the same version stamp its own build script sets.
-etcd_pin=$(pin_of "$CLUSTER_SCRIPTS/etcd/go.mod")
+etcd_pin=$(pin_of "$ETCD_VERSION" "$CLUSTER_SCRIPTS/etcd/go.mod")
 if ! fresh etcd "$etcd_pin"; then
   etcd_dir=$(prepare_module etcd "$etcd_pin")
   build etcd "$etcd_pin" "$etcd_dir" go.etcd.io/etcd/server/v3 \
@@ -95,15 +98,27 @@ else
   note "etcd is up to date"
 fi
 
-install_tool kwok "$(pin_of)" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
+skaffold_pin=$(pin_of "$SKAFFOLD_VERSION" "$CLUSTER_SCRIPTS/skaffold/go.mod")
+if ! fresh skaffold "$skaffold_pin"; then
+  skaffold_dir=$(prepare_module skaffold "$skaffold_pin")
+  build skaffold "$skaffold_pin" "$skaffold_dir" github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold \
+    "-s -w -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$SKAFFOLD_VERSION"
+else
+  note "skaffold is up to date"
+fi
+
+install_tool kwok "$(pin_of "$KWOK_VERSION $KUBERNETES_VERSION")" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
   "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION"
 
 # helm: its default Kubernetes version follows the client-go it is built with (as its Makefile does).
 helm_dir=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
 client_go=$(sed -n 's/^\tk8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$helm_dir/go.mod")
-install_tool helm "$(pin_of)" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+install_tool helm "$(pin_of "$HELM_VERSION")" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
   "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean
    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$client_go
    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$client_go"
+
+install_tool actionlint "$(pin_of "$ACTIONLINT_VERSION")" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" \
+  "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
 
 note "control plane binaries ready in $BIN_DIR ($(elapsed $((SECONDS - total_started))))"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,17 +15,10 @@ from tests.support.operator import OperatorProcess, least_privilege_kubeconfig
 
 
 @pytest.fixture(scope="session")
-def operator(kube: ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    kube: ApiClient, microservice_crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     """The CRD installed (as an admin would), and the operator running under its ClusterRole."""
-    installed = subprocess.run(
-        [sys.executable, "-m", "flotilla_operator", "install-crd"],
-        env={"KUBECONFIG": str(kubeconfig_path()), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert installed.returncode == 0, installed.stderr
     directory = tmp_path_factory.mktemp("operator")
     process = OperatorProcess(
         least_privilege_kubeconfig(kube, directory / "kubeconfig"), directory / "operator.log"
@@ -32,3 +26,17 @@ def operator(kube: ApiClient, tmp_path_factory: pytest.TempPathFactory) -> Itera
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def microservice_crd() -> None:
+    """Operator mode renders Microservice resources: the API server must know the kind."""
+    installed = subprocess.run(
+        [sys.executable, "-m", "flotilla_operator", "install-crd"],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig_path())},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert installed.returncode == 0, installed.stderr

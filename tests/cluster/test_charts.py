@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -104,21 +103,6 @@ MATRIX = {
         ),
     ],
 }
-
-
-@pytest.fixture(scope="module")
-def microservice_crd() -> None:
-    """Operator mode renders Microservice resources: the API server must know the kind."""
-    installed = subprocess.run(
-        [sys.executable, "-m", "flotilla_operator", "install-crd"],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig_path())},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert installed.returncode == 0, installed.stderr
-    tool("kubectl", "wait", "--for=condition=Established", "crd/microservices.flotilla.dev", "--timeout=30s")
 
 
 @pytest.mark.usefixtures("microservice_crd")

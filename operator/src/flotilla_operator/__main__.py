@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from importlib import resources
 
 import kopf
@@ -14,6 +15,7 @@ from kubernetes import client
 from flotilla_operator.settings import ConfigError, OperatorSettings
 
 CRD_RESOURCE = "manifests/crd.yaml"
+CRD_NAME = "microservices.flotilla.dev"
 
 
 def crd_manifest() -> dict[str, object]:
@@ -30,13 +32,24 @@ def install_crd() -> None:
     api = api_client()
     manifest = crd_manifest()
     client.ApiextensionsV1Api(api).patch_custom_resource_definition(
-        "microservices.flotilla.dev",
+        CRD_NAME,
         manifest,
         field_manager="flotilla-operator",
         force=True,
         _content_type="application/apply-patch+yaml",
     )
-    print("CustomResourceDefinition microservices.flotilla.dev applied")
+    extensions = client.ApiextensionsV1Api(api)
+    deadline = time.monotonic() + 60
+    while not _established(extensions.read_custom_resource_definition(CRD_NAME)):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: {CRD_NAME} was not established within 60s")
+        time.sleep(0.2)
+    print(f"CustomResourceDefinition {CRD_NAME} applied and established")
+
+
+def _established(crd: client.V1CustomResourceDefinition) -> bool:
+    conditions = (crd.status.conditions if crd.status else None) or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
 
 
 def run() -> None:
