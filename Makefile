@@ -19,10 +19,10 @@ run: ## Run the three services on embedded defaults, with an example flow (Ctrl-
 .PHONY: lint
 lint: venv ## ruff (lint and format check) and mypy
 	@echo "==> ruff"
-	@$(VENV)/bin/ruff check services operator tests
-	@$(VENV)/bin/ruff format --check services operator tests
+	@$(VENV)/bin/ruff check services operator scripts tests
+	@$(VENV)/bin/ruff format --check services operator scripts tests
 	@echo "==> mypy"
-	@$(VENV)/bin/mypy services/kit/src services/users/src services/catalog/src services/orders/src operator/src services/kit/tests operator/tests tests
+	@$(VENV)/bin/mypy services/kit/src services/users/src services/catalog/src services/orders/src operator/src scripts/dashboards.py services/kit/tests operator/tests tests
 
 .PHONY: postgres-up
 postgres-up: ## Start the test PostgreSQL (installs it from apt when missing)
@@ -65,15 +65,23 @@ deploy: ## helm upgrade --install the umbrella chart into the current KUBECONFIG
 dev: ## skaffold dev on the kind cluster (make kind-up first)
 	@skaffold dev --kube-context kind-flotilla
 
+.PHONY: prometheus
+prometheus: ## Install Prometheus and promtool (Debian's packages) when missing
+	@scripts/prometheus.sh
+
+.PHONY: dashboards
+dashboards: venv ## Regenerate charts/flotilla/dashboards/*.json from scripts/dashboards.py
+	@$(PY) scripts/dashboards.py
+
 .PHONY: test
-test: venv lint postgres-up cluster-up ## Everything: lint, then every test against real servers
+test: venv lint postgres-up cluster-up prometheus ## Everything: lint, then every test against real servers
 	@echo "==> pytest"
 	@$(VENV)/bin/pytest
 
 .PHONY: format
 format: venv ## Apply ruff's formatting and safe fixes
-	@$(VENV)/bin/ruff format services operator tests
-	@$(VENV)/bin/ruff check --fix services operator tests
+	@$(VENV)/bin/ruff format services operator scripts tests
+	@$(VENV)/bin/ruff check --fix services operator scripts tests
 
 .PHONY: clean
 clean: ## Remove local state (.run, caches); keeps .venv

@@ -20,6 +20,7 @@ BIN = Path(os.environ.get("FLOTILLA_CLUSTER_BIN", Path.home() / ".cache" / "flot
 SERVICE_CHARTS = ["users", "catalog", "orders"]
 ALL_CHARTS = ["flotilla-lib", *SERVICE_CHARTS, "flotilla-operator", "flotilla"]
 MONITORING_API = "monitoring.coreos.com/v1/ServiceMonitor"
+RULES_API = "monitoring.coreos.com/v1/PrometheusRule"
 
 
 def tool(name: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -88,6 +89,7 @@ MATRIX = {
     "monitoring-off": [
         *("--set", "users.serviceMonitor.enabled=false", "--set", "catalog.serviceMonitor.enabled=false"),
         *("--set", "orders.serviceMonitor.enabled=false", "--set", "networkPolicy.enabled=false"),
+        *("--set", "monitoring.alerts.enabled=false", "--set", "monitoring.dashboards.enabled=false"),
     ],
     "tls-on": [
         *("--set", "ingress.host=shop.example.com", "--set", "ingress.tls.enabled=true"),
@@ -117,6 +119,8 @@ def test_the_umbrella_chart_renders_what_the_api_server_accepts(case: str, names
         namespace,
         "--api-versions",
         MONITORING_API,
+        "--api-versions",
+        RULES_API,
         *MATRIX[case],
     )
     assert rendered.returncode == 0, rendered.stderr
@@ -130,6 +134,13 @@ def test_the_umbrella_chart_renders_what_the_api_server_accepts(case: str, names
         assert kinds.count("Deployment") == 3 and "Microservice" not in kinds
     assert ("StatefulSet" in kinds) == (case != "external-database")
     assert ("ServiceMonitor" in kinds) == (case != "monitoring-off")
+    assert ("PrometheusRule" in kinds) == (case != "monitoring-off")
+    dashboards = [
+        d
+        for d in documents
+        if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
+    assert len(dashboards) == (0 if case == "monitoring-off" else 4)
     if case == "tls-on":
         ingress = next(d for d in documents if d["kind"] == "Ingress")
         assert ingress["spec"]["tls"][0]["hosts"] == ["shop.example.com"]
@@ -186,3 +197,22 @@ def test_install_upgrade_and_uninstall_in_a_restricted_namespace(kube: ApiClient
             "kubectl", "get", "deploy,sts,svc,secret,networkpolicy,pdb,ingress", "-n", namespace, "-o", "name"
         )
         assert left.stdout.strip() == "", left.stdout
+
+
+@pytest.mark.parametrize("chart", SERVICE_CHARTS)
+def test_a_service_chart_can_route_its_own_ingress(chart: str, namespace: str) -> None:
+    rendered = tool(
+        "helm",
+        "template",
+        chart,
+        str(CHARTS / chart),
+        "-n",
+        namespace,
+        *("--set", "ingress.enabled=true", "--set", "ingress.host=shop.example.com"),
+        *("--set", "ingress.tlsSecretName=shop-tls", "--set", "ingress.className=nginx"),
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    ingress = next(d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "Ingress")
+    assert ingress["spec"]["tls"] == [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}]
+    checked = tool("kubectl", "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=rendered.stdout)
+    assert checked.returncode == 0, checked.stderr

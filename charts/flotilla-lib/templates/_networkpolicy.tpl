@@ -34,7 +34,7 @@ spec:
 {{ include "flotilla.deployment" . }}
 ---
 {{ include "flotilla.service" . }}
-{{- range $template := list "flotilla.serviceMonitor" "flotilla.hpa" "flotilla.pdb" "flotilla.networkPolicy" }}
+{{- range $template := list "flotilla.ingress" "flotilla.serviceMonitor" "flotilla.hpa" "flotilla.pdb" "flotilla.networkPolicy" }}
 {{- $rendered := include $template $ }}
 {{- if trim $rendered }}
 ---
