@@ -234,3 +234,28 @@ def test_secret_mounts_become_read_only_volumes_that_roll_the_pods() -> None:
         set(),
         {"jwt-keys"},
     )
+
+
+def test_migrate_runs_the_image_as_an_init_container_first() -> None:
+    pod = deployment(
+        ms(migrate=True, secretMounts=[{"secretName": "k", "mountPath": "/k"}]), RenderContext()
+    )["spec"]["template"]["spec"]
+    init = pod["initContainers"][0]
+    assert (init["name"], init["args"], init["image"]) == (
+        "migrate",
+        ["migrate"],
+        "registry.example/orders:1.4.2",
+    )
+    assert init["env"] == pod["containers"][0]["env"]
+    assert init["volumeMounts"] == pod["containers"][0]["volumeMounts"]
+    assert "initContainers" not in deployment(ms(), RenderContext())["spec"]["template"]["spec"]
+
+
+def test_a_variable_of_the_users_own_replaces_an_injected_one() -> None:
+    env = deployment(
+        ms(dependsOn=["users"], env=[{"name": "USERS_URL", "value": "https://users.example"}]),
+        RenderContext(),
+    )["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert [e for e in env if e["name"] == "USERS_URL"] == [
+        {"name": "USERS_URL", "value": "https://users.example"}
+    ]

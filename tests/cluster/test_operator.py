@@ -114,6 +114,7 @@ def test_a_microservice_gets_every_child_and_becomes_ready(kube: ApiClient, name
     assert ingress.spec.tls[0].secret_name == "shop-tls"
     assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (2, 5)
     status = ms["status"]
+    assert not ms["metadata"].get("finalizers"), "a finalizer could outlive the operator"
     assert status["url"] == f"http://orders.{namespace}.svc.cluster.local"
     assert status["externalURL"] == "https://shop.example.com/orders"
     # Replicas are the autoscaler's to set (it raises them to minReplicas once it has metrics).

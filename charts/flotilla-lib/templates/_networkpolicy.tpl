@@ -15,7 +15,12 @@ spec:
   ingress:
     - ports:
         - {port: http, protocol: TCP}
+      # An empty "from" would admit everyone: the release's helm test pod is always listed.
       from:
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/component: test
+              app.kubernetes.io/instance: {{ .Release.Name }}
         {{- range .Values.networkPolicy.from }}
         - podSelector:
             matchLabels:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, cast
 
 import kopf
@@ -33,6 +34,7 @@ CHILD_RESOURCES = [
 
 class _State:
     reconciler: Reconciler | None = None
+    stop = threading.Event()
     ready: dict[tuple[str, str], bool] = {}
 
 
@@ -86,6 +88,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     start_http_server(SETTINGS.metrics_port)
     _reconciler()
+    threading.Thread(target=_resync_forever, args=(_State.stop,), name="resync", daemon=True).start()
     log.info("operator started", extra={"workers": SETTINGS.workers, "resync": SETTINGS.resync_seconds})
 
 
@@ -97,10 +100,24 @@ def microservice_changed(namespace: str | None, name: str, **_: Any) -> None:
     _request(str(namespace), name)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.resync_seconds, idle=SETTINGS.resync_seconds / 2)
-def resync(namespace: str | None, name: str, **_: Any) -> None:
-    """Periodic drift correction (and referenced ConfigMap/Secret changes)."""
-    _request(str(namespace), name)
+def _resync_forever(stop: threading.Event) -> None:
+    """Reconcile every Microservice periodically (drift without events, changed config).
+
+    A kopf timer would add a finalizer to every Microservice, and a finalizer can outlive an
+    uninstalled operator, leaving the resource stuck in deletion.
+    """
+    while not stop.wait(SETTINGS.resync_seconds):
+        try:
+            items = _reconciler().kube.all_microservices(SETTINGS.namespace)
+        except Exception:
+            log.exception("listing Microservices for the resync failed")
+            continue
+        for ms in items:
+            try:
+                _reconciler().request(ms["metadata"]["namespace"], ms["metadata"]["name"])
+            except Exception:
+                RECONCILE_ERRORS.labels("resync").inc()
+                log.exception("resync failed", extra={"microservice": ms["metadata"]["name"]})
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -130,3 +147,9 @@ def _child_changed(body: kopf.Body, namespace: str | None, type: str, **_: Any) 
 
 for _group, _version, _plural in CHILD_RESOURCES:
     kopf.on.event(_group, _version, _plural, labels=MANAGED)(_child_changed)
+
+
+@kopf.on.cleanup()
+def stop_resync(**_: Any) -> None:
+    """Stop the resync thread with the operator."""
+    _State.stop.set()

@@ -134,6 +134,17 @@ class Kube:
         items: list[Manifest] = cast(dict[str, Any], listed)["items"]
         return items
 
+    def all_microservices(self, namespace: str | None) -> list[Manifest]:
+        """Every Microservice the operator watches (one namespace, or all)."""
+        api = client.CustomObjectsApi(self.api_client)
+        listed = (
+            api.list_namespaced_custom_object(GROUP, VERSION, namespace, "microservices")
+            if namespace
+            else api.list_cluster_custom_object(GROUP, VERSION, "microservices")
+        )
+        items: list[Manifest] = cast(dict[str, Any], listed)["items"]
+        return items
+
     def microservice(self, namespace: str, name: str) -> Manifest | None:
         """One Microservice, or None."""
         try:

@@ -109,12 +109,14 @@ def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
 def deployment(ms: Manifest, context: RenderContext) -> Manifest:
     """The Deployment: restricted Pod Security, probes, zero-downtime rollouts, spread."""
     spec, name = ms["spec"], ms["metadata"]["name"]
-    env = [
+    injected: list[dict[str, Any]] = [
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "PORT", "value": str(spec["port"])},
         *dependency_env(ms, context.cluster_domain),
-        *spec.get("env", []),
     ]
+    own: list[dict[str, Any]] = spec.get("env", [])
+    # The user's own variables win over injected ones of the same name (one entry per name).
+    env = [entry for entry in injected if entry["name"] not in {e["name"] for e in own}] + own
     container: dict[str, Any] = {
         "name": name,
         "image": spec["image"],
@@ -142,6 +144,16 @@ def deployment(ms: Manifest, context: RenderContext) -> Manifest:
     }
     if spec.get("envFrom"):
         container["envFrom"] = spec["envFrom"]
+    if spec.get("migrate"):
+        # The service's own `migrate` command (schema and bootstrap data) runs before it serves.
+        pod_migration = {
+            key: value
+            for key, value in container.items()
+            if key in ("image", "env", "envFrom", "resources", "securityContext", "volumeMounts")
+        }
+        init_containers = [{"name": "migrate", "args": ["migrate"], **pod_migration}]
+    else:
+        init_containers = []
     pod_annotations = {CONFIG_HASH_ANNOTATION: context.config_hash} if context.config_hash else {}
     pod_spec: dict[str, Any] = {
         "containers": [container],
@@ -176,6 +188,8 @@ def deployment(ms: Manifest, context: RenderContext) -> Manifest:
     }
     if spec.get("serviceAccountName"):
         pod_spec["serviceAccountName"] = spec["serviceAccountName"]
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(name)},
         "revisionHistoryLimit": 5,
