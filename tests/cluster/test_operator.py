@@ -382,3 +382,10 @@ def test_the_operator_reports_its_work_as_prometheus_metrics(
     assert samples["flotilla_operator_reconcile_duration_seconds_count"] >= 1
     assert samples['flotilla_operator_managed_resources{kind="Microservice"}'] >= 1
     assert requests.get(f"http://127.0.0.1:{operator.liveness_port}/healthz", timeout=5).ok
+
+
+def test_a_name_that_cannot_name_a_service_is_rejected(kube: ApiClient, namespace: str) -> None:
+    with pytest.raises(ApiException) as rejected:
+        create(kube, namespace, microservice("my.service"))
+    assert rejected.value.status == 422
+    assert "metadata.name must be a DNS label" in json.loads(rejected.value.body)["message"]
