@@ -61,9 +61,7 @@ def _admin(platform: Platform) -> str:
 
 
 def _service(platform: Platform) -> str:
-    from tests.test_tokens import client_token
-
-    return str(client_token(platform, "orders", platform.clients["orders"]).json()["access_token"])
+    return platform.service_token()
 
 
 ENDPOINTS = [

@@ -192,7 +192,7 @@ def test_retrying_a_failed_order_whose_stock_was_committed_takes_it_only_once(pl
     assert failed.status_code == 503
     order_id = failed.json()["order_id"]
     # What the catalog would hold had the first attempt's commit gone through unseen.
-    basic = {"Authorization": f"Bearer {_service_token(platform)}"}
+    basic = {"Authorization": f"Bearer {platform.service_token()}"}
     reservation_key = f"order-{order_id}-1"
     created = requests.post(
         f"{platform.catalog.url}/reservations",
@@ -209,9 +209,3 @@ def test_retrying_a_failed_order_whose_stock_was_committed_takes_it_only_once(pl
     assert retried.status_code == 201, retried.text
     assert retried.json()["id"] == order_id
     assert platform.stock_of(product["id"]) == 4
-
-
-def _service_token(platform: Platform) -> str:
-    from tests.test_tokens import client_token
-
-    return str(client_token(platform, "orders", platform.clients["orders"]).json()["access_token"])

@@ -7,11 +7,10 @@ import uuid
 import requests
 
 from tests.support.platform import Platform
-from tests.test_tokens import client_token
 
 
 def _as(platform: Platform, client_id: str) -> dict[str, str]:
-    token = client_token(platform, client_id, platform.clients[client_id]).json()["access_token"]
+    token = platform.service_token(client_id)
     return {"Authorization": f"Bearer {token}"}
 
 

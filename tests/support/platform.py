@@ -69,6 +69,17 @@ class Platform:
         """A token of a newly registered customer."""
         return self.login(self.register()["email"])
 
+    def service_token(self, client_id: str = "orders") -> str:
+        """A client-credentials token of one of the configured service clients."""
+        response = requests.post(
+            f"{self.users.url}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, self.clients[client_id]),
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
     def admin_token(self) -> str:
         """A token of the bootstrapped admin."""
         return self.login(self.admin_email, self.admin_password)
