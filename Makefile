@@ -41,7 +41,23 @@ cluster-up: ## Start (or reuse) the local Kubernetes control plane; writes .clus
 	@scripts/cluster/up.sh
 
 .PHONY: cluster-down
-cluster-down: ## Stop the local control plane and remove its state
+cluster-down: ## Stop the local control plane (and node) and remove its state
+	@scripts/cluster/down.sh
+
+.PHONY: node-up
+node-up: ## Start (or reuse) the control plane and a real node: containerd, kubelet, kube-proxy, CoreDNS, Traefik (root)
+	@scripts/cluster/node-up.sh
+
+.PHONY: images
+images: ## Build the platform's images with buildah and import them into the node's containerd
+	@scripts/images.sh platform >/dev/null
+
+.PHONY: up
+up: ## Run the whole platform on the real local node (root): prints the ingress URL and an example flow
+	@scripts/up.sh
+
+.PHONY: down
+down: ## Stop the node and the control plane, and remove their state (nothing is left behind)
 	@scripts/cluster/down.sh
 
 .PHONY: operator-run
@@ -74,9 +90,15 @@ dashboards: venv ## Regenerate charts/flotilla/dashboards/*.json from scripts/da
 	@$(PY) scripts/dashboards.py
 
 .PHONY: test
-test: venv lint postgres-up cluster-up prometheus ## Everything: lint, then every test against real servers
+test: venv lint postgres-up node-up images prometheus ## Everything: lint, then every test against real servers
 	@echo "==> pytest"
 	@$(VENV)/bin/pytest
+	@echo "==> pytest: the end-to-end suite on the real node"
+	@$(VENV)/bin/pytest -m e2e tests/node
+
+.PHONY: test-e2e
+test-e2e: venv node-up images ## Only the end-to-end suite on the real node
+	@$(VENV)/bin/pytest -m e2e tests/node
 
 .PHONY: format
 format: venv ## Apply ruff's formatting and safe fixes

@@ -11,10 +11,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILES = sorted([*ROOT.glob("services/*/Dockerfile"), ROOT / "operator" / "Dockerfile"])
+# Images of the local node only (make up), not published: hadolint checks them too.
+NODE_DOCKERFILES = sorted(ROOT.glob("scripts/cluster/images/*/Dockerfile"))
 HADOLINT = Path(sys.executable).parent / "hadolint"
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("dockerfile", DOCKERFILES + NODE_DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_hadolint_is_clean(dockerfile: Path) -> None:
     result = subprocess.run([str(HADOLINT), str(dockerfile)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

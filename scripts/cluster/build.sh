@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Build the control plane from Go modules, one binary at a time, into the cache
 # (~/.cache/flotilla/cluster/bin). A binary is rebuilt only when its pin changes.
+#   scripts/cluster/build.sh          the control plane, kwok, helm and the CI tools
+#   scripts/cluster/build.sh --node   also the real node's: kubelet, kube-proxy, crictl, CoreDNS,
+#                                     Traefik and the local-path provisioner
 set -euo pipefail
+with_node=0
+[ "${1:-}" = --node ] && with_node=1
 source "$(dirname "$0")/lib.sh"
 
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
@@ -9,10 +14,10 @@ export CGO_ENABLED=0
 mkdir -p "$BIN_DIR" "$CACHE_DIR/src"
 command -v go >/dev/null || die "Go is needed to build the control plane (https://go.dev/dl or apt golang)"
 
-# The pin of a binary: the versions it is built from plus its wrapper module, so that bumping
-# one tool rebuilds that tool only.
-pin_of() {  # pin_of "VERSIONS" [WRAPPER_GO_MOD]
-  { echo "$1"; [ -n "${2:-}" ] && cat "$2"; } | sha256sum | cut -c1-16
+# The pin of a binary: the versions it is built from plus its wrapper module's files, so that
+# bumping one tool rebuilds that tool only.
+pin_of() {  # pin_of "VERSIONS" [WRAPPER_DIR]
+  { echo "$1"; if [ -n "${2:-}" ]; then cat "$2"/go.mod "$2"/*.go; fi; } | sha256sum | cut -c1-16
 }
 
 fresh() {  # fresh NAME PIN: the cached binary was built from this pin
@@ -26,9 +31,9 @@ prepare_module() {
   local name=$1 pin=$2 dir="$CACHE_DIR/src/$1"
   if [ "$(cat "$dir/.pin" 2>/dev/null)" != "$pin" ]; then
     rm -rf "$dir" && mkdir -p "$dir"
-    cp "$CLUSTER_SCRIPTS/$name/go.mod" "$CLUSTER_SCRIPTS/$name/tools.go" "$dir/"
+    cp "$CLUSTER_SCRIPTS/$name/go.mod" "$CLUSTER_SCRIPTS/$name"/*.go "$dir/"
     step "resolving the $name modules (downloads from the Go module proxy on first use)" >&2
-    if ! (cd "$dir" && with_progress "resolving $name modules" go mod tidy >"$dir/tidy.log" 2>&1) >&2; then
+    if ! (cd "$dir" && with_progress "resolving $name modules" logged "$dir/tidy.log" go mod tidy) >&2; then
       tail -n 20 "$dir/tidy.log" >&2
       die "could not resolve the $name modules"
     fi
@@ -65,11 +70,13 @@ install_tool() {  # install_tool NAME PIN PACKAGE@VERSION LDFLAGS
 total_started=$SECONDS
 
 # Kubernetes: version ldflags as hack/lib/version.sh sets them.
-kube_pin=$(pin_of "$KUBERNETES_VERSION" "$CLUSTER_SCRIPTS/kube/go.mod")
+KUBE_COMMANDS="kube-apiserver kube-controller-manager kube-scheduler kubectl"
+[ "$with_node" = 1 ] && KUBE_COMMANDS+=" kubelet kube-proxy"
+kube_pin=$(pin_of "$KUBERNETES_VERSION" "$CLUSTER_SCRIPTS/kube")
 grep -q "require k8s.io/kubernetes $KUBERNETES_VERSION\$" "$CLUSTER_SCRIPTS/kube/go.mod" \
   || die "kube/go.mod does not pin $KUBERNETES_VERSION: run scripts/cluster/pin.sh"
 kube_needed=0
-for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for name in $KUBE_COMMANDS; do
   fresh "$name" "$kube_pin" || kube_needed=1
 done
 if [ "$kube_needed" = 1 ]; then
@@ -81,7 +88,7 @@ if [ "$kube_needed" = 1 ]; then
     kube_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     kube_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=${build_date/ /T}"
   done
-  for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for name in $KUBE_COMMANDS; do
     build "$name" "$kube_pin" "$kube_dir" "k8s.io/kubernetes/cmd/$name" "$kube_ldflags"
   done
 else
@@ -89,7 +96,7 @@ else
 fi
 
 # etcd, with the same version stamp its own build script sets.
-etcd_pin=$(pin_of "$ETCD_VERSION" "$CLUSTER_SCRIPTS/etcd/go.mod")
+etcd_pin=$(pin_of "$ETCD_VERSION" "$CLUSTER_SCRIPTS/etcd")
 if ! fresh etcd "$etcd_pin"; then
   etcd_dir=$(prepare_module etcd "$etcd_pin")
   build etcd "$etcd_pin" "$etcd_dir" go.etcd.io/etcd/server/v3 \
@@ -98,7 +105,7 @@ else
   note "etcd is up to date"
 fi
 
-skaffold_pin=$(pin_of "$SKAFFOLD_VERSION" "$CLUSTER_SCRIPTS/skaffold/go.mod")
+skaffold_pin=$(pin_of "$SKAFFOLD_VERSION" "$CLUSTER_SCRIPTS/skaffold")
 if ! fresh skaffold "$skaffold_pin"; then
   skaffold_dir=$(prepare_module skaffold "$skaffold_pin")
   build skaffold "$skaffold_pin" "$skaffold_dir" github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold \
@@ -121,4 +128,39 @@ install_tool helm "$(pin_of "$HELM_VERSION")" "helm.sh/helm/v3/cmd/helm@$HELM_VE
 install_tool actionlint "$(pin_of "$ACTIONLINT_VERSION")" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" \
   "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
 
-note "control plane binaries ready in $BIN_DIR ($(elapsed $((SECONDS - total_started))))"
+if [ "$with_node" = 1 ]; then
+  install_tool crictl "$(pin_of "$CRI_TOOLS_VERSION")" "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION" \
+    "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
+
+  coredns_pin=$(pin_of "$COREDNS_VERSION" "$CLUSTER_SCRIPTS/coredns")
+  if ! fresh coredns "$coredns_pin"; then
+    coredns_dir=$(prepare_module coredns "$coredns_pin")
+    build coredns "$coredns_pin" "$coredns_dir" . \
+      "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
+  else
+    note "coredns is up to date"
+  fi
+
+  # Traefik's module replaces one of its packages by a directory of its own: build it in place,
+  # from a copy of the module (its go.sum checks every dependency).
+  traefik_pin=$(pin_of "$TRAEFIK_VERSION")
+  if ! fresh traefik "$traefik_pin"; then
+    traefik_dir="$CACHE_DIR/src/traefik"
+    if [ "$(cat "$traefik_dir/.pin" 2>/dev/null)" != "$traefik_pin" ]; then
+      step "fetching the Traefik $TRAEFIK_VERSION module"
+      module_dir=$(go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+      rm -rf "$traefik_dir" && cp -r "$module_dir" "$traefik_dir" && chmod -R u+w "$traefik_dir"
+      echo "$traefik_pin" > "$traefik_dir/.pin"
+    fi
+    GOFLAGS="" build traefik "$traefik_pin" "$traefik_dir" ./cmd/traefik \
+      "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION"
+  else
+    note "traefik is up to date"
+  fi
+
+  install_tool local-path-provisioner "$(pin_of "$LOCAL_PATH_PROVISIONER_VERSION")" \
+    "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION" \
+    "-s -w -X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION"
+fi
+
+note "binaries ready in $BIN_DIR ($(elapsed $((SECONDS - total_started))))"

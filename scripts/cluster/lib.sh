@@ -11,8 +11,34 @@ APISERVER_PORT="${FLOTILLA_APISERVER_PORT:-6443}"
 ETCD_CLIENT_PORT="${FLOTILLA_ETCD_PORT:-23790}"
 ETCD_PEER_PORT=$((ETCD_CLIENT_PORT + 1))
 KWOK_NODES="${FLOTILLA_KWOK_NODES:-2}"
+# The real node (make up): its name, and the address the API server advertises and the kubelet
+# serves on, held by an interface of its own so that pods reach the API server through 10.96.0.1.
+NODE_NAME="${FLOTILLA_NODE_NAME:-flotilla-node}"
+NODE_IP="${FLOTILLA_NODE_IP:-10.250.0.1}"
+NODE_INTERFACE=flotilla0
+SERVICE_CIDR=10.96.0.0/16
+POD_CIDR="${FLOTILLA_POD_CIDR:-10.88.0.0/16}"
+CLUSTER_DNS_IP=10.96.0.10
+# kwok's fake nodes are tainted: only namespaces annotated for them (tests/support/kube.py)
+# schedule there, so the real node's workloads never land on a node that runs nothing.
+KWOK_TAINT_KEY=kwok.x-k8s.io/node
+NODE_BRIDGE=flotilla-cni0
+NODE_POD_SUBNET="${FLOTILLA_NODE_POD_SUBNET:-10.88.0.0/24}"
+# Traefik listens on the host's loopback (make up prints the address).
+INGRESS_PORT="${FLOTILLA_INGRESS_PORT:-8080}"
+INGRESS_NAMESPACE=traefik
 
-# Run a command in the background, printing how long it has been running every 20 s.
+# Images built on this machine (scripts/images.sh); none is pulled from a registry.
+IMAGE_CACHE="${FLOTILLA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flotilla}/images"
+DEBIAN_SUITE=bookworm
+BASE_IMAGE="localhost/flotilla/python:3.11-$DEBIAN_SUITE"
+PAUSE_VERSION=3.10.2
+PAUSE_IMAGE="localhost/flotilla/pause:$PAUSE_VERSION"
+COREDNS_IMAGE="localhost/flotilla/coredns:$COREDNS_VERSION"
+TRAEFIK_IMAGE="localhost/flotilla/traefik:$TRAEFIK_VERSION"
+PROVISIONER_IMAGE="localhost/flotilla/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION"
+
+# Run a command in the background, printing (to stderr) how long it has been running every 20 s.
 with_progress() {
   local label=$1; shift
   local started=$SECONDS next=20
@@ -21,11 +47,17 @@ with_progress() {
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
     if (( SECONDS - started >= next )); then
-      note "still $label ($(elapsed $((SECONDS - started))))"
+      note "still $label ($(elapsed $((SECONDS - started))))" >&2
       next=$((next + 20))
     fi
   done
   wait "$pid"
+}
+
+# Run a command with its output in a log file (for with_progress, whose progress stays visible).
+logged() {  # logged FILE COMMAND...
+  local log=$1; shift
+  "$@" > "$log" 2>&1
 }
 
 elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }

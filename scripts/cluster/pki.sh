@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Certificates and keys of the local control plane, made once per cluster with openssl:
 # a CA, the API server's serving certificate, client certificates, the service-account keys.
-#   scripts/cluster/pki.sh DIR
+#   scripts/cluster/pki.sh DIR NODE_NAME NODE_IP
 set -euo pipefail
-dir=$1
+dir=$1 node_name=$2 node_ip=$3
 mkdir -p "$dir" && cd "$dir"
 [ -f ca.crt ] && exit 0
 
@@ -29,7 +29,7 @@ sign() {
 }
 
 sign apiserver "/CN=kube-apiserver" \
-  "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
+  "IP:127.0.0.1,IP:$node_ip,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
   serverAuth
 sign admin "/O=system:masters/CN=flotilla-admin"
 sign controller-manager "/CN=system:kube-controller-manager"
@@ -37,6 +37,10 @@ sign scheduler "/CN=system:kube-scheduler"
 sign kwok "/O=system:masters/CN=kwok-controller"
 # The API server's client certificate towards kubelets (logs, exec) on real nodes.
 sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
+# The real node (make up): the kubelet's client and serving certificates, and kube-proxy's.
+sign kubelet "/O=system:nodes/CN=system:node:$node_name"
+sign kubelet-serving "/CN=$node_name" "IP:$node_ip,DNS:$node_name" serverAuth
+sign kube-proxy "/CN=system:kube-proxy"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
 openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
 chmod 600 ./*.key

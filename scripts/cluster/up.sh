@@ -11,7 +11,7 @@ export PATH="$BIN_DIR:$PATH"
 PKI="$STATE_DIR/pki"
 LOGS="$STATE_DIR/logs"
 PIDS="$STATE_DIR/pids"
-SERVER="https://127.0.0.1:$APISERVER_PORT"
+SERVER="https://$NODE_IP:$APISERVER_PORT"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
 alive() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
@@ -46,7 +46,20 @@ if [ -d "$PIDS" ]; then
   "$CLUSTER_SCRIPTS/down.sh"
 fi
 
-for port in "$APISERVER_PORT" "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" 10257 10259 10247; do
+# The API server listens on the node address, held by an interface of this machine with no ports
+# (a bridge: kernels without the dummy module have it), routed nowhere: pods of the real node
+# reach the API server there, and nothing outside the machine does.
+if ! ip -4 addr show dev "$NODE_INTERFACE" 2>/dev/null | grep -q "inet $NODE_IP/"; then
+  step "adding the network interface $NODE_INTERFACE with $NODE_IP"
+  ip link show "$NODE_INTERFACE" >/dev/null 2>&1 || as_root ip link add "$NODE_INTERFACE" type bridge
+  as_root ip addr add "$NODE_IP/32" dev "$NODE_INTERFACE"
+  as_root ip link set "$NODE_INTERFACE" up
+fi
+if (exec 3<>"/dev/tcp/$NODE_IP/$APISERVER_PORT") 2>/dev/null; then
+  die "port $APISERVER_PORT on $NODE_IP is taken: is another cluster running (another checkout's 'make cluster-up')? \
+stop it, or set FLOTILLA_NODE_IP / FLOTILLA_APISERVER_PORT"
+fi
+for port in "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" 10257 10259 10247; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port is taken: is another cluster running (another checkout's 'make cluster-up')? \
 stop it, or set FLOTILLA_APISERVER_PORT / FLOTILLA_ETCD_PORT"
@@ -54,7 +67,7 @@ stop it, or set FLOTILLA_APISERVER_PORT / FLOTILLA_ETCD_PORT"
 done
 mkdir -p "$LOGS" "$PIDS"
 step "generating certificates and kubeconfigs"
-"$CLUSTER_SCRIPTS/pki.sh" "$PKI"
+"$CLUSTER_SCRIPTS/pki.sh" "$PKI" "$NODE_NAME" "$NODE_IP"
 
 kubeconfig() {  # kubeconfig FILE USER
   local file=$1 user=$2
@@ -100,17 +113,18 @@ wait_until "waiting for etcd" 60 etcd curl -fsS --max-time 2 "http://127.0.0.1:$
 step "starting kube-apiserver $KUBERNETES_VERSION on $SERVER"
 start kube-apiserver kube-apiserver \
   --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
-  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+  --bind-address "$NODE_IP" --advertise-address "$NODE_IP" --secure-port "$APISERVER_PORT" \
   --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
   --client-ca-file "$PKI/ca.crt" \
   --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
   --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+  --kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP \
   --authorization-mode Node,RBAC --allow-privileged=true \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
-  --service-cluster-ip-range 10.96.0.0/16 --service-node-port-range 30000-32767 \
-  --endpoint-reconciler-type none \
-  --enable-admission-plugins NodeRestriction --profiling=false --v=1
+  --service-cluster-ip-range "$SERVICE_CIDR" --service-node-port-range 30000-32767 \
+  --enable-admission-plugins NodeRestriction,PodNodeSelector,PodTolerationRestriction \
+  --profiling=false --v=1
 wait_until "waiting for the API server's /readyz" 120 kube-apiserver api_ready
 mv "$STATE_DIR/kubeconfig.new" "$KUBECONFIG_FILE"
 export KUBECONFIG="$KUBECONFIG_FILE"
@@ -123,7 +137,7 @@ start kube-controller-manager kube-controller-manager \
   --bind-address 127.0.0.1 --secure-port 10257 --leader-elect=false \
   --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
   --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
-  --use-service-account-credentials --controllers '*' --service-cluster-ip-range 10.96.0.0/16 \
+  --use-service-account-credentials --controllers '*' --service-cluster-ip-range "$SERVICE_CIDR" \
   --profiling=false --v=1
 start kube-scheduler kube-scheduler \
   --kubeconfig "$STATE_DIR/scheduler.kubeconfig" \
@@ -159,6 +173,8 @@ metadata:
     node-role.kubernetes.io/agent: ""
     type: kwok
     topology.kubernetes.io/zone: zone-$index
+spec:
+  taints: [{key: $KWOK_TAINT_KEY, value: fake, effect: NoSchedule}]
 status:
   allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
   capacity: {cpu: "32", memory: 256Gi, pods: "110"}

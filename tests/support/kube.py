@@ -51,12 +51,30 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+# kwok's fake nodes are tainted (scripts/cluster/up.sh): a namespace carrying these annotations
+# has its pods placed there (PodNodeSelector) and tolerating the taint (PodTolerationRestriction).
+FAKE_NODE_ANNOTATIONS = {
+    "scheduler.alpha.kubernetes.io/node-selector": "type=kwok",
+    "scheduler.alpha.kubernetes.io/defaultTolerations": (
+        '[{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]'
+    ),
+}
+
+
 @contextmanager
-def temporary_namespace(api: client.ApiClient, labels: dict[str, str] | None = None) -> Iterator[str]:
-    """A namespace of its own for one test, deleted afterwards."""
+def temporary_namespace(
+    api: client.ApiClient, labels: dict[str, str] | None = None, *, fake_nodes: bool = True
+) -> Iterator[str]:
+    """A namespace of its own for one test, deleted afterwards.
+
+    Its pods go to kwok's fake nodes unless ``fake_nodes`` is false (the real node's tests).
+    """
     name = f"t-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels or {})))
+    metadata = client.V1ObjectMeta(
+        name=name, labels=labels or {}, annotations=FAKE_NODE_ANNOTATIONS if fake_nodes else {}
+    )
+    core.create_namespace(client.V1Namespace(metadata=metadata))
     try:
         yield name
     finally:

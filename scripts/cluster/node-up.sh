@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The real node of `make up`, on top of the control plane of `make cluster-up`: containerd (CRI)
+# with runc and a CNI bridge network, the kubelet and kube-proxy, then the cluster add-ons
+# (CoreDNS, the Traefik ingress controller, the local-path volume provisioner), every image built
+# here. State lives in .cluster/node; `make down` removes it. A live node is reused.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+started_at=$SECONDS
+[ "$(id -u)" -eq 0 ] || die "the node runs containers, mounts and iptables rules: run 'make up' as root"
+apt_install containerd runc containernetworking-plugins iptables conntrack buildah debootstrap
+"$CLUSTER_SCRIPTS/up.sh"
+"$CLUSTER_SCRIPTS/build.sh" --node
+export PATH="$BIN_DIR:$PATH" KUBECONFIG="$KUBECONFIG_FILE"
+
+NODE_DIR="$STATE_DIR/node"
+PKI="$STATE_DIR/pki"
+LOGS="$STATE_DIR/logs"
+PIDS="$STATE_DIR/pids"
+CONTAINERD_SOCKET="$NODE_DIR/run/containerd.sock"
+SERVER="https://$NODE_IP:$APISERVER_PORT"
+export CONTAINER_RUNTIME_ENDPOINT="unix://$CONTAINERD_SOCKET"
+
+alive() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+start() {  # start NAME COMMAND...
+  local name=$1; shift
+  setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! > "$PIDS/$name.pid"
+}
+wait_until() {  # wait_until LABEL TIMEOUT COMPONENT CHECK...
+  local label=$1 timeout=$2 component=$3; shift 3
+  local started=$SECONDS next=20
+  until "$@" >/dev/null 2>&1; do
+    if [ -n "$component" ] && ! alive "$component"; then
+      tail -n 30 "$LOGS/$component.log" >&2
+      die "$component exited while $label"
+    fi
+    (( SECONDS - started < timeout )) || die "timed out $label (logs: ${LOGS#"$ROOT"/}/)"
+    if (( SECONDS - started >= next )); then note "still $label ($(elapsed $((SECONDS - started))))"; next=$((next + 20)); fi
+    sleep 0.5
+  done
+  note "$label: done in $((SECONDS - started))s"
+}
+
+if alive containerd && alive kubelet && alive kube-proxy \
+  && kubectl get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True; then
+  step "reusing the live node $NODE_NAME"
+else
+  mkdir -p "$NODE_DIR"/{containerd,run,kubelet,pod-logs,cni/net.d,cni/ipam,volumes} "$LOGS" "$PIDS"
+
+  step "configuring the kernel for pods (IP forwarding, bridged traffic through iptables)"
+  # The values before, restored by `make down`.
+  [ -f "$NODE_DIR/sysctl.saved" ] || sysctl -n net.ipv4.ip_forward > "$NODE_DIR/sysctl.saved"
+  [ -e /proc/sys/net/bridge ] || modprobe br_netfilter 2>/dev/null || true
+  sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
+
+  cat > "$NODE_DIR/cni/net.d/10-flotilla.conflist" <<EOT
+{
+  "cniVersion": "1.0.0",
+  "name": "flotilla",
+  "plugins": [
+    {
+      "type": "bridge", "bridge": "$NODE_BRIDGE", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$NODE_POD_SUBNET"}]],
+               "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$NODE_DIR/cni/ipam"}
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+EOT
+  # Without CAP_SYS_RESOURCE (some sandboxes and VMs withhold it) nobody may lower an
+  # oom_score_adj: containerd must then keep containers' scores at or above its own.
+  restrict_oom=false
+  (echo -1 > /proc/self/oom_score_adj) 2>/dev/null || restrict_oom=true
+  cat > "$NODE_DIR/containerd.toml" <<EOT
+# containerd of the Flotilla node (scripts/cluster/node-up.sh): its own root, state and socket.
+version = 2
+root = "$NODE_DIR/containerd"
+state = "$NODE_DIR/run/containerd"
+[grpc]
+  address = "$CONTAINERD_SOCKET"
+[ttrpc]
+  address = "$CONTAINERD_SOCKET.ttrpc"
+[debug]
+  address = "$NODE_DIR/run/containerd-debug.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  restrict_oom_score_adj = $restrict_oom
+  enable_cdi = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$NODE_DIR/cni/net.d"
+EOT
+
+  if ! alive containerd; then
+    step "starting containerd $(containerd --version | awk '{print $3}')"
+    start containerd containerd --config "$NODE_DIR/containerd.toml"
+    wait_until "waiting for containerd's socket" 60 containerd crictl info
+  fi
+
+  "$ROOT/scripts/images.sh" node
+
+  cat > "$NODE_DIR/kubelet.yaml" <<EOT
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# cgroup v1 hosts (this kind of machine) need this from Kubernetes 1.35 on.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix://$CONTAINERD_SOCKET
+address: $NODE_IP
+readOnlyPort: 0
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $PKI/ca.crt}
+authorization: {mode: Webhook}
+tlsCertFile: $PKI/kubelet-serving.crt
+tlsPrivateKeyFile: $PKI/kubelet-serving.key
+clusterDomain: cluster.local
+clusterDNS: [$CLUSTER_DNS_IP]
+resolvConf: /etc/resolv.conf
+podLogsDir: $NODE_DIR/pod-logs
+failSwapOn: false
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+# Every image is imported, none can be pulled again: never collect them, and evict only when
+# the disk is really full.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%}
+serializeImagePulls: false
+shutdownGracePeriod: 0s
+EOT
+  kubeconfig() {  # kubeconfig FILE USER
+    local file=$1 user=$2
+    kubectl config set-cluster flotilla --server="$SERVER" --certificate-authority="$PKI/ca.crt" \
+      --embed-certs=true --kubeconfig="$file" >/dev/null
+    kubectl config set-credentials "$user" --client-certificate="$PKI/$user.crt" \
+      --client-key="$PKI/$user.key" --embed-certs=true --kubeconfig="$file" >/dev/null
+    kubectl config set-context flotilla --cluster=flotilla --user="$user" --kubeconfig="$file" >/dev/null
+    kubectl config use-context flotilla --kubeconfig="$file" >/dev/null
+    chmod 600 "$file"
+  }
+  kubeconfig "$NODE_DIR/kubelet.kubeconfig" kubelet
+  kubeconfig "$NODE_DIR/kube-proxy.kubeconfig" kube-proxy
+
+  if ! alive kubelet; then
+    step "starting the kubelet $KUBERNETES_VERSION as node $NODE_NAME ($NODE_IP)"
+    start kubelet kubelet --config "$NODE_DIR/kubelet.yaml" --kubeconfig "$NODE_DIR/kubelet.kubeconfig" \
+      --root-dir "$NODE_DIR/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
+      --node-labels "type=real,ingress-ready=true,topology.kubernetes.io/zone=local" --v=1
+  fi
+  cat > "$NODE_DIR/kube-proxy.yaml" <<EOT
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $NODE_DIR/kube-proxy.kubeconfig}
+hostnameOverride: $NODE_NAME
+mode: iptables
+clusterCIDR: $POD_CIDR
+bindAddress: $NODE_IP
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: [$NODE_IP/32]
+conntrack: {maxPerCore: 0}
+EOT
+  if ! alive kube-proxy; then
+    step "starting kube-proxy $KUBERNETES_VERSION (iptables)"
+    start kube-proxy kube-proxy --config "$NODE_DIR/kube-proxy.yaml" --v=1
+  fi
+  wait_until "waiting for node $NODE_NAME to be Ready" 120 kubelet \
+    kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
+fi
+
+step "installing the cluster add-ons: CoreDNS $COREDNS_VERSION, Traefik $TRAEFIK_VERSION, local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION"
+render_addon() {  # render_addon FILE: the manifest with this cluster's images and addresses
+  sed -e "s#@COREDNS_IMAGE@#$COREDNS_IMAGE#g" -e "s#@TRAEFIK_IMAGE@#$TRAEFIK_IMAGE#g" \
+    -e "s#@PROVISIONER_IMAGE@#$PROVISIONER_IMAGE#g" -e "s#@HELPER_IMAGE@#$BASE_IMAGE#g" \
+    -e "s#@CLUSTER_DNS_IP@#$CLUSTER_DNS_IP#g" -e "s#@INGRESS_PORT@#$INGRESS_PORT#g" \
+    -e "s#@VOLUMES_DIR@#$NODE_DIR/volumes#g" "$CLUSTER_SCRIPTS/addons/$1"
+}
+for addon in coredns.yaml traefik.yaml local-path.yaml; do
+  render_addon "$addon" | kubectl apply --server-side --force-conflicts --field-manager flotilla-node -f - >/dev/null
+done
+for deployment in kube-system/coredns "$INGRESS_NAMESPACE/traefik" local-path-storage/local-path-provisioner; do
+  wait_until "waiting for $deployment" 180 "" \
+    kubectl rollout status "deployment/${deployment#*/}" -n "${deployment%/*}" --timeout=2s
+done
+note "node up in $(elapsed $((SECONDS - started_at)))"

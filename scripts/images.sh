@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Build the images of the local node with buildah, from a Debian base made by debootstrap (no
+# registry is used), and import them into the node's containerd (namespace k8s.io).
+#   scripts/images.sh base        the Debian base with Python (debootstrap)
+#   scripts/images.sh node        the base, pause, CoreDNS, Traefik and local-path images
+#   scripts/images.sh platform    PostgreSQL, the three services and the operator (the project's
+#                                 own Dockerfiles); prints KEY=IMAGE lines for helm on stdout
+# An image is rebuilt only when the hash of its inputs changes; its archive is kept in
+# ~/.cache/flotilla/images.
+set -euo pipefail
+source "$(dirname "$0")/cluster/lib.sh"
+
+what=${1:?usage: scripts/images.sh base|node|platform}
+STORAGE="$IMAGE_CACHE/storage"
+ARCHIVES="$IMAGE_CACHE/archives"
+CONTAINERD_SOCKET="$STATE_DIR/node/run/containerd.sock"
+mkdir -p "$STORAGE" "$ARCHIVES"
+
+# Progress goes to stderr: stdout carries the image references for the caller.
+log_step() { step "$@" >&2; }
+log_note() { note "$@" >&2; }
+
+bh() { buildah --root "$STORAGE/root" --runroot "$STORAGE/run" --storage-driver overlay "$@"; }
+
+# The hash of files and words: a changed input changes the image's tag.
+inputs_hash() {  # inputs_hash WORDS -- PATH...
+  local words=$1; shift 2
+  { echo "$words"
+    (cd "$ROOT" && git ls-files -co --exclude-standard -- "$@" | LC_ALL=C sort | while read -r file; do
+      [ -f "$file" ] && { echo "$file"; sha256sum < "$file"; }
+    done)
+  } | sha256sum | cut -c1-12
+}
+
+# Import an image archive into the node's containerd unless it is there already.
+import_image() {  # import_image REFERENCE ARCHIVE
+  local reference=$1 archive=$2
+  [ -S "$CONTAINERD_SOCKET" ] || return 0
+  if ctr --address "$CONTAINERD_SOCKET" -n k8s.io images ls -q "name==$reference" | grep -qx "$reference"; then
+    return 0
+  fi
+  log_note "importing $reference into containerd"
+  ctr --address "$CONTAINERD_SOCKET" -n k8s.io images import --no-unpack "$archive" >/dev/null
+}
+
+# Keep the image's archive (for import after `make down`) and import it.
+publish() {  # publish REFERENCE
+  local reference=$1 archive="$ARCHIVES/$(echo "$1" | tr '/:' '__').tar"
+  if [ ! -f "$archive" ]; then
+    rm -f "$archive.new"
+    bh push --quiet "$reference" "docker-archive:$archive.new:$reference" >/dev/null
+    mv "$archive.new" "$archive"
+  fi
+  import_image "$reference" "$archive"
+}
+
+built() { bh images --quiet "$1" >/dev/null 2>&1; }
+
+# Remove the other tags of an image's repository, their archives and the layers only they used.
+remove_stale() {  # remove_stale REFERENCE
+  local repository=${1%:*} old
+  for old in $(bh images --format '{{.Name}}:{{.Tag}}' | grep "^$repository:" | grep -vx "$1" || true); do
+    bh rmi "$old" >/dev/null 2>&1 || true
+    rm -f "$ARCHIVES/$(echo "$old" | tr '/:' '__').tar"
+  done
+  bh rmi --prune >/dev/null 2>&1 || true
+}
+
+# The base: Debian with Python 3.11 and pip, like python:3.11-slim-bookworm, made by debootstrap.
+# It trusts the host's local CAs (/usr/local/share/ca-certificates), so builds behind a
+# TLS-inspecting proxy work as they do on the host.
+build_base() {
+  local reference=$BASE_IMAGE started=$SECONDS
+  built "$reference" && { publish "$reference"; return; }
+  local mirror
+  mirror=${FLOTILLA_DEBIAN_MIRROR:-$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)}
+  mirror=${mirror:-http://deb.debian.org/debian}
+  local rootfs
+  rootfs=$(mktemp -d "$IMAGE_CACHE/rootfs.XXXXXX")
+  log_step "making the base image $reference with debootstrap ($DEBIAN_SUITE from $mirror)"
+  with_progress "running debootstrap" logged "$IMAGE_CACHE/debootstrap.log" debootstrap --variant=minbase \
+    --include=python3,python3-pip,python3-venv,python-is-python3,ca-certificates \
+    "$DEBIAN_SUITE" "$rootfs" "$mirror" \
+    || { tail -n 20 "$IMAGE_CACHE/debootstrap.log" >&2; rm -rf "$rootfs"; die "debootstrap failed"; }
+  if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+    chroot "$rootfs" update-ca-certificates >/dev/null 2>&1
+  fi
+  # An image's Python is the image's own: pip may install into it (as the python images allow).
+  rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
+  chroot "$rootfs" apt-get clean
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/log/*.log
+  local container
+  container=$(bh from --quiet scratch)
+  bh copy --quiet "$container" "$rootfs/" / >/dev/null
+  bh config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env LANG=C.UTF-8 \
+    --cmd python3 --label "org.opencontainers.image.description=Debian $DEBIAN_SUITE with Python 3 (debootstrap)" \
+    "$container"
+  bh commit --quiet --rm "$container" "$reference" >/dev/null
+  rm -rf "$rootfs"
+  log_note "base image built in $(elapsed $((SECONDS - started)))"
+  publish "$reference"
+}
+
+# An image of one static binary of the build cache (pause, CoreDNS, Traefik, the provisioner).
+build_binary_image() {  # build_binary_image REFERENCE BINARY USER [FROM]
+  local reference=$1 binary=$2 user=$3 from=${4:-scratch}
+  if ! built "$reference"; then
+    log_step "building $reference"
+    local container
+    container=$(bh from --quiet --pull=never "$from")
+    bh copy --quiet --chmod 0755 "$container" "$binary" "/usr/local/bin/$(basename "$binary")" >/dev/null
+    bh config --entrypoint "[\"/usr/local/bin/$(basename "$binary")\"]" --cmd "[]" --user "$user" "$container"
+    bh commit --quiet --rm "$container" "$reference" >/dev/null
+  fi
+  publish "$reference"
+}
+
+# The sandbox ("pause") image, from the pause.c of the pinned Kubernetes module.
+build_pause() {
+  local binary="$IMAGE_CACHE/pause-$PAUSE_VERSION"
+  if [ ! -x "$binary" ]; then
+    local kube_dir
+    kube_dir=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    log_step "compiling pause $PAUSE_VERSION"
+    gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION-$KUBERNETES_VERSION" \
+      -o "$binary" "$kube_dir/build/pause/linux/pause.c"
+  fi
+  build_binary_image "$PAUSE_IMAGE" "$binary" 65535:65535
+}
+
+# An image of one of the project's Dockerfiles, built on the local base.
+build_dockerfile() {  # build_dockerfile NAME DOCKERFILE CONTEXT INPUT...
+  local name=$1 dockerfile=$2 context=$3; shift 3
+  local reference started=$SECONDS
+  reference="localhost/flotilla/$name:$(inputs_hash "$name $(bh images --quiet --no-trunc "$BASE_IMAGE")" -- "$@")"
+  if ! built "$reference"; then
+    log_step "building $reference from ${dockerfile#"$ROOT"/}"
+    # The build stage installs from PyPI: it shares the host's network (and its DNS).
+    with_progress "building $name" logged "$IMAGE_CACHE/build-$name.log" bh build --quiet --layers --pull=never \
+      --network host --build-arg "PYTHON_IMAGE=$BASE_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+      -f "$dockerfile" -t "$reference" "$context" \
+      || { tail -n 30 "$IMAGE_CACHE/build-$name.log" >&2; die "building the $name image failed"; }
+    log_note "$name built in $(elapsed $((SECONDS - started)))"
+    remove_stale "$reference"
+  fi
+  publish "$reference" >&2
+  echo "$reference"
+}
+
+case $what in
+  base)
+    build_base
+    ;;
+  node)
+    build_base
+    build_pause
+    build_binary_image "$COREDNS_IMAGE" "$BIN_DIR/coredns" 0:0
+    build_binary_image "$TRAEFIK_IMAGE" "$BIN_DIR/traefik" 65532:65532
+    build_binary_image "$PROVISIONER_IMAGE" "$BIN_DIR/local-path-provisioner" 0:0 "$BASE_IMAGE"
+    ;;
+  platform)
+    build_base
+    echo "postgresql=$(build_dockerfile postgresql "$CLUSTER_SCRIPTS/images/postgresql/Dockerfile" \
+      "$CLUSTER_SCRIPTS/images/postgresql" scripts/cluster/images/postgresql)"
+    for service in users catalog orders; do
+      echo "$service=$(build_dockerfile "$service" "$ROOT/services/$service/Dockerfile" "$ROOT/services" \
+        services/kit "services/$service")"
+    done
+    echo "operator=$(build_dockerfile operator "$ROOT/operator/Dockerfile" "$ROOT/operator" operator)"
+    ;;
+  *) die "usage: scripts/images.sh base|node|platform" ;;
+esac

@@ -1,0 +1,164 @@
+"""The platform on the real node: real containers of the project's images, Kubernetes DNS,
+kube-proxy's Services and the Traefik ingress carrying the traffic."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+
+import requests
+from kubernetes import client
+from kubernetes.client import ApiClient
+
+from tests.support.kube import wait_for
+from tests.support.node import NODE_NAME, SERVICES, Platform, exec_in
+
+
+def test_the_customer_flow_through_the_ingress(workloads_platform: Platform) -> None:
+    result = workloads_platform.customer_flow()
+
+    assert result["order"]["status"] == "confirmed"
+    assert result["total"] == 2500
+    assert result["stock"] == 3  # 5 in stock, 2 ordered: the catalog's stock really moved
+
+
+def test_every_pod_runs_on_the_real_node(kube: ApiClient, workloads_platform: Platform) -> None:
+    pods = client.CoreV1Api(kube).list_namespaced_pod(workloads_platform.namespace).items
+    running = [pod for pod in pods if pod.status.phase == "Running"]
+
+    assert {pod.spec.node_name for pod in running} == {NODE_NAME}
+    assert len(running) >= 1 + 2 * len(SERVICES)  # PostgreSQL and two replicas of each service
+    assert all(
+        status.ready and status.container_id.startswith("containerd://")
+        for pod in running
+        for status in pod.status.container_statuses
+    )
+
+
+def test_orders_finds_users_and_catalog_by_kubernetes_dns(
+    kube: ApiClient, workloads_platform: Platform
+) -> None:
+    namespace = workloads_platform.namespace
+    core = client.CoreV1Api(kube)
+    orders_env = {
+        env.name
+        for container in client.AppsV1Api(kube)
+        .read_namespaced_deployment("orders", namespace)
+        .spec.template.spec.containers
+        for env in container.env or []
+    }
+    assert not orders_env & {"USERS_URL", "CATALOG_URL"}  # no address given: discovery is DNS
+
+    for service in ("users", "catalog"):
+        name = f"{service}.{namespace}.svc.cluster.local"
+        resolved = exec_in(
+            namespace,
+            "deploy/orders",
+            "python",
+            "-c",
+            f"import socket; print(socket.gethostbyname({name!r}))",
+        )
+        assert resolved.returncode == 0, resolved.stderr
+        assert resolved.stdout.strip() == core.read_namespaced_service(service, namespace).spec.cluster_ip
+
+    workloads_platform.customer_flow()
+    metrics = exec_in(
+        namespace, "deploy/orders", "python", "-c",
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())",
+    )  # fmt: skip
+    assert metrics.returncode == 0, metrics.stderr
+    calls = [
+        line for line in metrics.stdout.splitlines()
+        if line.startswith("http_client_requests_total{") and 'outcome="success"' in line
+    ]  # fmt: skip
+    assert any('target="catalog"' in line and not line.endswith(" 0.0") for line in calls), calls
+
+
+def test_a_pod_deleted_under_steady_traffic_fails_no_request(
+    kube: ApiClient, workloads_platform: Platform
+) -> None:
+    namespace = workloads_platform.namespace
+    core = client.CoreV1Api(kube)
+    outcomes: Counter[str] = Counter()
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                response = session.get(
+                    workloads_platform.url("/products?limit=5"),
+                    headers={"Host": workloads_platform.host},
+                    timeout=10,
+                )
+                outcomes[str(response.status_code)] += 1
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text[:200]}")
+            except requests.RequestException as exc:
+                outcomes["error"] += 1
+                failures.append(repr(exc))
+
+    workers = [threading.Thread(target=traffic) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(3)
+        victims = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=catalog").items
+        victim = victims[0].metadata.name
+        core.delete_namespaced_pod(victim, namespace)
+        wait_for(
+            lambda: victim not in {p.metadata.name for p in core.list_namespaced_pod(namespace).items},
+            timeout=90,
+            interval=0.5,
+            what=f"pod {victim} gone",
+        )
+        workloads_platform.wait_available("catalog", timeout=120)
+        time.sleep(3)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(30)
+
+    assert outcomes["200"] > 100, outcomes
+    assert failures == [], f"{outcomes}: {failures[:5]}"
+
+
+def test_pods_run_under_the_restricted_pod_security_standard(
+    kube: ApiClient, workloads_platform: Platform
+) -> None:
+    namespace = workloads_platform.namespace
+    labels = client.CoreV1Api(kube).read_namespace(namespace).metadata.labels
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+    for service in SERVICES:
+        identity = exec_in(namespace, f"deploy/{service}", "id", "-u")
+        assert identity.returncode == 0, identity.stderr
+        assert identity.stdout.strip() == "10001"
+        write = exec_in(namespace, f"deploy/{service}", "touch", "/usr/local/lib/probe")
+        assert write.returncode != 0
+        assert "Read-only file system" in write.stderr
+    postgres = exec_in(namespace, "statefulset/flotilla-postgresql", "id", "-u")
+    assert postgres.stdout.strip() == "999", postgres.stderr
+
+    # The API server refuses what the standard forbids: a privileged pod in this namespace.
+    privileged = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="privileged"),
+        spec=client.V1PodSpec(
+            containers=[
+                client.V1Container(
+                    name="c",
+                    image="localhost/flotilla/pause:3.10.2",
+                    security_context=client.V1SecurityContext(privileged=True),
+                )
+            ]
+        ),
+    )
+    try:
+        client.CoreV1Api(kube).create_namespaced_pod(namespace, privileged)
+        raise AssertionError("a privileged pod was admitted")
+    except client.ApiException as exc:
+        assert exc.status == 403
+        assert "restricted" in json.loads(exc.body)["message"]

@@ -1,0 +1,206 @@
+"""The platform on the real node: its images, the umbrella chart installed with them, and the
+ingress in front of it (scripts/cluster/node-up.sh, scripts/images.sh)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from kubernetes import client
+from kubernetes.client import ApiClient
+
+from tests.support.kube import kubeconfig_path, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("FLOTILLA_CLUSTER_BIN", Path.home() / ".cache" / "flotilla" / "cluster" / "bin"))
+NODE_NAME = os.environ.get("FLOTILLA_NODE_NAME", "flotilla-node")
+INGRESS_URL = f"http://127.0.0.1:{os.environ.get('FLOTILLA_INGRESS_PORT', '8080')}"
+RELEASE = "flotilla"
+SERVICES = ("users", "catalog", "orders")
+
+
+def tool(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the pinned kubectl or helm against the test cluster."""
+    return subprocess.run(
+        [str(BIN / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig_path())},
+    )
+
+
+def helm(*args: str, timeout: float = 600) -> str:
+    """helm, failing the test with its own message."""
+    result = tool("helm", *args, timeout=timeout)
+    assert result.returncode == 0, f"helm {' '.join(args[:2])}: {result.stderr}"
+    return result.stdout
+
+
+def platform_images() -> dict[str, str]:
+    """Build (when their inputs changed) and import the platform's images: name -> reference."""
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "images.sh"), "platform"],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(line.split("=", 1) for line in result.stdout.split())
+
+
+def exec_in(namespace: str, target: str, *command: str) -> subprocess.CompletedProcess[str]:
+    """``kubectl exec`` in a pod of ``target`` (deploy/NAME, pod/NAME), through the kubelet."""
+    return tool("kubectl", "exec", "-n", namespace, target, "--", *command)
+
+
+@dataclass
+class Platform:
+    """The umbrella chart in one namespace, reached through the ingress under its own host."""
+
+    kube: ApiClient
+    namespace: str
+    host: str
+    images: dict[str, str]
+    installed: bool = False
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def values(self, mode: str) -> list[str]:
+        """helm --set arguments: the local images (never pulled), this host, the given mode."""
+        sets = {
+            "global.mode": mode,
+            "postgresql.image": self.images["postgresql"],
+            "ingress.host": self.host,
+            "networkPolicy.ingressControllerNamespace": "traefik",
+        }
+        for service in SERVICES:
+            repository, tag = self.images[service].rsplit(":", 1)
+            sets |= {f"{service}.image.repository": repository, f"{service}.image.tag": tag}
+            sets[f"{service}.image.pullPolicy"] = "Never"
+        if mode == "operator":
+            repository, tag = self.images["operator"].rsplit(":", 1)
+            sets |= {
+                "operator.enabled": "true",
+                "operator.watchNamespace": self.namespace,
+                "operator.image.repository": repository,
+                "operator.image.tag": tag,
+                "operator.image.pullPolicy": "Never",
+            }
+        return [argument for key, value in sets.items() for argument in ("--set", f"{key}={value}")]
+
+    def install(self, mode: str) -> None:
+        """helm install, then wait until every Deployment and StatefulSet is fully available."""
+        helm("dependency", "build", str(ROOT / "charts" / "flotilla"))
+        helm("install", RELEASE, str(ROOT / "charts" / "flotilla"), "--namespace", self.namespace,
+             *self.values(mode), "--wait", "--timeout", "600s")  # fmt: skip
+        self.installed = True
+        apps = client.AppsV1Api(self.kube)
+        wait_for(
+            lambda: (
+                {d.metadata.name for d in apps.list_namespaced_deployment(self.namespace).items}
+                >= set(SERVICES)
+            ),
+            timeout=120,
+            what="the services' Deployments",
+        )
+        for name in SERVICES:
+            self.wait_available(name)
+        self.wait_routed()
+
+    def wait_available(self, deployment: str, timeout: float = 600) -> None:
+        apps = client.AppsV1Api(self.kube)
+
+        def available() -> bool:
+            d = apps.read_namespaced_deployment(deployment, self.namespace)
+            want = d.spec.replicas or 0
+            status = d.status
+            return bool(
+                status.observed_generation == d.metadata.generation
+                and (status.updated_replicas or 0) == want
+                and (status.available_replicas or 0) == want
+                and (status.replicas or 0) == want
+            )
+
+        wait_for(available, timeout=timeout, interval=1, what=f"deployment {deployment} available")
+
+    def wait_routed(self) -> None:
+        """Until the ingress routes every service's prefix to a live pod."""
+        paths = ("/.well-known/jwks.json", "/products", "/orders")
+        wait_for(
+            lambda: all(self.get(path).status_code in (200, 401) for path in paths),
+            timeout=120,
+            interval=1,
+            what="the ingress routes",
+        )
+
+    def url(self, path: str) -> str:
+        return f"{INGRESS_URL}{path}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"Host": self.host, **kwargs.pop("headers", {})}
+        return self.session.request(method, self.url(path), headers=headers, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self.request("GET", path, **kwargs)
+        except requests.ConnectionError:
+            response = requests.Response()
+            response.status_code = 599
+            return response
+
+    def admin_password(self) -> str:
+        secret = client.CoreV1Api(self.kube).read_namespaced_secret(f"{RELEASE}-flotilla", self.namespace)
+        return base64.b64decode(secret.data["admin-password"]).decode()
+
+    def token(self, email: str, password: str) -> str:
+        response = self.request("POST", "/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    def customer_flow(self) -> dict[str, Any]:
+        """Register, log in, have the admin add a product, order it, read the order back."""
+        email = f"e2e-{time.time_ns()}@example.com"
+        registered = self.request(
+            "POST",
+            "/users/register",
+            json={"email": email, "password": "correct horse battery", "name": "E2E"},
+        )
+        assert registered.status_code == 201, registered.text
+        customer = self.token(email, "correct horse battery")
+        admin = self.token("admin@flotilla.local", self.admin_password())
+        product = self.request(
+            "POST",
+            "/products",
+            json={
+                "name": f"Lamp {email}",
+                "description": "e2e",
+                "price_cents": 1250,
+                "currency": "EUR",
+                "stock": 5,
+            },
+            headers={"Authorization": f"Bearer {admin}"},
+        )
+        assert product.status_code == 201, product.text
+        product_id = product.json()["id"]
+        order = self.request(
+            "POST",
+            "/orders",
+            json={"items": [{"product_id": product_id, "quantity": 2}]},
+            headers={"Authorization": f"Bearer {customer}", "Idempotency-Key": f"e2e-{email}"},
+        )
+        assert order.status_code == 201, order.text
+        assert order.json()["status"] == "confirmed", order.json()
+        read = self.request(
+            "GET", f"/orders/{order.json()['id']}", headers={"Authorization": f"Bearer {customer}"}
+        )
+        assert read.status_code == 200, read.text
+        stock = self.request("GET", f"/products/{product_id}").json()["stock"]
+        return {"order": read.json(), "stock": stock, "total": order.json()["total"]}
