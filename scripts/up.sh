@@ -27,13 +27,29 @@ for service in users catalog orders; do
   helm_args+=(--set "$service.image.repository=$(repository "$service")" --set "$service.image.tag=$(tag "$service")"
     --set "$service.image.pullPolicy=Never")
 done
+installed_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 helm upgrade --install "$RELEASE" "$ROOT/charts/flotilla" "${helm_args[@]}" "$@" >/dev/null
 
 step "waiting for every pod of the platform to be Ready"
-waited=$SECONDS
+# A pod of this install that cannot start (a crash loop, a missing image, a bad config) ends the
+# wait at once, with its logs, instead of at the rollout's deadline.
+failing_pod() {
+  kubectl -n "$NAMESPACE" get pods -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.creationTimestamp}{" "}{.status.initContainerStatuses[*].state.waiting.reason}{" "}{.status.containerStatuses[*].state.waiting.reason}{"\n"}{end}' \
+    | awk -v since="$installed_at" '$2 >= since && /CrashLoopBackOff|ErrImageNeverPull|CreateContainerConfigError|InvalidImageName/ {print $1; exit}'
+}
+waited=$SECONDS next=20
 for workload in $(kubectl -n "$NAMESPACE" get deployments,statefulsets -o name); do
-  with_progress "waiting for $workload" kubectl -n "$NAMESPACE" rollout status "$workload" --timeout=600s >/dev/null \
-    || { kubectl -n "$NAMESPACE" get pods -o wide >&2; die "$workload did not become ready"; }
+  until kubectl -n "$NAMESPACE" rollout status "$workload" --timeout=2s >/dev/null 2>&1; do
+    pod=$(failing_pod)
+    if [ -n "$pod" ]; then
+      kubectl -n "$NAMESPACE" get pods -o wide >&2
+      kubectl -n "$NAMESPACE" logs "$pod" --all-containers --previous --tail=30 >&2 2>/dev/null \
+        || kubectl -n "$NAMESPACE" describe pod "$pod" | tail -n 15 >&2
+      die "pod $pod cannot start (above: its pods, and its logs or events)"
+    fi
+    (( SECONDS - waited < 900 )) || die "$workload was not ready after 15 minutes"
+    if (( SECONDS - waited >= next )); then note "still waiting for $workload ($(elapsed $((SECONDS - waited))))"; next=$((next + 20)); fi
+  done
   note "$workload is ready ($(elapsed $((SECONDS - waited))))"
 done
 

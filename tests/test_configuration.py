@@ -16,6 +16,20 @@ def test_a_valid_environment_passes_the_check(tmp_path) -> None:
     assert "configuration ok" in result.stdout
 
 
+@pytest.mark.parametrize("service", ["users", "catalog", "orders"])
+def test_migrate_runs_in_a_fresh_container_with_multiprocess_metrics(service: str, tmp_path) -> None:
+    """An init container's /tmp is empty: the metrics directory does not exist yet."""
+    env = {
+        **BASE,
+        "ORDERS_CLIENT_SECRET": "s" * 20,
+        "FLOTILLA_DATA_DIR": str(tmp_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "tmp" / "metrics"),
+    }
+    result = run_cli(service, "migrate", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "database at the newest revision" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("service", "env", "named"),
     [

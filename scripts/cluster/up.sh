@@ -28,7 +28,7 @@ all_alive() {
 usage() {
   cat <<EOT
 
-The cluster is up (Kubernetes $KUBERNETES_VERSION, $(kubectl --kubeconfig "$KUBECONFIG_FILE" get nodes --no-headers 2>/dev/null | wc -l) fake nodes):
+The cluster is up (Kubernetes $KUBERNETES_VERSION, $(kubectl --kubeconfig "$KUBECONFIG_FILE" get nodes -l type=kwok --no-headers 2>/dev/null | wc -l) fake nodes):
   export KUBECONFIG=$KUBECONFIG_FILE
   export PATH=$BIN_DIR:\$PATH     # kubectl and helm of the pinned versions
   kubectl get nodes
