@@ -81,6 +81,7 @@ def test_pods_meet_the_restricted_pod_security_standard() -> None:
     }
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert pod["automountServiceAccountToken"] is False
+    assert pod["enableServiceLinks"] is False  # no USERS_PORT=tcp://... beside the real settings
 
 
 def test_rollouts_are_zero_downtime_with_probes_and_spread() -> None:

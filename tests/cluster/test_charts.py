@@ -60,6 +60,26 @@ def test_service_charts_render_what_the_api_server_accepts(chart: str, namespace
     assert checked.returncode == 0, checked.stderr
 
 
+def test_no_pod_gets_docker_link_variables() -> None:
+    """A Service named like a setting (flotilla-operator-metrics) would set FLOTILLA_OPERATOR_METRICS_PORT."""
+    rendered = tool(
+        "helm", "template", "flotilla", str(CHARTS / "flotilla"), "--set", "operator.enabled=true"
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    workloads = [
+        doc
+        for doc in yaml.safe_load_all(rendered.stdout)
+        if doc and doc["kind"] in {"Deployment", "StatefulSet"}
+    ]
+    assert {doc["metadata"]["name"] for doc in workloads} >= {
+        "users",
+        "catalog",
+        "orders",
+        "flotilla-operator",
+    }
+    assert all(doc["spec"]["template"]["spec"]["enableServiceLinks"] is False for doc in workloads)
+
+
 def test_service_chart_values_are_validated_by_the_schema() -> None:
     result = tool("helm", "template", "x", str(CHARTS / "users"), "--set", "containerPort=70000")
     assert result.returncode != 0

@@ -59,6 +59,8 @@ spec:
         {{- end }}
     spec:
       automountServiceAccountToken: false
+      # No Docker-link variables (USERS_PORT=tcp://...): configuration comes from env only.
+      enableServiceLinks: false
       securityContext:
         runAsNonRoot: true
         runAsUser: 10001

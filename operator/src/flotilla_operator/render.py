@@ -175,6 +175,8 @@ def deployment(ms: Manifest, context: RenderContext) -> Manifest:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "automountServiceAccountToken": bool(spec.get("serviceAccountName")),
+        # No Docker-link variables (USERS_PORT=tcp://...): configuration comes from env only.
+        "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
         "topologySpreadConstraints": [
             {
