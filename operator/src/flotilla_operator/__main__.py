@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
 import time
 from importlib import resources
@@ -62,6 +64,9 @@ def run() -> None:
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # no line per handled event
     kopf.run(
         standalone=True,
+        # kopf's default identity asks the passwd database for the user, and the image's
+        # numeric user 10001 has no entry there: the pod's name and the pid identify us.
+        identity=f"{socket.gethostname()}/{os.getpid()}",  # type: ignore[arg-type]  # a NewType of str
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
