@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,33 +15,28 @@ from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
 from tests.cluster.test_charts import BIN, CHARTS, ROOT, tool
-from tests.support.kube import wait_for
+from tests.support.kube import FAKE_NODE_ANNOTATIONS
 
 K8S = ROOT / "k8s"
 
 
 @pytest.fixture(scope="module")
 def flotilla_namespace(kube: ApiClient) -> Iterator[str]:
-    """The namespace of k8s/namespace.yaml, applied for real (and removed afterwards)."""
-    wait_for(lambda: _namespace_gone(kube), what="an earlier flotilla namespace to finish terminating")
-    applied = tool("kubectl", "apply", "--server-side", "-f", str(K8S / "namespace.yaml"))
+    """The namespace of k8s/namespace.yaml, applied for real under a name of its own (a live
+    `make up` platform owns "flotilla"), on the fake nodes, and removed afterwards."""
+    manifest = yaml.safe_load((K8S / "namespace.yaml").read_text())
+    assert manifest["metadata"]["name"] == "flotilla"
+    name = f"flotilla-{uuid.uuid4().hex[:8]}"
+    manifest["metadata"]["name"] = name
+    manifest["metadata"].setdefault("annotations", {}).update(FAKE_NODE_ANNOTATIONS)
+    applied = tool("kubectl", "apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(manifest))
     assert applied.returncode == 0, applied.stderr
-    yield "flotilla"
+    yield name
     try:
-        client.CoreV1Api(kube).delete_namespace("flotilla")
+        client.CoreV1Api(kube).delete_namespace(name)
     except ApiException as exc:
         if exc.status != 404:
             raise
-
-
-def _namespace_gone(kube: ApiClient) -> bool:
-    try:
-        client.CoreV1Api(kube).read_namespace("flotilla")
-    except ApiException as exc:
-        if exc.status == 404:
-            return True
-        raise
-    return False
 
 
 def test_the_namespace_enforces_the_restricted_standard(kube: ApiClient, flotilla_namespace: str) -> None:
