@@ -4,6 +4,7 @@ ingress in front of it (scripts/cluster/node-up.sh, scripts/images.sh)."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import time
@@ -132,14 +133,21 @@ class Platform:
         wait_for(available, timeout=timeout, interval=1, what=f"deployment {deployment} available")
 
     def wait_routed(self) -> None:
-        """Until the ingress routes every service's prefix to a live pod."""
-        paths = ("/.well-known/jwks.json", "/products", "/orders")
-        wait_for(
-            lambda: all(self.get(path).status_code in (200, 401) for path in paths),
-            timeout=120,
-            interval=1,
-            what="the ingress routes",
-        )
+        """Until the ingress routes this host to this release: the signing keys it serves are the
+        ones this namespace's users service holds (a catch-all route of another release, such as
+        `make up`'s, would answer too, with its own keys)."""
+        own = exec_in(
+            self.namespace, "deploy/users", "python", "-c",
+            "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/.well-known/jwks.json').read().decode())",
+        )  # fmt: skip
+        assert own.returncode == 0, own.stderr
+        keys = json.loads(own.stdout)
+
+        def routed_here() -> bool:
+            response = self.get("/.well-known/jwks.json")
+            return response.status_code == 200 and response.json() == keys
+
+        wait_for(routed_here, timeout=120, interval=1, what=f"the ingress route of {self.host}")
 
     def url(self, path: str) -> str:
         return f"{INGRESS_URL}{path}"
