@@ -59,7 +59,16 @@ def service_cli(service: ServiceDefinition[S]) -> click.Group:
     def migrate() -> None:
         """Upgrade the database schema to the newest revision, then bootstrap its data."""
         settings = load_or_exit(service.load_settings)
-        migrations.upgrade(settings.database_url, service.versions, service.metadata)
+        try:
+            migrations.upgrade(
+                settings.database_url,
+                service.versions,
+                service.metadata,
+                wait_seconds=settings.database_wait_seconds,
+            )
+        except migrations.DatabaseUnavailable as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
         if service.bootstrap is not None:
             service.bootstrap(settings)
         click.echo(f"{service.name}: database at the newest revision")

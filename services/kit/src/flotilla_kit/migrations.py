@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, text
+from sqlalchemy import Engine, MetaData, text
+from sqlalchemy.exc import OperationalError
+from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from flotilla_kit.db import make_engine, normalise_url
 
 ENVIRONMENT = Path(__file__).with_name("alembic")
 MIGRATION_LOCK_KEY = 0x466C6F74  # "Flot"
+LOG = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database did not answer within the wait."""
 
 
 def alembic_config(database_url: str, versions: Path, metadata: MetaData) -> Config:
@@ -25,10 +33,28 @@ def alembic_config(database_url: str, versions: Path, metadata: MetaData) -> Con
     return config
 
 
-def upgrade(database_url: str, versions: Path, metadata: MetaData) -> None:
-    """Bring the database to the newest revision (a no-op when it is already there)."""
+def wait_for_database(engine: Engine, seconds: float) -> None:
+    """Connect, retrying with backoff for up to ``seconds`` while the server is not answering."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(OperationalError),
+        stop=stop_after_delay(seconds),
+        wait=wait_exponential(multiplier=0.5, max=5),
+        before_sleep=before_sleep_log(LOG, logging.WARNING),
+        reraise=True,
+    )
+    try:
+        for attempt in retrying:
+            with attempt, engine.connect():
+                pass
+    except OperationalError as exc:
+        raise DatabaseUnavailable(f"the database did not answer within {seconds:g}s: {exc.orig}") from exc
+
+
+def upgrade(database_url: str, versions: Path, metadata: MetaData, *, wait_seconds: float = 0) -> None:
+    """Bring the database to the newest revision, waiting up to ``wait_seconds`` for it to answer."""
     engine = make_engine(database_url)
     try:
+        wait_for_database(engine, wait_seconds)
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 # Replicas starting together migrate one at a time.

@@ -48,6 +48,7 @@ class KitSettings:
     log_level: str
     data_dir: Path
     database_url: str
+    database_wait_seconds: float
     max_content_length: int
     jwt_issuer: str
     jwt_audience: str
@@ -77,6 +78,10 @@ class KitSettings:
             ),
             "data_dir": data_dir,
             "database_url": env.str("DATABASE_URL", f"sqlite:///{data_dir / (service_name + '.db')}"),
+            # How long `migrate` waits for the database to answer (a fresh PostgreSQL starts slowly).
+            "database_wait_seconds": env.float(
+                "DATABASE_WAIT_SECONDS", 120.0, validate=Range(min=0, max=3600)
+            ),
             "max_content_length": env.int("MAX_CONTENT_LENGTH", 64 * 1024, validate=Range(min=1024)),
             "jwt_issuer": env.str("JWT_ISSUER", "flotilla-users"),
             "jwt_audience": env.str("JWT_AUDIENCE", "flotilla"),
