@@ -22,7 +22,7 @@ class _Pipe(socketserver.BaseRequestHandler):
                         data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                         if not data:
                             return
-                        pair[key.fileobj].sendall(data)  # type: ignore[index]
+                        pair[key.fileobj].sendall(data)
 
 
 class _Server(socketserver.ThreadingTCPServer):
