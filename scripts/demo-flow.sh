@@ -25,5 +25,5 @@ shown 'curl -sS --fail-with-body "$CATALOG_URL/products?limit=2"'
 # Order whichever product has the most stock left, so that repeated runs keep working.
 export PRODUCT_ID=$(curl -sS --fail-with-body "$CATALOG_URL/products?limit=200" \
   | python3 -c "import json,sys; print(max(json.load(sys.stdin)['items'], key=lambda p: p['stock'])['id'])")
-shown 'ORDER_ID=$(curl -sS --fail-with-body -X POST "$ORDERS_URL/orders" -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" -H "Idempotency-Key: $KEY" -d "{\"items\": [{\"product_id\": $PRODUCT_ID, \"quantity\": 2}]}" | tee /dev/stderr | python3 -c "import json,sys; print(json.load(sys.stdin)[\"id\"])")'
+shown 'ORDER_ID=$(curl -sS --fail-with-body -X POST "$ORDERS_URL/orders" -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" -H "Idempotency-Key: $KEY" -d "{\"items\": [{\"product_id\": $PRODUCT_ID, \"quantity\": 2}]}" | tee -a /dev/stderr | python3 -c "import json,sys; print(json.load(sys.stdin)[\"id\"])")'
 shown 'curl -sS --fail-with-body "$ORDERS_URL/orders/$ORDER_ID" -H "Authorization: Bearer $TOKEN"'
