@@ -5,7 +5,6 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-PIDS="$STATE_DIR/pids"
 NODE_DIR="$STATE_DIR/node"
 CONTAINERD_SOCKET="$NODE_DIR/run/containerd.sock"
 export PATH="$BIN_DIR:$PATH"

@@ -7,6 +7,9 @@ CACHE_DIR="${FLOTILLA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flotilla}/cluster"
 BIN_DIR="$CACHE_DIR/bin"
 STATE_DIR="${FLOTILLA_CLUSTER_DIR:-$ROOT/.cluster}"
 KUBECONFIG_FILE="$STATE_DIR/kubeconfig"
+PKI="$STATE_DIR/pki"
+LOGS="$STATE_DIR/logs"
+PIDS="$STATE_DIR/pids"
 APISERVER_PORT="${FLOTILLA_APISERVER_PORT:-6443}"
 ETCD_CLIENT_PORT="${FLOTILLA_ETCD_PORT:-23790}"
 ETCD_PEER_PORT=$((ETCD_CLIENT_PORT + 1))
@@ -61,3 +64,43 @@ logged() {  # logged FILE COMMAND...
 }
 
 elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# The cluster's processes: each in its own session, its pid in .cluster/pids, its log in .cluster/logs.
+alive() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+
+start() {  # start NAME COMMAND...
+  local name=$1; shift
+  setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! > "$PIDS/$name.pid"
+}
+
+# Wait until CHECK succeeds, showing the wait; fail with COMPONENT's log if it exits or on timeout.
+wait_until() {  # wait_until LABEL TIMEOUT COMPONENT|"" CHECK...
+  local label=$1 timeout=$2 component=$3; shift 3
+  local started=$SECONDS next=20
+  until "$@" >/dev/null 2>&1; do
+    if [ -n "$component" ] && ! alive "$component"; then
+      tail -n 30 "$LOGS/$component.log" >&2
+      die "$component exited while $label"
+    fi
+    if (( SECONDS - started >= timeout )); then
+      [ -n "$component" ] && tail -n 30 "$LOGS/$component.log" >&2
+      die "timed out $label (logs: ${LOGS#"$ROOT"/}/)"
+    fi
+    if (( SECONDS - started >= next )); then note "still $label ($(elapsed $((SECONDS - started))))"; next=$((next + 20)); fi
+    sleep 0.5
+  done
+  note "$label: done in $((SECONDS - started))s"
+}
+
+# A kubeconfig for one of the cluster's client certificates.
+write_kubeconfig() {  # write_kubeconfig FILE USER
+  local file=$1 user=$2 server="https://$NODE_IP:$APISERVER_PORT"
+  kubectl config set-cluster flotilla --server="$server" --certificate-authority="$PKI/ca.crt" \
+    --embed-certs=true --kubeconfig="$file" >/dev/null
+  kubectl config set-credentials "$user" --client-certificate="$PKI/$user.crt" \
+    --client-key="$PKI/$user.key" --embed-certs=true --kubeconfig="$file" >/dev/null
+  kubectl config set-context flotilla --cluster=flotilla --user="$user" --kubeconfig="$file" >/dev/null
+  kubectl config use-context flotilla --kubeconfig="$file" >/dev/null
+  chmod 600 "$file"
+}

@@ -14,33 +14,8 @@ apt_install containerd runc containernetworking-plugins iptables conntrack build
 export PATH="$BIN_DIR:$PATH" KUBECONFIG="$KUBECONFIG_FILE"
 
 NODE_DIR="$STATE_DIR/node"
-PKI="$STATE_DIR/pki"
-LOGS="$STATE_DIR/logs"
-PIDS="$STATE_DIR/pids"
 CONTAINERD_SOCKET="$NODE_DIR/run/containerd.sock"
-SERVER="https://$NODE_IP:$APISERVER_PORT"
 export CONTAINER_RUNTIME_ENDPOINT="unix://$CONTAINERD_SOCKET"
-
-alive() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
-start() {  # start NAME COMMAND...
-  local name=$1; shift
-  setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
-  echo $! > "$PIDS/$name.pid"
-}
-wait_until() {  # wait_until LABEL TIMEOUT COMPONENT CHECK...
-  local label=$1 timeout=$2 component=$3; shift 3
-  local started=$SECONDS next=20
-  until "$@" >/dev/null 2>&1; do
-    if [ -n "$component" ] && ! alive "$component"; then
-      tail -n 30 "$LOGS/$component.log" >&2
-      die "$component exited while $label"
-    fi
-    (( SECONDS - started < timeout )) || die "timed out $label (logs: ${LOGS#"$ROOT"/}/)"
-    if (( SECONDS - started >= next )); then note "still $label ($(elapsed $((SECONDS - started))))"; next=$((next + 20)); fi
-    sleep 0.5
-  done
-  note "$label: done in $((SECONDS - started))s"
-}
 
 if alive containerd && alive kubelet && alive kube-proxy \
   && kubectl get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True; then
@@ -138,18 +113,8 @@ evictionHard: {memory.available: 100Mi, nodefs.available: 2%, imagefs.available:
 serializeImagePulls: false
 shutdownGracePeriod: 0s
 EOT
-  kubeconfig() {  # kubeconfig FILE USER
-    local file=$1 user=$2
-    kubectl config set-cluster flotilla --server="$SERVER" --certificate-authority="$PKI/ca.crt" \
-      --embed-certs=true --kubeconfig="$file" >/dev/null
-    kubectl config set-credentials "$user" --client-certificate="$PKI/$user.crt" \
-      --client-key="$PKI/$user.key" --embed-certs=true --kubeconfig="$file" >/dev/null
-    kubectl config set-context flotilla --cluster=flotilla --user="$user" --kubeconfig="$file" >/dev/null
-    kubectl config use-context flotilla --kubeconfig="$file" >/dev/null
-    chmod 600 "$file"
-  }
-  kubeconfig "$NODE_DIR/kubelet.kubeconfig" kubelet
-  kubeconfig "$NODE_DIR/kube-proxy.kubeconfig" kube-proxy
+  write_kubeconfig "$NODE_DIR/kubelet.kubeconfig" kubelet
+  write_kubeconfig "$NODE_DIR/kube-proxy.kubeconfig" kube-proxy
 
   if ! alive kubelet; then
     step "starting the kubelet $KUBERNETES_VERSION as node $NODE_NAME ($NODE_IP)"

@@ -8,13 +8,8 @@ source "$(dirname "$0")/lib.sh"
 started_at=$SECONDS
 "$CLUSTER_SCRIPTS/build.sh"
 export PATH="$BIN_DIR:$PATH"
-PKI="$STATE_DIR/pki"
-LOGS="$STATE_DIR/logs"
-PIDS="$STATE_DIR/pids"
 SERVER="https://$NODE_IP:$APISERVER_PORT"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
-
-alive() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
 
 api_ready() {
   curl -fsS --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
@@ -69,38 +64,8 @@ mkdir -p "$LOGS" "$PIDS"
 step "generating certificates and kubeconfigs"
 "$CLUSTER_SCRIPTS/pki.sh" "$PKI" "$NODE_NAME" "$NODE_IP"
 
-kubeconfig() {  # kubeconfig FILE USER
-  local file=$1 user=$2
-  kubectl config set-cluster flotilla --server="$SERVER" --certificate-authority="$PKI/ca.crt" \
-    --embed-certs=true --kubeconfig="$file" >/dev/null
-  kubectl config set-credentials "$user" --client-certificate="$PKI/$user.crt" \
-    --client-key="$PKI/$user.key" --embed-certs=true --kubeconfig="$file" >/dev/null
-  kubectl config set-context flotilla --cluster=flotilla --user="$user" --kubeconfig="$file" >/dev/null
-  kubectl config use-context flotilla --kubeconfig="$file" >/dev/null
-  chmod 600 "$file"
-}
-for user in controller-manager scheduler kwok; do kubeconfig "$STATE_DIR/$user.kubeconfig" "$user"; done
-kubeconfig "$STATE_DIR/kubeconfig.new" admin
-
-start() {  # start NAME COMMAND...
-  local name=$1; shift
-  setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
-  echo $! > "$PIDS/$name.pid"
-}
-
-wait_until() {  # wait_until LABEL TIMEOUT COMPONENT CHECK...
-  local label=$1 timeout=$2 component=$3; shift 3
-  local started=$SECONDS
-  until "$@" >/dev/null 2>&1; do
-    if ! alive "$component"; then
-      tail -n 30 "$LOGS/$component.log" >&2
-      die "$component exited while $label"
-    fi
-    (( SECONDS - started < timeout )) || { tail -n 30 "$LOGS/$component.log" >&2; die "timed out $label"; }
-    sleep 0.5
-  done
-  note "$label: done in $((SECONDS - started))s"
-}
+for user in controller-manager scheduler kwok; do write_kubeconfig "$STATE_DIR/$user.kubeconfig" "$user"; done
+write_kubeconfig "$STATE_DIR/kubeconfig.new" admin
 
 step "starting etcd $ETCD_VERSION"
 start etcd etcd --name flotilla --data-dir "$STATE_DIR/etcd" \
