@@ -44,8 +44,8 @@ def wait_for_database(engine: Engine, seconds: float) -> None:
     )
     try:
         for attempt in retrying:
-            with attempt, engine.connect():
-                pass
+            with attempt, engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
     except OperationalError as exc:
         raise DatabaseUnavailable(f"the database did not answer within {seconds:g}s: {exc.orig}") from exc
 
