@@ -46,7 +46,11 @@ def test_the_namespace_enforces_the_restricted_standard(kube: ApiClient, flotill
 
 @pytest.mark.usefixtures("microservice_crd")
 def test_example_microservices_are_accepted_by_the_api_server(flotilla_namespace: str) -> None:
-    checked = tool("kubectl", "apply", "--dry-run=server", "-f", str(K8S / "examples" / "microservices.yaml"))
+    examples = list(yaml.safe_load_all((K8S / "examples" / "microservices.yaml").read_text()))
+    assert {doc["metadata"]["namespace"] for doc in examples} == {"flotilla"}
+    for doc in examples:
+        doc["metadata"]["namespace"] = flotilla_namespace
+    checked = tool("kubectl", "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(examples))
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.count("created (server dry run)") == 3
 
