@@ -3,37 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from tests.support.kube import kubeconfig_path, temporary_namespace
+from tests.support.kube import ROOT, temporary_namespace, tool
 
-ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts"
-BIN = Path(os.environ.get("FLOTILLA_CLUSTER_BIN", Path.home() / ".cache" / "flotilla" / "cluster" / "bin"))
 SERVICE_CHARTS = ["users", "catalog", "orders"]
 ALL_CHARTS = ["flotilla-lib", *SERVICE_CHARTS, "flotilla-operator", "flotilla"]
 MONITORING_API = "monitoring.coreos.com/v1/ServiceMonitor"
 RULES_API = "monitoring.coreos.com/v1/PrometheusRule"
-
-
-def tool(name: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the pinned helm or kubectl against the test cluster."""
-    return subprocess.run(
-        [str(BIN / name), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "KUBECONFIG": str(kubeconfig_path())},
-    )
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -14,8 +14,8 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
-from tests.cluster.test_charts import BIN, CHARTS, ROOT, tool
-from tests.support.kube import FAKE_NODE_ANNOTATIONS
+from tests.cluster.test_charts import CHARTS
+from tests.support.kube import BIN, FAKE_NODE_ANNOTATIONS, ROOT, tool
 
 K8S = ROOT / "k8s"
 

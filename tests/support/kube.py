@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,11 +16,27 @@ from kubernetes.client.rest import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_KUBECONFIG = ROOT / ".cluster" / "kubeconfig"
+BIN = Path(os.environ.get("FLOTILLA_CLUSTER_BIN", Path.home() / ".cache" / "flotilla" / "cluster" / "bin"))
 
 
 def kubeconfig_path() -> Path:
     """``KUBECONFIG`` when set (a kind cluster, say), else the one ``make cluster-up`` writes."""
     return Path(os.environ.get("KUBECONFIG") or LOCAL_KUBECONFIG)
+
+
+def tool(
+    name: str, *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the pinned helm or kubectl (of the cluster's build) against the test cluster."""
+    return subprocess.run(
+        [str(BIN / name), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig_path())},
+    )
 
 
 def connect() -> client.ApiClient:

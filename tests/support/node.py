@@ -9,33 +9,18 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import requests
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from tests.support.kube import kubeconfig_path, wait_for
+from tests.support.kube import ROOT, tool, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("FLOTILLA_CLUSTER_BIN", Path.home() / ".cache" / "flotilla" / "cluster" / "bin"))
 NODE_NAME = os.environ.get("FLOTILLA_NODE_NAME", "flotilla-node")
 INGRESS_URL = f"http://127.0.0.1:{os.environ.get('FLOTILLA_INGRESS_PORT', '8080')}"
 RELEASE = "flotilla"
 SERVICES = ("users", "catalog", "orders")
-
-
-def tool(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the pinned kubectl or helm against the test cluster."""
-    return subprocess.run(
-        [str(BIN / name), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, "KUBECONFIG": str(kubeconfig_path())},
-    )
 
 
 def helm(*args: str, timeout: float = 600) -> str:
