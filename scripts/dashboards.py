@@ -69,7 +69,7 @@ def latency(quantile: str, by: str = "job") -> prometheus.Dataquery:
 
 
 def overview() -> dashboard.Dashboard:
-    """Platform overview: rate, error ratio, latency and in-flight requests per service."""
+    """Platform overview: rate, error ratio, latency and in-flight requests per service; business."""
     return (
         base("Flotilla / Platform overview", "flotilla-overview", "label_values(http_requests_total, job)")
         .with_panel(
@@ -102,6 +102,17 @@ def overview() -> dashboard.Dashboard:
                 [query(f"sum by (job) (http_requests_in_flight{{{SERVICES}}})", "{{job}}")],
             )
         )
+        .with_panel(business("Registrations by result", "flotilla_registrations_total", "result"))
+        .with_panel(business("Logins by result", "flotilla_logins_total", "result"))
+        .with_panel(business("Orders by outcome", "flotilla_orders_total", "outcome"))
+        .with_panel(business("Stock reservations by result", "flotilla_stock_reservations_total", "result"))
+    )
+
+
+def business(title: str, counter: str, label: str) -> timeseries.Panel:
+    """The rate of one business counter, split by its result label."""
+    return series(
+        title, "ops", [query(f"sum by ({label}) (rate({counter}[{WINDOW}]))", f"{{{{{label}}}}}")], 6
     )
 
 
@@ -205,7 +216,7 @@ def calls() -> dashboard.Dashboard:
 
 
 def operator() -> dashboard.Dashboard:
-    """The operator: reconciles, errors, durations, managed resources."""
+    """The operator: reconciles, errors, durations, managed resources, drift corrections."""
     return (
         base(
             "Flotilla / Operator",
@@ -256,6 +267,20 @@ def operator() -> dashboard.Dashboard:
                 "Managed resources",
                 "short",
                 [query(f"sum by (kind) (flotilla_operator_managed_resources{{{SERVICES}}})", "{{kind}}")],
+            )
+        )
+        .with_panel(
+            series(
+                "Drift corrections (children restored) by kind",
+                "ops",
+                [
+                    query(
+                        "sum by (kind) "
+                        f"(rate(flotilla_operator_drift_corrections_total{{{SERVICES}}}[{WINDOW}]))",
+                        "{{kind}}",
+                    )
+                ],
+                24,
             )
         )
     )

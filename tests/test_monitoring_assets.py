@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-RULES = ROOT / "charts" / "flotilla" / "rules"
-DASHBOARDS = ROOT / "charts" / "flotilla" / "dashboards"
+from tests.support.monitoring import ROOT, RULES, alert_rules, dashboards
 
 
 def test_checked_in_dashboards_are_what_the_code_generates() -> None:
@@ -25,9 +22,9 @@ def test_checked_in_dashboards_are_what_the_code_generates() -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("path", sorted(DASHBOARDS.glob("*.json")), ids=lambda p: p.name)
-def test_dashboards_take_the_datasource_as_a_variable(path: Path) -> None:
-    dashboard = json.loads(path.read_text())
+@pytest.mark.parametrize("name", sorted(dashboards()))
+def test_dashboards_take_the_datasource_as_a_variable(name: str) -> None:
+    dashboard = dashboards()[name]
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     for panel in dashboard["panels"]:
@@ -51,3 +48,15 @@ def test_each_alert_fires_when_it_should_and_stays_quiet_otherwise() -> None:
     tested = promtool("test", "rules", "flotilla.rules.test.yaml")
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "SUCCESS" in tested.stdout
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_each_alert_explains_itself_and_has_a_runbook(rule: dict[str, Any]) -> None:
+    annotations = rule["annotations"]
+    assert annotations["summary"] and annotations["description"]
+    anchor = rule["alert"].lower()
+    assert annotations["runbook_url"].endswith(f"charts/flotilla/README.md#{anchor}")
+    readme = (ROOT / "charts" / "flotilla" / "README.md").read_text()
+    section = readme.split(f"### {rule['alert']}\n", 1)
+    assert len(section) == 2, f"charts/flotilla/README.md has no runbook section for {rule['alert']}"
+    assert len(section[1].split("\n### ", 1)[0].strip()) > 100, "the runbook section is too thin"

@@ -120,34 +120,79 @@ def test_a_generated_request_id_is_echoed(platform: Platform) -> None:
     assert unsafe.headers["X-Request-ID"] != "bad id\twith spaces"
 
 
-def test_access_logs_are_json_with_the_fields_and_no_secrets(platform: Platform) -> None:
+ACCESS_FIELDS = {
+    "time",
+    "level",
+    "service",
+    "request_id",
+    "trace_id",
+    "method",
+    "route",
+    "status",
+    "duration_ms",
+}
+
+
+def test_a_full_flow_logs_json_with_the_fields_and_no_secrets(platform: Platform) -> None:
+    """Register, log in, read the profile, create a product, order it, read the order."""
+    request_id = f"flow-{uuid.uuid4().hex}"
+    headers = {"X-Request-ID": request_id}
     account = platform.register()
     token = platform.login(account["email"])
-    requests.get(f"{platform.users.url}/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    lines = platform.users.log_lines()
-    records = _log_records(lines)
-    assert len(records) == len([line for line in lines if line.strip()]), "every log line is a JSON object"
-    access = [r for r in records if r.get("logger") == "flotilla.access" and r.get("route") == "/users/me"]
-    assert access
-    assert {
-        "time",
-        "level",
-        "service",
-        "request_id",
-        "trace_id",
-        "method",
-        "route",
-        "status",
-        "duration_ms",
-    } <= set(access[-1])
+    admin_token = platform.admin_token()
+    service_token = platform.service_token("reporting")
+    me = requests.get(
+        f"{platform.users.url}/users/me", headers={**headers, "Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert me.status_code == 200
+    product = platform.create_product(stock=2)
+    placed = platform.order(token, [{"product_id": product["id"], "quantity": 1}], headers=headers)
+    assert placed.status_code == 201, placed.text
+    order = requests.get(
+        f"{platform.orders.url}/orders/{placed.json()['id']}",
+        headers={**headers, "Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert order.status_code == 200
     marker = f"single-{uuid.uuid4().hex}"
     requests.get(f"{platform.users.url}/livez", headers={"X-Request-ID": marker}, timeout=10)
+    secrets = {
+        "the customer's password": account["password"],
+        "the admin's password": platform.admin_password,
+        "a customer token": token,
+        "an admin token": admin_token,
+        "a service token": service_token,
+        **{f"{client}'s client secret": secret for client, secret in platform.clients.items()},
+    }
+    for service in platform.services():
+        lines = [line for line in service.log_lines() if line.strip()]
+        records = _log_records(lines)
+        assert len(records) == len(lines), f"{service.name}: every log line is one JSON object"
+        access = [r for r in records if r.get("logger") == "flotilla.access"]
+        assert access, f"{service.name} logged no requests"
+        for record in access:
+            assert set(record) >= ACCESS_FIELDS, record
+            assert record["service"] == service.name
+            assert isinstance(record["status"], int) and isinstance(record["duration_ms"], float | int)
+        whole_log = "\n".join(lines)
+        for what, secret in secrets.items():
+            assert secret not in whole_log, f"{what} appears in {service.name}'s log"
+        assert "PRIVATE KEY" not in whole_log
+    flow = {
+        (r["service"], r["route"])
+        for service in platform.services()
+        for r in _log_records(service.log_lines())
+        if r.get("request_id") == request_id
+    }
+    assert {
+        ("users", "/users/me"),
+        ("orders", "/orders"),
+        ("catalog", "/reservations"),
+        ("catalog", "/reservations/{key}/commit"),
+        ("orders", "/orders/{order_id}"),
+    } <= flow
     lines_for_marker = [line for line in platform.users.log_lines() if marker in line]
     assert len(lines_for_marker) == 1, "exactly one log line per request (no duplicate handlers)"
-    whole_log = "\n".join(lines)
-    assert account["password"] not in whole_log
-    assert token not in whole_log
-    assert platform.clients["orders"] not in whole_log
 
 
 def test_health_endpoints(platform: Platform) -> None:

@@ -13,24 +13,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
 from tests.support.kube import temporary_namespace, wait_for
-from tests.support.operator import OperatorProcess
-
-GROUP, VERSION, PLURAL = "flotilla.dev", "v1alpha1", "microservices"
-
-
-def microservice(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Microservice",
-        "metadata": {"name": name},
-        "spec": {"image": "registry.example/flotilla/service:1.0", **spec},
-    }
-
-
-def create(kube: ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-    return client.CustomObjectsApi(kube).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, body
-    )
+from tests.support.operator import GROUP, PLURAL, VERSION, OperatorProcess, create, microservice
 
 
 def read(kube: ApiClient, namespace: str, name: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from kubernetes import client
@@ -20,6 +20,23 @@ from tests.support.processes import free_port
 MANIFESTS = Path(__file__).resolve().parents[2] / "operator" / "src" / "flotilla_operator" / "manifests"
 OPERATOR_NAMESPACE = "flotilla-system"
 SERVICE_ACCOUNT = "flotilla-operator-test"
+GROUP, VERSION, PLURAL = "flotilla.dev", "v1alpha1", "microservices"
+
+
+def microservice(name: str, **spec: Any) -> dict[str, Any]:
+    """A Microservice body with a placeholder image and ``spec``."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Microservice",
+        "metadata": {"name": name},
+        "spec": {"image": "registry.example/flotilla/service:1.0", **spec},
+    }
+
+
+def create(kube: ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Create a Microservice."""
+    api = client.CustomObjectsApi(kube)
+    return cast(dict[str, Any], api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body))
 
 
 def _ignore_conflict(call: Any, *args: Any, **kwargs: Any) -> None:

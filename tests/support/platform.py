@@ -32,6 +32,7 @@ class Platform:
     admin_email: str
     admin_password: str
     clients: dict[str, str] = field(default_factory=dict)
+    instance: str = "main"
 
     def services(self) -> list[ServiceProcess]:
         """All three."""
@@ -42,7 +43,7 @@ class Platform:
         for service in self.services():
             service.stop()
         for name in self.database_urls:
-            drop_database(database_name(name))
+            drop_database(database_name(name, self.instance))
 
     # --- HTTP helpers ---------------------------------------------------------------------
 
@@ -107,29 +108,43 @@ class Platform:
         return int(response.json()["stock"])
 
     def order(
-        self, token: str, items: list[dict[str, int]], key: str | None = None, **kwargs: Any
+        self,
+        token: str,
+        items: list[dict[str, int]],
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
-        """POST /orders."""
+        """POST /orders (``headers`` adds to the token and the idempotency key)."""
         return requests.post(
             f"{self.orders.url}/orders",
             json={"items": items},
-            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key or uuid.uuid4().hex},
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Idempotency-Key": key or uuid.uuid4().hex,
+                **(headers or {}),
+            },
             timeout=kwargs.pop("timeout", 30),
             **kwargs,
         )
 
 
-def database_name(service: str) -> str:
-    """This test run's database of ``service``."""
-    return f"flotilla_test_{os.getpid()}_{service}"
+def database_name(service: str, instance: str = "main") -> str:
+    """This test run's database of ``service`` in one platform ``instance``."""
+    return f"flotilla_test_{os.getpid()}_{instance}_{service}"
 
 
-def start_platform(log_dir: Path, keys_dir: Path, workers: int = 2) -> Platform:
-    """Fresh databases, one signing key, the three services migrated and started."""
+def start_platform(log_dir: Path, keys_dir: Path, workers: int = 2, instance: str = "main") -> Platform:
+    """Fresh databases, one signing key, the three services migrated and started.
+
+    Each ``instance`` has databases of its own: a test may run a platform beside the session's.
+    """
     if not any(keys_dir.glob("*.pem")):
         write_private_key(keys_dir / "key-a.pem", generate_key())
     # Named after this process, so that two test runs on one server keep out of each other's way.
-    databases = {name: recreate_database(database_name(name)) for name in ("users", "catalog", "orders")}
+    databases = {
+        name: recreate_database(database_name(name, instance)) for name in ("users", "catalog", "orders")
+    }
     ports = {name: free_port() for name in databases}
     admin_password = secrets.token_urlsafe(12)
     orders_secret = secrets.token_urlsafe(24)
@@ -185,6 +200,7 @@ def start_platform(log_dir: Path, keys_dir: Path, workers: int = 2) -> Platform:
         admin_email="admin@example.com",
         admin_password=admin_password,
         clients={"orders": orders_secret, "reporting": reporting_secret, "billing": billing_secret},
+        instance=instance,
     )
     try:
         for service in platform.services():

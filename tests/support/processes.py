@@ -77,11 +77,22 @@ class ServiceProcess:
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready after {timeout}s: {self.log_tail()}")
 
+    def freeze(self) -> None:
+        """SIGSTOP to every process of the service: it accepts connections and never answers."""
+        assert self.process is not None and self.process.poll() is None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT: a frozen service goes on."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     def stop(self, timeout: float = 30) -> None:
         """Graceful stop (SIGTERM to the gunicorn master), then a kill if it hangs."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
+        self.thaw()
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -1,0 +1,62 @@
+"""The chart's monitoring assets as tests read them: dashboard queries and alert rules."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "charts" / "flotilla" / "rules"
+RULE_FILE = RULES / "flotilla.rules.yaml"
+DASHBOARDS = ROOT / "charts" / "flotilla" / "dashboards"
+LABEL_VALUES = re.compile(r"^label_values\((\w+),\s*(\w+)\)$")
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    """One PromQL target of one dashboard panel."""
+
+    dashboard: str
+    panel: str
+    expr: str
+
+    def __str__(self) -> str:
+        return f"{self.dashboard} / {self.panel}: {self.expr}"
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """Every shipped dashboard by file name."""
+    return {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
+
+
+def panel_queries() -> list[PanelQuery]:
+    """Every target of every panel of every dashboard."""
+    return [
+        PanelQuery(name, panel["title"], target["expr"])
+        for name, dashboard in dashboards().items()
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    ]
+
+
+def variable_queries(dashboard: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each query variable's name and its ``label_values(metric, label)`` arguments."""
+    found = {}
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        match = LABEL_VALUES.match(variable["query"])
+        assert match, f"unsupported variable query: {variable['query']}"
+        found[variable["name"]] = (match.group(1), match.group(2))
+    return found
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    """Every alerting rule of the rule file the chart ships."""
+    groups = yaml.safe_load(RULE_FILE.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
