@@ -85,12 +85,20 @@ dev: ## skaffold dev on the kind cluster (make kind-up first)
 prometheus: ## Install Prometheus and promtool (Debian's packages) when missing
 	@scripts/prometheus.sh
 
+.PHONY: wrk
+wrk: ## Install wrk, the load generator of make bench (Debian's package) when missing
+	@scripts/wrk.sh
+
+.PHONY: bench
+bench: venv postgres-up cluster-up wrk ## Benchmarks, each beside its baseline: one line per figure (ARGS="services --seconds 5")
+	@$(PY) -m tests.bench $(ARGS)
+
 .PHONY: dashboards
 dashboards: venv ## Regenerate charts/flotilla/dashboards/*.json from scripts/dashboards.py
 	@$(PY) scripts/dashboards.py
 
 .PHONY: test
-test: venv lint postgres-up node-up images prometheus ## Everything: lint, then every test against real servers
+test: venv lint postgres-up node-up images prometheus wrk ## Everything: lint, then every test against real servers
 	@echo "==> pytest"
 	@$(VENV)/bin/pytest
 	@echo "==> pytest: the end-to-end suite on the real node"

@@ -112,9 +112,15 @@ def least_privilege_kubeconfig(api: ApiClient, path: Path) -> Path:
 class OperatorProcess:
     """``python -m flotilla_operator`` against the test cluster."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+    def __init__(self, kubeconfig: Path, log_path: Path, settings: dict[str, str] | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        # The tests' quick resync and CRD cache, unless ``settings`` chooses.
+        self.settings = (
+            {"FLOTILLA_OPERATOR_RESYNC_SECONDS": "3", "FLOTILLA_OPERATOR_CRD_CACHE_SECONDS": "1"}
+            if settings is None
+            else settings
+        )
         self.metrics_port = free_port()
         self.liveness_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -125,8 +131,7 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "FLOTILLA_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "FLOTILLA_OPERATOR_LIVENESS_PORT": str(self.liveness_port),
-            "FLOTILLA_OPERATOR_RESYNC_SECONDS": "3",
-            "FLOTILLA_OPERATOR_CRD_CACHE_SECONDS": "1",
+            **self.settings,
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flotilla_operator"],

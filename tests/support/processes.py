@@ -36,13 +36,24 @@ def run_cli(service: str, *args: str, env: Mapping[str, str]) -> subprocess.Comp
 
 
 class ServiceProcess:
-    """One service under gunicorn on a loopback port, its JSON logs in a file."""
+    """One service under gunicorn on a loopback port, its JSON logs in a file.
 
-    def __init__(self, name: str, env: Mapping[str, str], log_dir: Path, port: int | None = None) -> None:
+    ``command`` defaults to the service's own ``flotilla-<name> serve``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        log_dir: Path,
+        port: int | None = None,
+        command: list[str] | None = None,
+    ) -> None:
         self.name = name
         self.port = port or free_port()
         self.env = {**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1"}
         self.log_path = log_dir / f"{name}-{self.port}.log"
+        self.command = command or [str(BIN / f"flotilla-{name}"), "serve"]
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,7 +70,7 @@ class ServiceProcess:
         """Start and wait for ``/readyz``."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(BIN / f"flotilla-{self.name}"), "serve"],
+            self.command,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import uuid
@@ -62,7 +63,12 @@ def route_template() -> str:
     """The matched route as an OpenAPI path (``/products/{product_id}``); bounded for labels."""
     if request.url_rule is None:
         return UNMATCHED_ROUTE
-    return _CONVERTER.sub(r"{\1}", request.url_rule.rule)
+    return _openapi_path(request.url_rule.rule)
+
+
+@functools.lru_cache(maxsize=1024)
+def _openapi_path(rule: str) -> str:
+    return _CONVERTER.sub(r"{\1}", rule)
 
 
 def current_request_id() -> str | None:

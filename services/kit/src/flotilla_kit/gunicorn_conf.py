@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gunicorn.glogging import Logger
+
 # Nothing here may import prometheus_client before export_metrics_dir has run.
 from flotilla_kit.server import (
     ServerSettings,
@@ -13,6 +15,17 @@ from flotilla_kit.server import (
     mark_worker_dead,
     prepare_multiprocess_directory,
 )
+
+
+class AppLogsAccess(Logger):  # type: ignore[misc]  # gunicorn has no type hints
+    """gunicorn's logger without its access line: the app writes one JSON line per request.
+
+    With ``logconfig_dict`` set, gunicorn would build every access line and drop it.
+    """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        """Nothing: see the app's ``flotilla.access`` records."""
+
 
 _settings = ServerSettings.load()
 export_metrics_dir(_settings)
@@ -27,6 +40,7 @@ keepalive = _settings.keepalive
 proc_name = f"flotilla-{_settings.service}"
 worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108 - heartbeat files
 accesslog = None  # the app logs one JSON line per request itself
+logger_class = AppLogsAccess
 errorlog = "-"
 logconfig_dict = logging_config(_settings.service)
 forwarded_allow_ips = "127.0.0.1,::1"

@@ -1,0 +1,64 @@
+"""``python -m tests.bench [services] [operator] [--seconds N] [--rounds N]``: run, print one line each."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.bench import operator_bench, services
+from tests.bench.report import Result
+
+
+def machine() -> str:
+    """The machine the figures come from."""
+    cpus = Path("/proc/cpuinfo").read_text().count("processor\t:")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return f"{cpus} x {model}, {memory_kb / 1024 / 1024:.0f} GiB, Python {platform.python_version()}"
+
+
+def main() -> int:
+    """Run the chosen benchmarks; exit 1 when a target is missed."""
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument("groups", nargs="*", choices=["services", "operator"], default=[])
+    parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per side (the median counts)")
+    parser.add_argument("--resources", type=int, default=200, help="Microservices for the operator")
+    args = parser.parse_args()
+    groups = args.groups or ["services", "operator"]
+    print(f"machine: {machine()}", flush=True)
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="flotilla-bench-") as directory:
+        work = Path(directory)
+        for group in groups:
+            started = time.monotonic()
+            print(f"==> {group}", file=sys.stderr, flush=True)
+            if group == "services":
+                found = services.run(work / "services", services.Settings(args.seconds, args.rounds))
+            else:
+                found = operator_bench.run(work / "operator", args.resources)
+            for result in found:
+                print(result.line(), flush=True)
+            results += found
+            print(f"    {group} took {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+    missed = [result.name for result in results if result.met is False]
+    print(
+        f"targets: {sum(1 for r in results if r.met)} met, {len(missed)} missed{': ' if missed else ''}"
+        f"{', '.join(missed)}"
+    )
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Service benchmarks: kit overhead, authentication cost, the service-to-service hop, worker memory.
+
+The three services run as ``make test`` runs them (gunicorn, two workers, PostgreSQL); each
+baseline runs under the very same gunicorn configuration beside them. Flotilla and its baseline
+take turns, several rounds each, and the median round counts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.bench import wrk
+from tests.bench.histogram import quantile, scrape_buckets
+from tests.bench.report import Result, Target
+from tests.support.platform import Platform, start_platform
+from tests.support.processes import ServiceProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+CONNECTIONS = 16
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long each load runs and how many rounds each side gets."""
+
+    seconds: int = 10
+    rounds: int = 3
+
+
+def progress(message: str) -> None:
+    """What the benchmark is doing now (stderr, so stdout keeps only the result lines)."""
+    print(f"    {message}", file=sys.stderr, flush=True)
+
+
+def baseline(name: str, factory: str, env: dict[str, str], log_dir: Path) -> ServiceProcess:
+    """A baseline app from ``tests.bench.baselines`` under the kit's gunicorn configuration."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:flotilla_kit.gunicorn_conf",
+        f"tests.bench.baselines:{factory}",
+    ]
+    environment = {**env, "PYTHONPATH": str(ROOT), "FLOTILLA_SERVICE": name}
+    return ServiceProcess(name, environment, log_dir, command=command).start()
+
+
+def side_by_side(
+    settings: Settings, flotilla: Callable[[], wrk.Load], base: Callable[[], wrk.Load]
+) -> tuple[wrk.Load, wrk.Load]:
+    """Alternate the two loads; the median round of each by requests per second."""
+    flotilla(), base()  # warm-up: connection pools, caches, JIT-free but lazy imports
+    ours, theirs = [], []
+    for round_number in range(1, settings.rounds + 1):
+        progress(f"round {round_number}/{settings.rounds}")
+        ours.append(flotilla())
+        theirs.append(base())
+    for load in ours + theirs:
+        if load.failures:
+            raise RuntimeError(f"{load.failures} requests failed under load")
+    return _median(ours), _median(theirs)
+
+
+def _median(loads: list[wrk.Load]) -> wrk.Load:
+    return sorted(loads, key=lambda load: load.rps)[len(loads) // 2]
+
+
+@contextmanager
+def running_platform(work: Path) -> Iterator[Platform]:
+    """The three services on fresh databases, stopped afterwards."""
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    (work / "keys").mkdir(parents=True, exist_ok=True)
+    platform = start_platform(work / "logs", work / "keys", instance="bench")
+    try:
+        yield platform
+    finally:
+        platform.stop()
+
+
+def kit_overhead(platform: Platform, bare: ServiceProcess, settings: Settings) -> list[Result]:
+    """catalog ``GET /products/{id}`` against a bare Flask app doing the same read."""
+    path = f"/products/{platform.create_product(stock=100)['id']}"
+    ours, theirs = side_by_side(
+        settings,
+        lambda: wrk.run(platform.catalog.url + path, seconds=settings.seconds, connections=CONNECTIONS),
+        lambda: wrk.run(bare.url + path, seconds=settings.seconds, connections=CONNECTIONS),
+    )
+    return [
+        Result("kit_overhead_rps", ours.rps, theirs.rps, " req/s", Target(">=", 0.85)),
+        Result("kit_overhead_p99", ours.p99_ms, theirs.p99_ms, " ms", Target("<=", 1.25)),
+    ]
+
+
+def auth_cost(platform: Platform, unverified: ServiceProcess, settings: Settings) -> list[Result]:
+    """``GET /users/me`` against the same app with token verification taken out."""
+    headers = {"Authorization": f"Bearer {platform.customer_token()}"}
+
+    def me(process: ServiceProcess) -> wrk.Load:
+        return wrk.run(
+            process.url + "/users/me", seconds=settings.seconds, connections=CONNECTIONS, headers=headers
+        )
+
+    ours, theirs = side_by_side(settings, lambda: me(platform.users), lambda: me(unverified))
+    return [Result("auth_cost_rps", ours.rps, theirs.rps, " req/s", Target(">=", 0.8))]
+
+
+def service_to_service(platform: Platform, settings: Settings) -> list[Result]:
+    """``POST /orders`` end to end, against the catalog's own ``POST /reservations`` it calls."""
+    items = [{"product_id": platform.create_product(stock=10**9)["id"], "quantity": 1}]
+    customer = {"Authorization": f"Bearer {platform.customer_token()}"}
+    service = {"Authorization": f"Bearer {platform.service_token('orders')}"}
+
+    def orders(connections: int) -> wrk.Load:
+        return wrk.run(
+            platform.orders.url + "/orders",
+            seconds=settings.seconds,
+            connections=connections,
+            headers=customer,
+            post_json=json.dumps({"items": items}),
+            key_prefix=f"bench-{uuid.uuid4().hex}",
+        )
+
+    def reservations(connections: int) -> wrk.Load:
+        return wrk.run(
+            platform.catalog.url + "/reservations",
+            seconds=settings.seconds,
+            connections=connections,
+            headers=service,
+            post_json=json.dumps({"key": "{{key}}", "items": items}),
+            key_prefix=f"direct-{uuid.uuid4().hex}",
+        )
+
+    ours, theirs = side_by_side(settings, lambda: orders(CONNECTIONS), lambda: reservations(CONNECTIONS))
+    # The hop alone, one order at a time: orders' own histogram of its calls to the catalog,
+    # against the same call made straight to the catalog.
+    progress("the hop to the catalog, one request at a time")
+    metrics = platform.orders.url + "/metrics"
+    labels = {"target": "catalog", "method": "POST"}
+    before = scrape_buckets(metrics, "http_client_request_duration_seconds", **labels)
+    orders(1)
+    after = scrape_buckets(metrics, "http_client_request_duration_seconds", **labels)
+    hop_p50_ms = quantile(0.5, before, after) * 1000
+    direct_p50_ms = reservations(1).p50_ms
+    return [
+        Result("orders_post_rps", ours.rps, theirs.rps, " req/s", None),
+        Result("orders_post_p99", ours.p99_ms, theirs.p99_ms, " ms", None),
+        Result(
+            "orders_catalog_hop_p50",
+            hop_p50_ms,
+            direct_p50_ms,
+            " ms",
+            Target("<", 3, of="flotilla", unit=" ms"),
+        ),
+    ]
+
+
+def worker_rss_mb(process: ServiceProcess) -> list[float]:
+    """Resident memory of each gunicorn worker (the master's children), in MiB."""
+    assert process.process is not None
+    master = process.process.pid
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return sizes
+
+
+def worker_memory(platform: Platform, bare: ServiceProcess) -> list[Result]:
+    """The largest worker of each service after the loads, against the bare Flask app's."""
+    baseline_mb = max(worker_rss_mb(bare))
+    return [
+        Result(
+            f"worker_rss_{service.name}",
+            max(worker_rss_mb(service)),
+            baseline_mb,
+            " MB",
+            Target("<=", 80, of="flotilla", unit=" MB"),
+        )
+        for service in platform.services()
+    ]
+
+
+def run(work: Path, settings: Settings) -> list[Result]:
+    """Every service benchmark, in one platform with its baselines beside it."""
+    with running_platform(work) as platform:
+        progress("starting the baselines: a bare Flask catalog, users without token verification")
+        bare = baseline("catalog-bare", "catalog_bare()", platform.catalog.env, work / "logs")
+        unverified = baseline("users-unverified", "users_unverified()", platform.users.env, work / "logs")
+        try:
+            results = []
+            progress("kit overhead: GET /products/{id}, catalog vs bare Flask")
+            results += kit_overhead(platform, bare, settings)
+            progress("authentication cost: GET /users/me, verified vs not")
+            results += auth_cost(platform, unverified, settings)
+            progress("service to service: POST /orders vs the catalog's POST /reservations")
+            results += service_to_service(platform, settings)
+            results += worker_memory(platform, bare)
+            return results
+        finally:
+            bare.stop()
+            unverified.stop()
