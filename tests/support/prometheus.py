@@ -96,6 +96,18 @@ class PrometheusServer:
         data = self._get("query", query=expr)
         return data["result"] if data["resultType"] in ("vector", "matrix") else [{"value": data["result"]}]
 
+    def wait_for_scrapes(self, rounds: int = 2, timeout: float = 30) -> None:
+        """Until every target has been scraped ``rounds`` times from now (``rate`` needs two)."""
+        for _ in range(rounds):
+            since = time.time()
+            deadline = time.monotonic() + timeout
+            while True:
+                oldest = self.query("min(timestamp(up))")
+                if oldest and float(oldest[0]["value"][1]) > since:
+                    break
+                assert time.monotonic() < deadline, f"a target was not scraped within {timeout}s"
+                time.sleep(0.2)
+
     def label_values(self, label: str, metric: str) -> set[str]:
         """The values of ``label`` on the series of ``metric`` (Grafana's ``label_values``)."""
         return set(self._get(f"label/{label}/values", **{"match[]": metric}))
