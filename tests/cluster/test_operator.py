@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -372,3 +373,38 @@ def test_a_name_that_cannot_name_a_service_is_rejected(kube: ApiClient, namespac
         create(kube, namespace, microservice("my.service"))
     assert rejected.value.status == 422
     assert "metadata.name must be a DNS label" in json.loads(rejected.value.body)["message"]
+
+
+def _reconciles(process: OperatorProcess) -> float:
+    text = requests.get(f"http://127.0.0.1:{process.metrics_port}/metrics", timeout=5).text
+    return sum(
+        float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("flotilla_operator_reconciles_total{")
+    )
+
+
+def test_an_operator_watching_one_namespace_needs_only_its_cluster_role(
+    kube: ApiClient, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """WATCH_NAMESPACE: its own namespace is reconciled, another is not, with no denied request."""
+    watcher = OperatorProcess(
+        operator.kubeconfig,
+        tmp_path / "namespaced.log",
+        settings={"WATCH_NAMESPACE": namespace, "FLOTILLA_OPERATOR_RESYNC_SECONDS": "3"},
+    )
+    watcher.start()
+    try:
+        with temporary_namespace(kube) as elsewhere:
+            create(kube, elsewhere, microservice("not-mine"))
+            wait_ready(kube, elsewhere, "not-mine")  # the cluster-wide operator serves it
+            assert _reconciles(watcher) == 0
+            create(kube, namespace, microservice("mine"))
+            wait_ready(kube, namespace, "mine")
+            wait_for(
+                lambda: _reconciles(watcher) >= 1, timeout=30, what="the namespaced operator to reconcile"
+            )
+    finally:
+        watcher.stop()
+    log = (tmp_path / "namespaced.log").read_text()
+    assert "forbidden" not in log.lower(), log[-2000:]
