@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import jwt
+from cachetools import TLRUCache
 from flask import Flask, current_app, g, request
 
 from flotilla_kit.problems import Problem
@@ -106,16 +107,47 @@ class Principal:
 
 
 class TokenVerifier:
-    """Checks signature, algorithm, issuer, audience and time claims of a bearer token."""
+    """Checks signature, algorithm, issuer, audience and time claims of a bearer token.
 
-    def __init__(self, resolver: KeyResolver, *, issuer: str, audience: str, leeway: float = 5) -> None:
+    A token that verified is remembered (by its exact text) until it expires, for at most
+    ``cache_seconds``: clients send the same token many times, and the signature check is
+    the larger part of a request's cost. Only valid tokens are remembered; a changed byte is
+    another token.
+    """
+
+    def __init__(
+        self,
+        resolver: KeyResolver,
+        *,
+        issuer: str,
+        audience: str,
+        leeway: float = 5,
+        cache_seconds: float = 60,
+        cache_size: int = 1024,
+    ) -> None:
         self.resolver = resolver
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
+        self._verified: TLRUCache[str, Principal] = TLRUCache(
+            maxsize=cache_size,
+            ttu=lambda _token, principal, now: min(now + cache_seconds, float(principal.claims["exp"])),
+            timer=time.time,
+        )
+        self._verified_lock = threading.Lock()
 
     def verify(self, token: str) -> Principal:
         """The principal a valid token names; raises a 401 ``Problem`` otherwise."""
+        with self._verified_lock:
+            remembered = self._verified.get(token)
+        if remembered is not None:
+            return remembered
+        principal = self._verify(token)
+        with self._verified_lock:
+            self._verified[token] = principal
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") not in ALGORITHMS:
