@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 
 from flotilla_operator import MANAGED_BY
 from flotilla_operator.render import RenderContext, render
@@ -69,18 +70,38 @@ def server_side_apply(namespace: str, documents: list[dict[str, Any]], manager: 
 def child_counts(api: ApiClient, namespace: str) -> dict[str, int]:
     """How many children of each kind the operator manages in ``namespace``."""
     selector = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+    cached = "0"  # resourceVersion "0": served from the API server's cache, so polling costs it little
     monitors: dict[str, Any] = client.CustomObjectsApi(api).list_namespaced_custom_object(  # type: ignore[assignment]
-        "monitoring.coreos.com", "v1", namespace, "servicemonitors", label_selector=selector
+        "monitoring.coreos.com",
+        "v1",
+        namespace,
+        "servicemonitors",
+        label_selector=selector,
+        resource_version=cached,
     )
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     return {
         "Deployment": len(
-            client.AppsV1Api(api).list_namespaced_deployment(namespace, label_selector=selector).items
+            apps.list_namespaced_deployment(namespace, label_selector=selector, resource_version=cached).items
         ),
         "Service": len(
-            client.CoreV1Api(api).list_namespaced_service(namespace, label_selector=selector).items
+            core.list_namespaced_service(namespace, label_selector=selector, resource_version=cached).items
         ),
         "ServiceMonitor": len(monitors["items"]),
     }
+
+
+def ready_count(api: ApiClient, namespace: str) -> int:
+    """How many Microservices of ``namespace`` report Ready."""
+    listed: dict[str, Any] = client.CustomObjectsApi(api).list_namespaced_custom_object(  # type: ignore[assignment]
+        GROUP, VERSION, namespace, PLURAL
+    )
+    return sum(
+        1
+        for ms in listed["items"]
+        for condition in (ms.get("status") or {}).get("conditions") or []
+        if condition["type"] == "Ready" and condition["status"] == "True"
+    )
 
 
 def rendered_children(api: ApiClient, namespace: str) -> list[dict[str, Any]]:
@@ -119,6 +140,16 @@ def install_crd() -> None:
         raise RuntimeError(installed.stderr)
 
 
+def _gone(api: ApiClient, namespace: str) -> bool:
+    try:
+        client.CoreV1Api(api).read_namespace(namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
+
+
 def controller_manager_pid() -> int:
     """kube-controller-manager's process: the reference for idle CPU."""
     found = subprocess.run(
@@ -135,14 +166,16 @@ def run(work: Path, count: int) -> list[Result]:
     api = connect()
     install_crd()
     resources = [microservice(f"svc-{index:03d}") for index in range(count)]
-    with ExitStack() as stack:
-        baseline_namespace = stack.enter_context(temporary_namespace(api))
-        watched_namespace = stack.enter_context(temporary_namespace(api))
+    with temporary_namespace(api) as baseline_namespace:
         progress(f"baseline: one server-side apply of the children of {count} Microservices")
         server_side_apply(baseline_namespace, resources, "flotilla-bench")
         children = rendered_children(api, baseline_namespace)
         baseline_seconds = server_side_apply(baseline_namespace, children, "flotilla-bench")
         progress(f"{len(children)} objects applied in {baseline_seconds:.1f}s")
+    # kwok's nodes hold 110 pods each: the baseline's pods must be gone before the operator's.
+    wait_for(lambda: _gone(api, baseline_namespace), timeout=600, interval=2, what="the baseline's removal")
+    with ExitStack() as stack:
+        watched_namespace = stack.enter_context(temporary_namespace(api))
         operator = OperatorProcess(
             least_privilege_kubeconfig(api, work / "kubeconfig"),
             work / "operator.log",
@@ -158,12 +191,17 @@ def run(work: Path, count: int) -> list[Result]:
         wait_for(
             lambda: all(n >= count for n in child_counts(api, watched_namespace).values()),
             timeout=900,
-            interval=0.5,
+            interval=1,
             what=f"{count} of each of {', '.join(CHILD_KINDS)}",
         )
         operator_seconds = time.perf_counter() - started
         memory = rss_mb(pid)
-        progress(f"converged in {operator_seconds:.1f}s; now {IDLE_SECONDS}s idle")
+        progress(f"converged in {operator_seconds:.1f}s; waiting for every Microservice to be Ready")
+        wait_for(
+            lambda: ready_count(api, watched_namespace) >= count, timeout=600, interval=2, what="readiness"
+        )
+        memory = max(memory, rss_mb(pid))
+        progress(f"all Ready; now {IDLE_SECONDS}s idle")
         reference = controller_manager_pid()
         idle_start, reference_start = cpu_seconds(pid), cpu_seconds(reference)
         time.sleep(IDLE_SECONDS)

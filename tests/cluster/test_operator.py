@@ -178,6 +178,29 @@ def test_a_deployment_deleted_by_hand_is_restored(kube: ApiClient, namespace: st
 
 
 @pytest.mark.usefixtures("operator")
+def test_a_service_monitor_deleted_by_hand_comes_back_with_the_next_apply(
+    kube: ApiClient, namespace: str
+) -> None:
+    """No watch sees ServiceMonitors: the periodic re-apply (5 s in the tests) restores them."""
+    create(kube, namespace, microservice("watched"))
+    wait_ready(kube, namespace, "watched")
+    monitors = client.CustomObjectsApi(kube)
+    args = ("monitoring.coreos.com", "v1", namespace, "servicemonitors", "watched")
+    old_uid = monitors.get_namespaced_custom_object(*args)["metadata"]["uid"]
+    monitors.delete_namespaced_custom_object(*args)
+
+    def restored() -> bool:
+        try:
+            return bool(monitors.get_namespaced_custom_object(*args)["metadata"]["uid"] != old_uid)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    wait_for(restored, timeout=30, what="the ServiceMonitor to come back")
+
+
+@pytest.mark.usefixtures("operator")
 def test_a_service_edited_by_hand_is_reverted(kube: ApiClient, namespace: str) -> None:
     create(kube, namespace, microservice("edited"))
     wait_ready(kube, namespace, "edited")

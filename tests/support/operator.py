@@ -115,9 +115,13 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, log_path: Path, settings: dict[str, str] | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
-        # The tests' quick resync and CRD cache, unless ``settings`` chooses.
+        # The tests' quick resync, re-apply and CRD cache, unless ``settings`` chooses.
         self.settings = (
-            {"FLOTILLA_OPERATOR_RESYNC_SECONDS": "3", "FLOTILLA_OPERATOR_CRD_CACHE_SECONDS": "1"}
+            {
+                "FLOTILLA_OPERATOR_RESYNC_SECONDS": "3",
+                "FLOTILLA_OPERATOR_REAPPLY_SECONDS": "5",
+                "FLOTILLA_OPERATOR_CRD_CACHE_SECONDS": "1",
+            }
             if settings is None
             else settings
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from typing import Any, cast
@@ -16,7 +17,7 @@ from prometheus_client import start_http_server
 from flotilla_operator import GROUP, MANAGED_BY, PLURAL, VERSION
 from flotilla_operator.kube import Kube
 from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS
-from flotilla_operator.reconcile import Reconciler, owner_of
+from flotilla_operator.reconcile import Reconciler, owner_of, slim
 from flotilla_operator.settings import OperatorSettings
 from flotilla_operator.status import is_ready
 
@@ -53,13 +54,15 @@ def _post(ms: dict[str, Any], kind: str, reason: str, message: str) -> None:
 
 def _reconciler() -> Reconciler:
     if _State.reconciler is None:
-        _State.reconciler = Reconciler(Kube(api_client(), SETTINGS.crd_cache_seconds), _post)
+        _State.reconciler = Reconciler(
+            Kube(api_client(), SETTINGS.crd_cache_seconds), _post, reapply_seconds=SETTINGS.reapply_seconds
+        )
     return _State.reconciler
 
 
-def _request(namespace: str, name: str) -> None:
+def _request(namespace: str, name: str, ms: dict[str, Any] | None = None) -> None:
     try:
-        _reconciler().request(namespace, name)
+        _reconciler().request(namespace, name, ms)
     except (ResourceNotFoundError, NotFoundError) as exc:
         RECONCILE_ERRORS.labels("resource_missing").inc()
         raise kopf.TemporaryError(f"a resource went missing: {exc}", delay=2) from exc
@@ -81,7 +84,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = SETTINGS.watch_timeout_seconds + 30
     settings.watching.connect_timeout = 10
     settings.watching.inactivity_timeout = SETTINGS.watch_timeout_seconds * 2
-    settings.batching.worker_limit = SETTINGS.workers
+    # No cap on kopf's per-resource tasks: a capped task idles for batching.idle_timeout before
+    # it frees its slot, which made 200 new Microservices queue for minutes. The threads that
+    # run handlers stay bounded.
     settings.execution.max_workers = SETTINGS.workers
     settings.posting.level = logging.INFO
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -95,9 +100,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def microservice_changed(namespace: str | None, name: str, **_: Any) -> None:
+def microservice_changed(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
     """A Microservice appeared, changed, or the operator (re)started."""
-    _request(str(namespace), name)
+    _request(str(namespace), name, copy.deepcopy(dict(body)))
 
 
 def _resync_forever(stop: threading.Event) -> None:
@@ -137,11 +142,14 @@ def readiness_changed(body: kopf.Body, namespace: str | None, name: str, type: s
 
 
 def _child_changed(body: kopf.Body, namespace: str | None, type: str, **_: Any) -> None:
-    owner = owner_of(dict(body))
+    child = copy.deepcopy(dict(body))
+    owner = owner_of(child)
     if owner is None:
         return
+    kind = str(child.get("kind", "unknown"))
     if type == "DELETED":
-        DRIFT_CORRECTIONS.labels(body.get("kind", "unknown")).inc()
+        DRIFT_CORRECTIONS.labels(kind).inc()
+    _reconciler().observe_child(str(namespace), owner, kind, slim(child), deleted=type == "DELETED")
     _request(str(namespace), owner)
 
 

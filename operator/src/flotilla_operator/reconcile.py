@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -69,6 +71,55 @@ def apply_child(kube: Kube, manifest: dict[str, Any]) -> dict[str, Any]:
     return live
 
 
+@dataclass
+class Applied:
+    """The children one reconcile applied, reused while nothing has disturbed them.
+
+    Events on the children keep it honest: a Deployment's new status replaces the one kept; a
+    change to any child's spec, or a child gone, marks it spent, and the next reconcile applies
+    again. It is also spent after ``Reconciler.reapply_seconds`` (children with no watch, such
+    as ServiceMonitors, are restored then).
+    """
+
+    digest: str
+    children: dict[str, dict[str, Any]]
+    at: float = field(default_factory=time.monotonic)
+    intact: bool = True
+
+    def observe(self, kind: str, body: dict[str, Any], deleted: bool) -> None:
+        """A watch event on one of the children."""
+        known = self.children.get(kind)
+        if deleted or known is None:
+            self.intact = False
+        elif kind == "Deployment" and _same_spec(known, body):
+            if not _older(body, known):  # a late event must not bring back an old status
+                self.children[kind] = body  # only its status moved on
+        elif body["metadata"].get("resourceVersion") != known["metadata"].get("resourceVersion"):
+            self.intact = False
+
+
+def slim(child: dict[str, Any]) -> dict[str, Any]:
+    """A child without its managed fields: what is kept of it in memory."""
+    metadata = {key: value for key, value in child["metadata"].items() if key != "managedFields"}
+    return {**child, "metadata": metadata}
+
+
+def _older(body: dict[str, Any], known: dict[str, Any]) -> bool:
+    """Whether ``body`` is an older version than ``known`` (etcd revisions, when numeric)."""
+    new, old = (str(item["metadata"].get("resourceVersion", "")) for item in (body, known))
+    return new.isdigit() and old.isdigit() and int(new) < int(old)
+
+
+def _same_spec(known: dict[str, Any], body: dict[str, Any]) -> bool:
+    before, after = known["metadata"], body["metadata"]
+    return all(before.get(key) == after.get(key) for key in ("generation", "labels"))
+
+
+def digest_of(manifests: list[dict[str, Any]]) -> str:
+    """A fingerprint of rendered children."""
+    return hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
+
+
 def monitoring_condition(spec: dict[str, Any], crd_installed: bool) -> Condition:
     """Why there is, or is not, a ServiceMonitor."""
     if not spec.get("metrics", {}).get("enabled", True):
@@ -83,8 +134,21 @@ def monitoring_condition(spec: dict[str, Any], crd_installed: bool) -> Condition
     return Condition(MONITORING, True, "ServiceMonitorApplied", "Prometheus scrapes this service.")
 
 
-def reconcile(kube: Kube, ms: dict[str, Any], post: EventPoster) -> dict[str, Any]:
-    """Bring the children of ``ms`` in line with its spec and write its status."""
+def reconcile(
+    kube: Kube,
+    ms: dict[str, Any],
+    post: EventPoster,
+    *,
+    prune: bool = True,
+    previous_apply: Applied | None = None,
+    reapply_seconds: float = 600,
+) -> tuple[dict[str, Any], Applied]:
+    """Bring the children of ``ms`` in line with its spec and write its status (when it changed).
+
+    ``prune`` looks for children of kinds the spec no longer asks for: needed when the spec
+    changed, not when only a child's status did. ``previous_apply``, when still intact, current
+    and of the same rendering, stands for applying again.
+    """
     metadata, spec = ms["metadata"], ms["spec"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
     config_maps, secrets = config_references(spec)
@@ -93,12 +157,20 @@ def reconcile(kube: Kube, ms: dict[str, Any], post: EventPoster) -> dict[str, An
         config_hash=kube.config_hash(namespace, config_maps, secrets), service_monitor_crd=crd_installed
     )
     desired = render(ms, context)
-    try:
-        applied = {manifest["kind"]: apply_child(kube, manifest) for manifest in desired}
-    except (ResourceNotFoundError, NotFoundError):
-        kube.forget_crds()  # a CRD went away since it was last checked; the retry re-renders
-        raise
-    for kind in CHILD_KINDS:
+    digest = digest_of(desired)
+    fresh = previous_apply is not None and time.monotonic() - previous_apply.at < reapply_seconds
+    if previous_apply is not None and fresh and previous_apply.intact and previous_apply.digest == digest:
+        record = previous_apply
+    else:
+        try:
+            record = Applied(
+                digest, {manifest["kind"]: slim(apply_child(kube, manifest)) for manifest in desired}
+            )
+        except (ResourceNotFoundError, NotFoundError):
+            kube.forget_crds()  # a CRD went away since it was last checked; the retry re-renders
+            raise
+    applied = record.children
+    for kind in CHILD_KINDS if prune else ():
         if kind in applied or (kind == "ServiceMonitor" and not crd_installed):
             continue
         for child in kube.children(kind, namespace, name):
@@ -131,7 +203,8 @@ def reconcile(kube: Kube, ms: dict[str, Any], post: EventPoster) -> dict[str, An
     public = external_url(spec)
     if public:
         status["externalURL"] = public
-    kube.patch_status(namespace, name, status)
+    if status != ms.get("status"):
+        kube.patch_status(namespace, name, status)
     for condition in transitions(previous, stamped):
         if condition["type"] == READY or (condition["status"] == "True" and condition["type"] == "Degraded"):
             kind = "Normal" if condition["type"] == READY and condition["status"] == "True" else "Warning"
@@ -141,7 +214,7 @@ def reconcile(kube: Kube, ms: dict[str, Any], post: EventPoster) -> dict[str, An
                 condition["reason"],
                 f"{condition['type']}={condition['status']}: {condition['message']}",
             )
-    return status
+    return status, record
 
 
 @dataclass
@@ -154,9 +227,27 @@ class Reconciler:
     _running: set[tuple[str, str]] = field(default_factory=set)
     _dirty: set[tuple[str, str]] = field(default_factory=set)
     _children: dict[tuple[str, str], int] = field(default_factory=dict)
+    _pruned_at: dict[tuple[str, str], int] = field(default_factory=dict)
+    _applied: dict[tuple[str, str], Applied] = field(default_factory=dict)
+    _disturbed: set[tuple[str, str]] = field(default_factory=set)
+    reapply_seconds: float = 600
 
-    def request(self, namespace: str, name: str) -> None:
-        """Reconcile ``namespace/name`` now, or right after the run in progress."""
+    def observe_child(
+        self, namespace: str, owner: str, kind: str, body: dict[str, Any], deleted: bool
+    ) -> None:
+        """A watch event on a child of ``owner``: keeps its last apply honest."""
+        with self._guard:
+            if (namespace, owner) in self._running:
+                self._disturbed.add((namespace, owner))  # the run in progress may miss it
+            record = self._applied.get((namespace, owner))
+            if record is not None:
+                record.observe(kind, body, deleted)
+
+    def request(self, namespace: str, name: str, ms: dict[str, Any] | None = None) -> None:
+        """Reconcile ``namespace/name`` now, or right after the run in progress.
+
+        ``ms`` is the Microservice as an event just delivered it (saves reading it); reruns read.
+        """
         key = (namespace, name)
         with self._guard:
             if key in self._running:
@@ -165,7 +256,8 @@ class Reconciler:
             self._running.add(key)
         try:
             while True:
-                self._once(namespace, name)
+                self._once(namespace, name, ms)
+                ms = None
                 with self._guard:
                     if key not in self._dirty:
                         self._running.discard(key)
@@ -177,15 +269,30 @@ class Reconciler:
                 self._dirty.discard(key)
             raise
 
-    def _once(self, namespace: str, name: str) -> None:
-        ms = self.kube.microservice(namespace, name)
+    def _once(self, namespace: str, name: str, delivered: dict[str, Any] | None) -> None:
+        ms = delivered if delivered is not None else self.kube.microservice(namespace, name)
         if ms is None or ms["metadata"].get("deletionTimestamp"):
             with self._guard:
                 self._children.pop((namespace, name), None)
+                self._pruned_at.pop((namespace, name), None)
+                self._applied.pop((namespace, name), None)
             return  # the garbage collector removes the children
         started = time.perf_counter()
+        key, generation = (namespace, name), ms["metadata"]["generation"]
+        with self._guard:
+            # A spec never changed (generation 1) never asked for other kinds of children.
+            prune = generation > 1 and self._pruned_at.get(key) != generation
+            previous_apply = self._applied.get(key)
+            self._disturbed.discard(key)
         try:
-            status = reconcile(self.kube, ms, self.post)
+            status, record = reconcile(
+                self.kube,
+                ms,
+                self.post,
+                prune=prune,
+                previous_apply=previous_apply,
+                reapply_seconds=self.reapply_seconds,
+            )
         except Exception:
             RECONCILES.labels("error").inc()
             raise
@@ -193,6 +300,10 @@ class Reconciler:
             RECONCILE_DURATION.observe(time.perf_counter() - started)
         RECONCILES.labels("success").inc()
         with self._guard:
+            self._pruned_at[key] = generation
+            if key in self._disturbed:
+                record.intact = False  # a child changed while this run read it
+            self._applied[key] = record
             self._children[(namespace, name)] = 2 + sum(
                 1 for key in ("ingress", "autoscaling", "disruptionBudget") if ms["spec"].get(key)
             )
