@@ -43,7 +43,11 @@ def reserve(
         return _replay(existing, client_id, items), False
     release_expired(session)
     reservation = Reservation(
-        key=key, client_id=client_id, status=HELD, expires_at=utcnow() + timedelta(seconds=ttl_seconds)
+        key=key,
+        client_id=client_id,
+        status=HELD,
+        expires_at=utcnow() + timedelta(seconds=ttl_seconds),
+        items=[],  # filled below, without a query to load it
     )
     session.add(reservation)
     try:
@@ -65,7 +69,8 @@ def reserve(
             session.rollback()
             RESERVATIONS.labels("insufficient_stock" if problem.status == 409 else "unknown_product").inc()
             raise problem
-        session.add(
+        # Through the relationship: the answer needs no reload after the commit.
+        reservation.items.append(
             ReservationItem(
                 reservation_key=key,
                 product_id=product_id,
@@ -76,7 +81,6 @@ def reserve(
             )
         )
     session.commit()
-    session.refresh(reservation)
     RESERVATIONS.labels("reserved").inc()
     return reservation, True
 
