@@ -32,7 +32,7 @@ def machine() -> str:
 def main() -> int:
     """Run the chosen benchmarks; exit 1 when a target is missed."""
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
-    parser.add_argument("groups", nargs="*", choices=["services", "operator"], default=[])
+    parser.add_argument("groups", nargs="*", metavar="{services,operator}", help="default: both")
     parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side (the median counts)")
     parser.add_argument("--resources", type=int, default=200, help="Microservices for the operator")
@@ -40,6 +40,9 @@ def main() -> int:
     # SIGTERM unwinds like Ctrl-C: the benchmarks' namespaces and processes are removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     groups = args.groups or ["services", "operator"]
+    unknown = set(groups) - {"services", "operator"}
+    if unknown:
+        parser.error(f"unknown benchmark group(s): {', '.join(sorted(unknown))}")
     print(f"machine: {machine()}", flush=True)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="flotilla-bench-") as directory:
