@@ -10,7 +10,6 @@ keeps the same Deployments, over the same seconds).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -25,13 +24,15 @@ from kubernetes.client.exceptions import ApiException
 
 from flotilla_operator import MANAGED_BY
 from flotilla_operator.render import RenderContext, render
+from tests.bench.proc import cpu_seconds, rss_mb
 from tests.bench.report import Result, Target
-from tests.support.kube import connect, kubeconfig_path, temporary_namespace, tool, wait_for
+from tests.support.kube import connect, temporary_namespace, tool, wait_for
 from tests.support.operator import (
     GROUP,
     PLURAL,
     VERSION,
     OperatorProcess,
+    install_crd,
     least_privilege_kubeconfig,
     microservice,
 )
@@ -110,34 +111,6 @@ def rendered_children(api: ApiClient, namespace: str) -> list[dict[str, Any]]:
         GROUP, VERSION, namespace, PLURAL
     )
     return [child for ms in listed["items"] for child in render(ms, RenderContext())]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def install_crd() -> None:
-    """The Microservice CRD, as an admin installs it."""
-    installed = subprocess.run(
-        [sys.executable, "-m", "flotilla_operator", "install-crd"],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig_path())},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if installed.returncode != 0:
-        raise RuntimeError(installed.stderr)
 
 
 def _gone(api: ApiClient, namespace: str) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tests.bench import wrk
 from tests.bench.histogram import quantile, scrape_buckets
+from tests.bench.proc import children, rss_mb
 from tests.bench.report import Result, Target
 from tests.support.platform import Platform, start_platform
 from tests.support.processes import ServiceProcess
@@ -164,14 +165,7 @@ def service_to_service(platform: Platform, settings: Settings) -> list[Result]:
 def worker_rss_mb(process: ServiceProcess) -> list[float]:
     """Resident memory of each gunicorn worker (the master's children), in MiB."""
     assert process.process is not None
-    master = process.process.pid
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    sizes = []
-    for pid in children:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                sizes.append(int(line.split()[1]) / 1024)
-    return sizes
+    return [rss_mb(pid) for pid in children(process.process.pid)]
 
 
 def worker_memory(platform: Platform, bare: ServiceProcess) -> list[Result]:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 from kubernetes.client import ApiClient
 
-from tests.support.kube import kubeconfig_path
-from tests.support.operator import OperatorProcess, least_privilege_kubeconfig
+from tests.support.operator import OperatorProcess, install_crd, least_privilege_kubeconfig
 
 
 @pytest.fixture(scope="session")
@@ -31,12 +27,4 @@ def operator(
 @pytest.fixture(scope="session")
 def microservice_crd() -> None:
     """Operator mode renders Microservice resources: the API server must know the kind."""
-    installed = subprocess.run(
-        [sys.executable, "-m", "flotilla_operator", "install-crd"],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig_path())},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert installed.returncode == 0, installed.stderr
+    install_crd()

@@ -15,12 +15,27 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
+from tests.support.kube import kubeconfig_path
 from tests.support.processes import free_port
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "operator" / "src" / "flotilla_operator" / "manifests"
 OPERATOR_NAMESPACE = "flotilla-system"
 SERVICE_ACCOUNT = "flotilla-operator-test"
 GROUP, VERSION, PLURAL = "flotilla.dev", "v1alpha1", "microservices"
+
+
+def install_crd() -> None:
+    """Install the Microservice CRD as an admin does (``python -m flotilla_operator install-crd``)."""
+    installed = subprocess.run(
+        [sys.executable, "-m", "flotilla_operator", "install-crd"],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig_path())},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if installed.returncode != 0:
+        raise RuntimeError(f"install-crd failed: {installed.stderr}")
 
 
 def microservice(name: str, **spec: Any) -> dict[str, Any]:
