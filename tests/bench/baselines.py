@@ -40,11 +40,8 @@ def catalog_bare() -> Flask:
     return app
 
 
-class UnverifiedTokens(auth.TokenVerifier):
+class UnverifiedTokens:
     """Reads a token's claims without checking signature, issuer, audience or times."""
-
-    def __init__(self) -> None:
-        pass
 
     def verify(self, token: str) -> auth.Principal:
         """The principal the token names, taken on trust."""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.bench import wrk
 from tests.bench.histogram import quantile, scrape_buckets
@@ -118,25 +119,22 @@ def service_to_service(platform: Platform, settings: Settings) -> list[Result]:
     customer = {"Authorization": f"Bearer {platform.customer_token()}"}
     service = {"Authorization": f"Bearer {platform.service_token('orders')}"}
 
-    def orders(connections: int) -> wrk.Load:
+    def posts(url: str, headers: dict[str, str], body: dict[str, Any], connections: int) -> wrk.Load:
         return wrk.run(
-            platform.orders.url + "/orders",
+            url,
             seconds=settings.seconds,
             connections=connections,
-            headers=customer,
-            post_json=json.dumps({"items": items}),
-            key_prefix=f"bench-{uuid.uuid4().hex}",
+            headers=headers,
+            post_json=json.dumps(body),
+            key_prefix=uuid.uuid4().hex,
         )
 
+    def orders(connections: int) -> wrk.Load:
+        return posts(platform.orders.url + "/orders", customer, {"items": items}, connections)
+
     def reservations(connections: int) -> wrk.Load:
-        return wrk.run(
-            platform.catalog.url + "/reservations",
-            seconds=settings.seconds,
-            connections=connections,
-            headers=service,
-            post_json=json.dumps({"key": "{{key}}", "items": items}),
-            key_prefix=f"direct-{uuid.uuid4().hex}",
-        )
+        body = {"key": "{{key}}", "items": items}
+        return posts(platform.catalog.url + "/reservations", service, body, connections)
 
     ours, theirs = side_by_side(settings, lambda: orders(CONNECTIONS), lambda: reservations(CONNECTIONS))
     # The hop alone, one order at a time: orders' own histogram of its calls to the catalog,

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,7 +15,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
 from tests.support.kube import kubeconfig_path
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_until_answering
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "operator" / "src" / "flotilla_operator" / "manifests"
 OPERATOR_NAMESPACE = "flotilla-system"
@@ -159,19 +158,12 @@ class OperatorProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        import requests
-
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the operator exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the operator's liveness endpoint never answered")
+        wait_until_answering(
+            f"http://127.0.0.1:{self.liveness_port}/healthz",
+            self.process,
+            "the operator",
+            lambda: self.log_path.read_text()[-3000:],
+        )
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, as when a node dies."""

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import requests
@@ -21,6 +21,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_answering(
+    url: str, process: subprocess.Popen[bytes], what: str, details: Callable[[], str], timeout: float = 60
+) -> None:
+    """Poll ``url`` until it answers 200 while ``process`` lives; else a RuntimeError with ``details()``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited: {details()}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass  # not listening yet
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer {url} within {timeout}s: {details()}")
 
 
 def run_cli(service: str, *args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
@@ -76,17 +93,8 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s: {self.log_tail()}")
+        wait_until_answering(f"{self.url}/readyz", self.process, self.name, self.log_tail, timeout)
+        return self
 
     def freeze(self) -> None:
         """SIGSTOP to every process of the service: it accepts connections and never answers."""

@@ -12,7 +12,7 @@ from typing import Any
 import requests
 import yaml
 
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_until_answering
 
 
 @dataclass(frozen=True)
@@ -63,17 +63,14 @@ class PrometheusServer:
             stdout=self.log_path.open("ab"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"prometheus not ready after {timeout}s")
+        wait_until_answering(
+            f"{self.url}/-/ready",
+            self.process,
+            "prometheus",
+            lambda: self.log_path.read_text()[-3000:],
+            timeout,
+        )
+        return self
 
     def stop(self) -> None:
         """Stop the server (its data directory goes with the test's temporary directory)."""
