@@ -102,11 +102,17 @@ test: venv lint postgres-up node-up images prometheus wrk ## Everything: lint, t
 	@echo "==> pytest"
 	@$(VENV)/bin/pytest
 	@echo "==> pytest: the end-to-end suite on the real node"
-	@$(VENV)/bin/pytest -m e2e tests/node
+	@$(VENV)/bin/pytest -m "e2e and not reliability" tests/node
+	@$(MAKE) --no-print-directory test-reliability
+
+.PHONY: test-reliability
+test-reliability: venv postgres-up node-up images ## The reliability and security suite: fuzzing, attacks, faults; prints a summary table
+	@echo "==> pytest: the reliability and security suite"
+	@$(VENV)/bin/pytest -m reliability tests/reliability tests/node
 
 .PHONY: test-e2e
 test-e2e: venv node-up images ## Only the end-to-end suite on the real node
-	@$(VENV)/bin/pytest -m e2e tests/node
+	@$(VENV)/bin/pytest -m "e2e and not reliability" tests/node
 
 .PHONY: format
 format: venv ## Apply ruff's formatting and safe fixes

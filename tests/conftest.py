@@ -10,6 +10,8 @@ from kubernetes.client import ApiClient
 from tests.support.kube import connect, temporary_namespace
 from tests.support.platform import Platform, start_platform
 
+pytest_plugins = ["tests.support.cases"]
+
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
