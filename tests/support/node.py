@@ -9,6 +9,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import requests
@@ -132,7 +133,22 @@ class Platform:
             response = self.get("/.well-known/jwks.json")
             return response.status_code == 200 and response.json() == keys
 
+        def answered_by_service(path: str) -> bool:
+            # The services answer every error as a problem document; the ingress's own 404 is
+            # plain text, and Traefik adds a path only once its Service has ready endpoints.
+            response = self.get(path)
+            return response.headers.get("Content-Type", "").startswith(
+                ("application/json", "application/problem+json")
+            )
+
         wait_for(routed_here, timeout=120, interval=1, what=f"the ingress route of {self.host}")
+        for path in ("/products?limit=1", "/orders", "/users/me"):
+            wait_for(
+                partial(answered_by_service, path),
+                timeout=120,
+                interval=1,
+                what=f"the ingress route of {path}",
+            )
 
     def url(self, path: str) -> str:
         return f"{INGRESS_URL}{path}"
@@ -158,8 +174,8 @@ class Platform:
         assert response.status_code == 200, response.text
         return str(response.json()["access_token"])
 
-    def customer_flow(self) -> dict[str, Any]:
-        """Register, log in, have the admin add a product, order it, read the order back."""
+    def customer_token(self) -> str:
+        """A token of a newly registered customer, through the ingress."""
         email = f"e2e-{time.time_ns()}@example.com"
         registered = self.request(
             "POST",
@@ -167,27 +183,35 @@ class Platform:
             json={"email": email, "password": "correct horse battery", "name": "E2E"},
         )
         assert registered.status_code == 201, registered.text
-        customer = self.token(email, "correct horse battery")
+        return self.token(email, "correct horse battery")
+
+    def create_product(self, stock: int) -> int:
+        """A new product, created by the chart's bootstrapped admin; returns its id."""
         admin = self.token("admin@flotilla.local", self.admin_password())
         product = self.request(
             "POST",
             "/products",
             json={
-                "name": f"Lamp {email}",
+                "name": f"Lamp {time.time_ns()}",
                 "description": "e2e",
                 "price_cents": 1250,
                 "currency": "EUR",
-                "stock": 5,
+                "stock": stock,
             },
             headers={"Authorization": f"Bearer {admin}"},
         )
         assert product.status_code == 201, product.text
-        product_id = product.json()["id"]
+        return int(product.json()["id"])
+
+    def customer_flow(self) -> dict[str, Any]:
+        """Register, log in, have the admin add a product, order it, read the order back."""
+        customer = self.customer_token()
+        product_id = self.create_product(stock=5)
         order = self.request(
             "POST",
             "/orders",
             json={"items": [{"product_id": product_id, "quantity": 2}]},
-            headers={"Authorization": f"Bearer {customer}", "Idempotency-Key": f"e2e-{email}"},
+            headers={"Authorization": f"Bearer {customer}", "Idempotency-Key": f"e2e-{time.time_ns()}"},
         )
         assert order.status_code == 201, order.text
         assert order.json()["status"] == "confirmed", order.json()
