@@ -6,11 +6,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from functools import partial
 
+import pytest
 import requests
 from kubernetes import client
 from kubernetes.client import ApiClient
 
+from tests.support.cases import Case
 from tests.support.kube import wait_for
 from tests.support.node import NODE_NAME, SERVICES, Platform, exec_in
 
@@ -80,54 +83,88 @@ def test_orders_finds_users_and_catalog_by_kubernetes_dns(
     assert catalog_calls >= 2  # the order's reservation and its commit, answered by the catalog
 
 
-def test_a_pod_deleted_under_steady_traffic_fails_no_request(
-    kube: ApiClient, workloads_platform: Platform
+@pytest.mark.reliability
+def test_five_pods_sent_sigterm_in_a_row_under_steady_traffic_fail_no_request(
+    kube: ApiClient, workloads_platform: Platform, case: Case
 ) -> None:
+    """Graceful drain: kubelet sends SIGTERM after the preStop pause while reads and orders flow
+    through the ingress; five deletions one after another, and not one request may fail."""
     namespace = workloads_platform.namespace
     core = client.CoreV1Api(kube)
+    customer = workloads_platform.customer_token()
+    product_id = workloads_platform.create_product(stock=100_000)
     outcomes: Counter[str] = Counter()
     failures: list[str] = []
+    placed: dict[str, dict[str, object]] = {}
     stop = threading.Event()
 
-    def traffic() -> None:
+    def traffic(worker: int) -> None:
         session = requests.Session()
+        headers = {"Host": workloads_platform.host}
+        sent = 0
         while not stop.is_set():
+            sent += 1
             try:
-                response = session.get(
-                    workloads_platform.url("/products?limit=5"),
-                    headers={"Host": workloads_platform.host},
-                    timeout=10,
-                )
+                if sent % 4 == 0:  # every fourth request places an order
+                    key = f"drain-{worker}-{sent}-{time.time_ns()}"
+                    response = session.post(
+                        workloads_platform.url("/orders"),
+                        json={"items": [{"product_id": product_id, "quantity": 1}]},
+                        headers={**headers, "Authorization": f"Bearer {customer}", "Idempotency-Key": key},
+                        timeout=30,
+                    )
+                    expected = 201
+                    if response.status_code == expected:
+                        placed[key] = response.json()
+                else:
+                    response = session.get(
+                        workloads_platform.url("/products?limit=5"), headers=headers, timeout=30
+                    )
+                    expected = 200
                 outcomes[str(response.status_code)] += 1
-                if response.status_code != 200:
+                if response.status_code != expected:
                     failures.append(f"{response.status_code} {response.text[:200]}")
             except requests.RequestException as exc:
                 outcomes["error"] += 1
                 failures.append(repr(exc))
 
-    workers = [threading.Thread(target=traffic) for _ in range(4)]
+    def pod_gone(name: str) -> bool:
+        return name not in {pod.metadata.name for pod in core.list_namespaced_pod(namespace).items}
+
+    workers = [threading.Thread(target=traffic, args=(n,)) for n in range(4)]
     for worker in workers:
         worker.start()
+    deleted: list[str] = []
     try:
         time.sleep(3)
-        victims = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=catalog").items
-        victim = victims[0].metadata.name
-        core.delete_namespaced_pod(victim, namespace)
-        wait_for(
-            lambda: victim not in {p.metadata.name for p in core.list_namespaced_pod(namespace).items},
-            timeout=90,
-            interval=0.5,
-            what=f"pod {victim} gone",
-        )
-        workloads_platform.wait_available("catalog", timeout=120)
-        time.sleep(3)
+        for service in ("catalog", "users", "orders", "catalog", "users"):
+            pods = core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/name={service}")
+            victim = sorted(str(p.metadata.name) for p in pods.items if not p.metadata.deletion_timestamp)[0]
+            core.delete_namespaced_pod(victim, namespace)
+            wait_for(partial(pod_gone, victim), timeout=120, interval=0.5, what=f"pod {victim} gone")
+            workloads_platform.wait_available(service, timeout=180)
+            deleted.append(service)
+            time.sleep(2)
     finally:
         stop.set()
         for worker in workers:
-            worker.join(30)
+            worker.join(60)
 
-    assert outcomes["200"] > 100, outcomes
+    total = sum(outcomes.values())
+    case.tried(total)
+    case.saw(
+        f"pods deleted: {', '.join(deleted)}; {total} requests ({len(placed)} orders placed) "
+        f"through the ingress, {len(failures)} failed"
+    )
+    assert deleted == ["catalog", "users", "orders", "catalog", "users"]
+    assert outcomes["200"] > 100 and len(placed) > 20, outcomes
     assert failures == [], f"{outcomes}: {failures[:5]}"
+    sample = list(placed.items())[:: max(1, len(placed) // 20)]
+    for key, order in sample:  # every acknowledged order reads back as it was acknowledged
+        read = workloads_platform.request(
+            "GET", f"/orders/{order['id']}", headers={"Authorization": f"Bearer {customer}"}
+        )
+        assert read.status_code == 200 and read.json() == order, (key, read.text)
 
 
 def test_pods_run_under_the_restricted_pod_security_standard(
