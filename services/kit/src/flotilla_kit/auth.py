@@ -212,7 +212,13 @@ def require(roles: Iterable[str] = (), scopes: Iterable[str] = ()) -> Callable[[
             principal = verifier.verify(bearer_token())
             if not needed_roles <= principal.roles:
                 missing = ", ".join(sorted(needed_roles - principal.roles))
-                raise Problem(403, "forbidden", f"This needs the role(s): {missing}.")
+                # RFC 6750: the token is valid but grants too little; a role is such a privilege.
+                raise Problem(
+                    403,
+                    "forbidden",
+                    f"This needs the role(s): {missing}.",
+                    headers={"WWW-Authenticate": 'Bearer realm="flotilla", error="insufficient_scope"'},
+                )
             if not needed_scopes <= principal.scopes:
                 missing = ", ".join(sorted(needed_scopes - principal.scopes))
                 scope = " ".join(sorted(needed_scopes))
