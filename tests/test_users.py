@@ -1,16 +1,12 @@
-"""Accounts: registration, login, the caller's profile, throttling."""
+"""Accounts: registration, login, the caller's profile."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
 from tests.support.platform import PASSWORD, Platform
-from tests.support.tokens import signed_token
 
 PROBLEM = "application/problem+json"
 
@@ -92,26 +88,6 @@ def test_me_without_a_token_is_401_with_a_bearer_challenge(platform: Platform) -
     assert response.headers["Content-Type"] == PROBLEM
 
 
-def test_me_with_an_expired_token_is_401(platform: Platform) -> None:
-    account = platform.register()
-    expired = signed_token(
-        platform.keys_dir, sub=account["id"], iat=int(time.time()) - 600, exp=int(time.time()) - 60
-    )
-    response = requests.get(
-        f"{platform.users.url}/users/me", headers={"Authorization": f"Bearer {expired}"}, timeout=10
-    )
-    assert response.status_code == 401
-    assert "expired" in response.json()["detail"]
-    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
-
-
-def test_me_with_a_garbage_token_is_401(platform: Platform) -> None:
-    response = requests.get(
-        f"{platform.users.url}/users/me", headers={"Authorization": "Bearer not.a.jwt"}, timeout=10
-    )
-    assert response.status_code == 401
-
-
 def test_profile_name_and_password_change(platform: Platform) -> None:
     account = platform.register()
     token = platform.login(account["email"])
@@ -136,49 +112,3 @@ def test_profile_name_and_password_change(platform: Platform) -> None:
     )
     assert changed.status_code == 200
     assert platform.login(account["email"], "a new password")
-
-
-def test_a_token_of_a_deleted_account_stops_working(platform: Platform) -> None:
-    account = platform.register()
-    headers = {"Authorization": f"Bearer {platform.login(account['email'])}"}
-    assert requests.delete(f"{platform.users.url}/users/me", headers=headers, timeout=10).status_code == 204
-    response = requests.get(f"{platform.users.url}/users/me", headers=headers, timeout=10)
-    assert response.status_code == 401
-
-
-def test_repeated_failed_logins_are_throttled_then_released(platform: Platform) -> None:
-    account = platform.register()
-    attempts = [
-        requests.post(
-            f"{platform.users.url}/auth/login",
-            json={"email": account["email"], "password": "wrong password"},
-            timeout=10,
-        ).status_code
-        for _ in range(6)
-    ]
-    assert attempts[:5] == [401] * 5
-    assert attempts[5] == 429
-    throttled = requests.post(
-        f"{platform.users.url}/auth/login", json={"email": account["email"], "password": PASSWORD}, timeout=10
-    )
-    assert throttled.status_code == 429
-    wait = int(throttled.headers["Retry-After"])
-    time.sleep(wait)
-    assert platform.login(account["email"])
-
-
-def test_parallel_wrong_guesses_cannot_pass_the_limit(platform: Platform) -> None:
-    account = platform.register()
-
-    def guess(n: int) -> int:
-        return requests.post(
-            f"{platform.users.url}/auth/login",
-            json={"email": account["email"], "password": f"guess-{n}"},
-            timeout=30,
-        ).status_code
-
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        outcomes = Counter(pool.map(guess, range(20)))
-    assert outcomes[401] <= 5
-    assert outcomes[429] >= 15
-    assert set(outcomes) <= {401, 429}
