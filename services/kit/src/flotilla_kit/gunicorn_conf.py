@@ -48,6 +48,9 @@ logger_class = AppLogsAccess
 errorlog = "-"
 logconfig_dict = logging_config(_settings.service)
 forwarded_allow_ips = "127.0.0.1,::1"
+# HTTPS on the same port when TLS_CERT_FILE and TLS_KEY_FILE are set (health endpoints included).
+certfile = _settings.tls_cert_file
+keyfile = _settings.tls_key_file
 control_socket_disable = True  # one per host would clash between services; unused
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from marshmallow.validate import Range
 
-from flotilla_kit.settings import finish, read_env
+from flotilla_kit.settings import ConfigError, finish, read_env, readable_file
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class ServerSettings:
     graceful_timeout: int
     keepalive: int
     metrics_dir: Path
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
 
     @property
     def bind(self) -> str:
@@ -34,7 +37,7 @@ class ServerSettings:
 
     @classmethod
     def load(cls) -> ServerSettings:
-        """Read HOST, PORT, WEB_CONCURRENCY, GUNICORN_* and PROMETHEUS_MULTIPROC_DIR."""
+        """Read HOST, PORT, WEB_CONCURRENCY, GUNICORN_*, TLS_* and PROMETHEUS_MULTIPROC_DIR."""
         env = read_env()
         service = env.str("FLOTILLA_SERVICE", "flotilla")
         port = env.int("PORT", 8000, validate=Range(min=1, max=65535))
@@ -48,12 +51,42 @@ class ServerSettings:
             "graceful_timeout": env.int("GUNICORN_GRACEFUL_TIMEOUT", 25, validate=Range(min=1)),
             "keepalive": env.int("GUNICORN_KEEPALIVE", 5, validate=Range(min=0)),
         }
+        cert_file = env.str("TLS_CERT_FILE", None, validate=readable_file)
+        key_file = env.str("TLS_KEY_FILE", None, validate=readable_file)
         metrics_dir = env.str(
             "PROMETHEUS_MULTIPROC_DIR",
             str(Path(tempfile.gettempdir()) / "flotilla-metrics" / f"{service}-{port}"),
         )
         finish(env)
-        return cls(metrics_dir=Path(metrics_dir), **fields)  # type: ignore[arg-type]
+        check_certificate(cert_file, key_file)
+        return cls(
+            metrics_dir=Path(metrics_dir),
+            tls_cert_file=cert_file,
+            tls_key_file=key_file,
+            **fields,  # type: ignore[arg-type]
+        )
+
+
+def check_certificate(cert_file: str | None, key_file: str | None) -> None:
+    """Both TLS files or neither, and a key that opens without a password and fits the certificate.
+
+    Checked here because gunicorn loads them only at a worker's first connection.
+    """
+    if (cert_file is None) != (key_file is None):
+        raise ConfigError("invalid configuration: TLS_CERT_FILE and TLS_KEY_FILE: set both or neither")
+    if cert_file is None:
+        return
+
+    def no_password() -> str:
+        raise ValueError("the key is encrypted")
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_file, key_file, no_password)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(
+            "invalid configuration: TLS_CERT_FILE and TLS_KEY_FILE: not a PEM certificate with its "
+            f"matching, unencrypted private key ({exc})"
+        ) from None
 
 
 def logging_config(service: str) -> dict[str, object]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from environs import Env, EnvError, EnvValidationError
+from marshmallow import ValidationError
 from marshmallow.validate import OneOf, Range
 
 
@@ -37,6 +39,12 @@ def finish(env: Env) -> None:
         raise ConfigError(f"invalid configuration: {problems}") from None
     except EnvError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def readable_file(value: str) -> None:
+    """Validator: ``value`` names a file this process can read."""
+    if not (Path(value).is_file() and os.access(value, os.R_OK)):
+        raise ValidationError(f"{value!r} is not a readable file")
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,8 @@ class KitSettings:
             "jwt_issuer": env.str("JWT_ISSUER", "flotilla-users"),
             "jwt_audience": env.str("JWT_AUDIENCE", "flotilla"),
             "jwks_url": env.str("JWKS_URL", None),
-            "ca_bundle": env.str("FLOTILLA_CA_BUNDLE", None),
+            # Verification cannot be switched off: only another CA bundle file may replace the roots.
+            "ca_bundle": env.str("TLS_CA_FILE", None, validate=readable_file),
             "http_timeout_seconds": env.float("HTTP_TIMEOUT_SECONDS", 2.0, validate=Range(min=0.05, max=300)),
             "http_retries": env.int("HTTP_RETRIES", 2, validate=Range(min=0, max=10)),
             "circuit_failure_threshold": env.int("CIRCUIT_FAILURE_THRESHOLD", 5, validate=Range(min=1)),
