@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,16 +10,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 from sqlalchemy import DateTime, Dialect, Engine, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from flotilla_kit.problems import Problem, internal_error_response, problem_response
+
 EXTENSION = "flotilla_db"
+log = logging.getLogger("flotilla.db")
 
 
 def utcnow() -> datetime:
@@ -135,6 +140,9 @@ class Database:
         def _remove_session(_error: BaseException | None) -> None:
             self._sessions.remove()
 
+        for error_class in (DBAPIError, DisconnectionError, PoolTimeout):
+            app.register_error_handler(error_class, _database_error)
+
     def ping(self) -> None:
         """Raise when the database cannot answer ``SELECT 1``."""
         assert self.engine is not None, "Database.init_app was not called"
@@ -144,6 +152,38 @@ class Database:
     def is_postgresql(self) -> bool:
         """Whether the bound database is PostgreSQL."""
         return self.engine is not None and self.engine.dialect.name == "postgresql"
+
+
+class DatabaseUnavailable(Problem):
+    """The database cannot be reached or dropped the connection: a 503 the caller may retry."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "database-unavailable",
+            "The database is unavailable right now; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` is the database being down, restarting or out of connections, not a bug.
+
+    psycopg reports a refused or lost connection, a server shutting down or starting up as an
+    ``OperationalError``; a closed connection as an ``InterfaceError``; the pool's wait as a timeout.
+    """
+    if isinstance(error, (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def _database_error(error: Exception) -> Response:
+    # One place for every service: a database outage is a 503 problem with Retry-After, never a 500.
+    if not is_database_unavailable(error):
+        return internal_error_response(error)
+    log.warning("database unavailable", extra={"error": str(getattr(error, "orig", None) or error)})
+    problem = DatabaseUnavailable()
+    return problem_response(problem.status, problem.body(), problem.headers)
 
 
 @contextmanager

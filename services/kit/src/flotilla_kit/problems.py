@@ -128,13 +128,18 @@ def init_app(app: Flask) -> None:
     def _unexpected(error: BaseException) -> Response:
         if isinstance(error, HTTPException):
             return _http_error(error)
-        log.exception("unhandled error", exc_info=error)
-        return problem_response(
-            500,
-            {
-                "type": "about:blank",
-                "title": "Internal Server Error",
-                "status": 500,
-                "detail": "The server could not complete the request; it has been logged.",
-            },
-        )
+        return internal_error_response(error)
+
+
+def internal_error_response(error: BaseException) -> Response:
+    """Log an unexpected error with its traceback and answer a 500 problem that reveals nothing."""
+    log.exception("unhandled error", exc_info=error)
+    return problem_response(
+        500,
+        {
+            "type": "about:blank",
+            "title": "Internal Server Error",
+            "status": 500,
+            "detail": "The server could not complete the request; it has been logged.",
+        },
+    )
