@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -97,8 +98,9 @@ def test_client_errors_are_returned_not_retried(server: ScriptedServer) -> None:
 def test_an_unreachable_target_fails_fast_and_opens_the_circuit() -> None:
     client = ServiceClient("unreachable", dead_url(), policy=FAST)
     started = time.monotonic()
-    with pytest.raises(UpstreamUnavailable):
-        client.request("GET", "/")
+    for _ in range(FAST.failure_threshold):
+        with pytest.raises(UpstreamUnavailable):
+            client.request("GET", "/")
     assert client.breaker.current_state == "open"
     with pytest.raises(UpstreamUnavailable, match="circuit open"):
         client.request("GET", "/")
@@ -119,3 +121,59 @@ def test_the_circuit_closes_again_when_the_target_recovers(server: ScriptedServe
         except UpstreamUnavailable:
             time.sleep(0.1)
     assert client.breaker.current_state == "closed"
+
+
+def test_a_refused_connection_is_not_retried_and_fails_at_once() -> None:
+    client = ServiceClient("refusing", dead_url(), policy=FAST)
+    started = time.monotonic()
+    with pytest.raises(UpstreamUnavailable, match="connection refused"):
+        client.request("GET", "/")
+    assert time.monotonic() - started < 0.5
+    assert OUTBOUND_REQUESTS.labels("refusing", "GET", "error")._value.get() == 1  # one attempt
+
+
+def test_the_backoff_jitter_is_in_proportion_to_the_backoff(server: ScriptedServer) -> None:
+    """Three waits of 10, 20 and 40 ms, each with at most 10 ms of jitter (not up to a second)."""
+    server.statuses = [503] * 3
+    policy = ClientPolicy(retries=3, backoff_initial=0.01, backoff_max=5, failure_threshold=10)
+    started = time.monotonic()
+    response = ServiceClient("jittered", server.url, policy=policy).request("GET", "/")
+    assert response.status_code == 200
+    assert time.monotonic() - started < 1.0
+
+
+def test_an_open_circuit_lets_one_trial_call_through_after_the_reset_time(server: ScriptedServer) -> None:
+    client = ServiceClient("half-open", server.url, policy=FAST)
+    server.statuses = [503] * 3
+    with pytest.raises(UpstreamUnavailable):
+        client.request("GET", "/")
+    assert client.breaker.current_state == "open"
+    calls = len(server.requests)
+    with pytest.raises(UpstreamUnavailable, match="circuit open"):
+        client.request("GET", "/")
+    assert len(server.requests) == calls  # refused without a call while open
+    time.sleep(FAST.reset_seconds + 0.1)
+    assert client.request("GET", "/").status_code == 200  # the trial call, and it succeeded
+    assert len(server.requests) == calls + 1
+    assert client.breaker.current_state == "closed"
+
+
+def test_a_connection_broken_in_the_middle_of_the_answer_is_a_transient_failure() -> None:
+    """A target killed while answering: headers came, the body never did (not a 500 upstream)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def answer_half() -> None:
+            for _ in range(3):  # the first attempt and both retries
+                connection, _address = listener.accept()
+                with connection:
+                    connection.recv(65536)
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 226\r\n\r\n")
+
+        thread = threading.Thread(target=answer_half, daemon=True)
+        thread.start()
+        client = ServiceClient("broken", f"http://127.0.0.1:{listener.getsockname()[1]}", policy=FAST)
+        with pytest.raises(UpstreamUnavailable, match="connection broken"):
+            client.request("GET", "/")
+        thread.join(5)

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import pybreaker
 import requests
 from prometheus_client import Counter, Gauge, Histogram
 from requests.adapters import HTTPAdapter
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -19,6 +19,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from flotilla_kit.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpenError
 from flotilla_kit.context import propagation_headers
 from flotilla_kit.discovery import service_url
 from flotilla_kit.metrics import LATENCY_BUCKETS
@@ -44,7 +45,7 @@ CIRCUIT_STATE = Gauge(
     ["target"],
     multiprocess_mode="livemax",
 )
-_STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
+_STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 RETRIABLE_STATUSES = frozenset({502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -65,6 +66,21 @@ class TransientFailure(Exception):
     def __init__(self, message: str, response: requests.Response | None = None) -> None:
         super().__init__(message)
         self.response = response
+
+
+class UntrustedUpstream(Exception):
+    """The server's certificate did not verify against the trusted CAs (or its name did not match).
+
+    Not retried, since it fails the same way again; counted by the circuit breaker.
+    """
+
+
+class ConnectionRefused(Exception):
+    """Nothing listens at the target (it is down or restarting): counted by the breaker, not retried.
+
+    A retry a few milliseconds later finds it just as down; failing at once keeps the caller's
+    answer fast, and the breaker soon stops the calls altogether.
+    """
 
 
 class UpstreamUnavailable(Problem):
@@ -107,22 +123,6 @@ class ClientPolicy:
         )
 
 
-class _CircuitStateListener(pybreaker.CircuitBreakerListener):
-    def __init__(self, target: str) -> None:
-        self.target = target
-
-    def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
-        CIRCUIT_STATE.labels(self.target).set(_STATE_VALUES.get(new_state.name, 0))
-        log.warning(
-            "circuit state changed",
-            extra={
-                "target": self.target,
-                "from_state": getattr(old_state, "name", None),
-                "to_state": new_state.name,
-            },
-        )
-
-
 class ServiceClient:
     """Calls one target service; safe to share between threads of a worker."""
 
@@ -140,18 +140,23 @@ class ServiceClient:
         self.policy = policy or ClientPolicy()
         self.token = token
         self.session = requests.Session()
-        self.session.verify = ca_bundle or True
+        # Always a file, never True or False: verification cannot be off, and True would let
+        # REQUESTS_CA_BUNDLE in the environment replace the roots behind the configuration's back.
+        self.verify: str = ca_bundle or DEFAULT_CA_BUNDLE_PATH
+        self.session.verify = self.verify
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.policy.pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.breaker = pybreaker.CircuitBreaker(
-            fail_max=self.policy.failure_threshold,
-            reset_timeout=self.policy.reset_seconds,
-            listeners=[_CircuitStateListener(target)],
-            name=target,
-            throw_new_error_on_trip=False,
+        self.breaker = CircuitBreaker(
+            self.policy.failure_threshold, self.policy.reset_seconds, on_change=self._circuit_changed
         )
         CIRCUIT_STATE.labels(target).set(0)
+
+    def _circuit_changed(self, old: str, new: str) -> None:
+        CIRCUIT_STATE.labels(self.target).set(_STATE_VALUES[new])
+        log.warning(
+            "circuit state changed", extra={"target": self.target, "from_state": old, "to_state": new}
+        )
 
     def request(
         self,
@@ -174,7 +179,12 @@ class ServiceClient:
         attempts = 1 + (self.policy.retries if retry_allowed else 0)
         retrying = Retrying(
             stop=stop_after_attempt(attempts),
-            wait=wait_exponential_jitter(multiplier=self.policy.backoff_initial, max=self.policy.backoff_max),
+            # Jitter in proportion to the backoff: tenacity's default adds up to a whole second.
+            wait=wait_exponential_jitter(
+                multiplier=self.policy.backoff_initial,
+                max=self.policy.backoff_max,
+                jitter=self.policy.backoff_initial,
+            ),
             retry=retry_if_exception_type(TransientFailure),
             reraise=True,
         )
@@ -182,9 +192,9 @@ class ServiceClient:
             response: requests.Response = retrying(
                 self._attempt, method, path, json, data, headers, authenticate
             )
-        except pybreaker.CircuitBreakerError as exc:
+        except CircuitOpenError as exc:
             raise UpstreamUnavailable(self.target, "circuit open after repeated failures") from exc
-        except TransientFailure as exc:
+        except (TransientFailure, UntrustedUpstream, ConnectionRefused) as exc:
             raise UpstreamUnavailable(self.target, str(exc)) from exc
         return response
 
@@ -203,7 +213,7 @@ class ServiceClient:
         outgoing.update(headers or {})
         try:
             response: requests.Response = self.breaker.call(self._send, method, path, json, data, outgoing)
-        except pybreaker.CircuitBreakerError:
+        except CircuitOpenError:
             OUTBOUND_REQUESTS.labels(self.target, method, "circuit_open").inc()
             raise
         if response.status_code == 401 and authenticate and self.token is not None:
@@ -231,19 +241,45 @@ class ServiceClient:
                 data=data,
                 headers=headers,
                 timeout=(self.policy.connect_timeout, self.policy.read_timeout),
+                # Per request: a session-wide setting loses to REQUESTS_CA_BUNDLE in the environment.
+                verify=self.verify,
             )
             outcome = str(response.status_code)
         except requests.Timeout as exc:
             outcome = "timeout"
             raise TransientFailure(f"timed out ({exc.__class__.__name__})") from exc
+        except requests.exceptions.SSLError as exc:
+            outcome = "tls_error"
+            log.warning("TLS handshake failed", extra={"target": self.target, "error": str(exc)})
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise UntrustedUpstream("certificate verify failed") from exc
+            raise TransientFailure("TLS handshake failed") from exc
         except requests.ConnectionError as exc:
+            if _refused(exc):
+                raise ConnectionRefused("connection refused") from exc
             raise TransientFailure("connection failed") from exc
+        except requests.exceptions.ChunkedEncodingError as exc:
+            # The connection broke in the middle of the answer (the target died mid-request).
+            raise TransientFailure("connection broken while reading the answer") from exc
         finally:
             OUTBOUND_REQUESTS.labels(self.target, method, outcome).inc()
             OUTBOUND_LATENCY.labels(self.target, method).observe(time.perf_counter() - started)
         if response.status_code in RETRIABLE_STATUSES:
             raise TransientFailure(f"answered {response.status_code}", response)
         return response
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether a connection error comes from a refused connection (requests wraps it thrice)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        seen.add(id(current))
+        reason = getattr(current, "reason", None)  # urllib3's MaxRetryError
+        current = reason if isinstance(reason, BaseException) else current.__cause__ or current.__context__
+    return False
 
 
 def client_for(target: str, settings: KitSettings, token: TokenSource | None = None) -> ServiceClient:
