@@ -33,6 +33,7 @@ class Platform:
     admin_password: str
     clients: dict[str, str] = field(default_factory=dict)
     instance: str = "main"
+    server: str | None = None  # the PostgreSQL server of its databases (None: the tests' server)
 
     def services(self) -> list[ServiceProcess]:
         """All three."""
@@ -43,7 +44,7 @@ class Platform:
         for service in self.services():
             service.stop()
         for name in self.database_urls:
-            drop_database(database_name(name, self.instance))
+            drop_database(database_name(name, self.instance), self.server)
 
     # --- HTTP helpers ---------------------------------------------------------------------
 
@@ -54,6 +55,7 @@ class Platform:
             f"{self.users.url}/users/register",
             json={"email": email, "password": password, "name": "Test Customer"},
             timeout=10,
+            verify=self.users.verify,
         )
         assert response.status_code == 201, response.text
         return {**response.json(), "password": password}
@@ -61,7 +63,10 @@ class Platform:
     def login(self, email: str, password: str = PASSWORD) -> str:
         """An access token for these credentials."""
         response = requests.post(
-            f"{self.users.url}/auth/login", json={"email": email, "password": password}, timeout=10
+            f"{self.users.url}/auth/login",
+            json={"email": email, "password": password},
+            timeout=10,
+            verify=self.users.verify,
         )
         assert response.status_code == 200, response.text
         return str(response.json()["access_token"])
@@ -77,6 +82,7 @@ class Platform:
             data={"grant_type": "client_credentials"},
             auth=(client_id, self.clients[client_id]),
             timeout=10,
+            verify=self.users.verify,
         )
         assert response.status_code == 200, response.text
         return str(response.json()["access_token"])
@@ -97,13 +103,16 @@ class Platform:
             },
             headers={"Authorization": f"Bearer {self.admin_token()}"},
             timeout=10,
+            verify=self.catalog.verify,
         )
         assert response.status_code == 201, response.text
         return dict(response.json())
 
     def stock_of(self, product_id: int) -> int:
         """The product's stock as the catalog API reports it."""
-        response = requests.get(f"{self.catalog.url}/products/{product_id}", timeout=10)
+        response = requests.get(
+            f"{self.catalog.url}/products/{product_id}", timeout=10, verify=self.catalog.verify
+        )
         assert response.status_code == 200, response.text
         return int(response.json()["stock"])
 
@@ -125,6 +134,7 @@ class Platform:
                 **(headers or {}),
             },
             timeout=kwargs.pop("timeout", 30),
+            verify=kwargs.pop("verify", self.orders.verify),
             **kwargs,
         )
 
@@ -134,16 +144,28 @@ def database_name(service: str, instance: str = "main") -> str:
     return f"flotilla_test_{os.getpid()}_{instance}_{service}"
 
 
-def start_platform(log_dir: Path, keys_dir: Path, workers: int = 2, instance: str = "main") -> Platform:
+def start_platform(
+    log_dir: Path,
+    keys_dir: Path,
+    workers: int = 2,
+    instance: str = "main",
+    env: dict[str, str] | None = None,
+    server: str | None = None,
+) -> Platform:
     """Fresh databases, one signing key, the three services migrated and started.
 
     Each ``instance`` has databases of its own: a test may run a platform beside the session's.
+    ``env`` adds to every service's environment; with ``TLS_CERT_FILE`` in it they talk HTTPS.
+    ``server`` is the PostgreSQL server URL to create the databases on (default: the tests' one).
     """
+    extra = env or {}
+    scheme = "https" if extra.get("TLS_CERT_FILE") else "http"
     if not any(keys_dir.glob("*.pem")):
         write_private_key(keys_dir / "key-a.pem", generate_key())
     # Named after this process, so that two test runs on one server keep out of each other's way.
     databases = {
-        name: recreate_database(database_name(name, instance)) for name in ("users", "catalog", "orders")
+        name: recreate_database(database_name(name, instance), server)
+        for name in ("users", "catalog", "orders")
     }
     ports = {name: free_port() for name in databases}
     admin_password = secrets.token_urlsafe(12)
@@ -156,11 +178,12 @@ def start_platform(log_dir: Path, keys_dir: Path, workers: int = 2, instance: st
         "WEB_CONCURRENCY": str(workers),
         "JWT_ISSUER": ISSUER,
         "JWT_AUDIENCE": AUDIENCE,
-        "USERS_URL": f"http://127.0.0.1:{ports['users']}",
-        "CATALOG_URL": f"http://127.0.0.1:{ports['catalog']}",
+        "USERS_URL": f"{scheme}://127.0.0.1:{ports['users']}",
+        "CATALOG_URL": f"{scheme}://127.0.0.1:{ports['catalog']}",
         "HTTP_TIMEOUT_SECONDS": "2",
         "CIRCUIT_RESET_SECONDS": "2",
         "FLOTILLA_DATA_DIR": str(log_dir / "data"),
+        **extra,
     }
     users = ServiceProcess(
         "users",
@@ -201,6 +224,7 @@ def start_platform(log_dir: Path, keys_dir: Path, workers: int = 2, instance: st
         admin_password=admin_password,
         clients={"orders": orders_secret, "reporting": reporting_secret, "billing": billing_secret},
         instance=instance,
+        server=server,
     )
     try:
         for service in platform.services():
