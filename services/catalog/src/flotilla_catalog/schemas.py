@@ -5,10 +5,10 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from flotilla_kit.schemas import ID_RANGE, PartialUpdateSchema, distinct_by
+from flotilla_kit.schemas import ID_RANGE, PartialUpdateSchema, Pattern, distinct_by
 
 NAME = validate.Length(min=1, max=200)
-CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Must be an ISO 4217 code such as EUR.")
+CURRENCY = Pattern(r"^[A-Z]{3}$", error="Must be an ISO 4217 code such as EUR.")
 MAX_QUANTITY = 1000
 
 
@@ -52,7 +52,7 @@ class ReservationLineSchema(ma.Schema):
 class ReservationRequestSchema(ma.Schema):
     """Set stock aside under an idempotency key chosen by the caller."""
 
-    key = ma.fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9._:-]{1,200}$"))
+    key = ma.fields.String(required=True, validate=Pattern(r"^[A-Za-z0-9._:-]{1,200}$"))
     items = ma.fields.List(
         ma.fields.Nested(ReservationLineSchema),
         required=True,

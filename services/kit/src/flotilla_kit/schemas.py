@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import marshmallow as ma
 from marshmallow import validate
@@ -11,6 +11,20 @@ from marshmallow import validate
 MAX_ID = 2**31 - 1
 """Integer identifiers are 32-bit in every database; a larger one cannot exist."""
 ID_RANGE = validate.Range(min=1, max=MAX_ID)
+
+
+class Pattern(validate.Regexp):
+    r"""``validate.Regexp`` where ``$`` means the end of the string, as in the documented pattern.
+
+    Python's ``$`` also matches before a final newline: ``^[A-Z]{3}$`` would take "EUR\n",
+    which OpenAPI's (ECMA-262) ``$`` refuses.
+    """
+
+    def __call__(self, value: Any) -> Any:
+        match = self.regex.match(value)
+        if match is None or match.end() != len(value):
+            raise ma.ValidationError(self._format_error(value))
+        return value
 
 
 class PageQuerySchema(ma.Schema):
@@ -22,6 +36,11 @@ class PageQuerySchema(ma.Schema):
 
 class PartialUpdateSchema(ma.Schema):
     """A PATCH body: every field optional, but not none at all."""
+
+    class Meta:
+        # Documented in the OpenAPI schema (flotilla_kit.api.SchemaKeywords); a subclass's Meta
+        # that adds keywords extends this one.
+        json_schema: ClassVar[dict[str, Any]] = {"minProperties": 1}
 
     @ma.validates_schema
     def _not_empty(self, data: dict[str, Any], **_kwargs: Any) -> None:

@@ -11,7 +11,7 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from werkzeug.exceptions import BadRequest
 
-from flotilla_kit.api import FORM, Blueprint
+from flotilla_kit.api import FORM, NUL, Blueprint
 from flotilla_kit.auth import current_principal, unauthorized
 from flotilla_kit.problems import Problem, http_exception_problem, problem_response
 from flotilla_users import accounts, clients
@@ -150,9 +150,11 @@ def _client_credentials(form: dict[str, Any]) -> tuple[str, str]:
             client_id, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise clients.invalid_client() from None
-        if not sep:
+        client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+        # The form's credentials are checked by the kit's parser; these come from a header.
+        if not sep or NUL in client_id or NUL in secret:
             raise clients.invalid_client()
-        return unquote_plus(client_id), unquote_plus(secret)
+        return client_id, secret
     if form.get("client_id") and form.get("client_secret"):
         return form["client_id"], form["client_secret"]
     raise clients.invalid_client()
