@@ -13,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from prometheus_client import start_http_server
+from urllib3.exceptions import HTTPError as TransportError
 
 from flotilla_operator import GROUP, MANAGED_BY, PLURAL, VERSION
 from flotilla_operator.kube import Kube
@@ -31,6 +32,10 @@ CHILD_RESOURCES = [
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("policy", "v1", "poddisruptionbudgets"),
 ]
+# Retries of kopf's own API requests: about a minute in all (an API server restart), never
+# more than 5 s apart, so that the operator resumes within seconds of the server answering.
+API_RETRY_BACKOFFS = (0.5, 1, 1, 2, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5)
+UNREACHABLE_RETRY_SECONDS = 2
 
 
 class _State:
@@ -72,18 +77,28 @@ def _request(namespace: str, name: str, ms: dict[str, Any] | None = None) -> Non
         raise kopf.TemporaryError(
             f"API error {exc.status}: {exc.reason}", delay=2 if exc.status == 409 else 5
         ) from exc
+    except (TransportError, ConnectionError) as exc:
+        RECONCILE_ERRORS.labels("unreachable").inc()
+        # The API server is restarting or the network blinked: kopf's default for an unknown
+        # error is a retry in 60 s, far too late once the server answers again.
+        raise kopf.TemporaryError(
+            f"the API server is unreachable: {exc}", delay=UNREACHABLE_RETRY_SECONDS
+        ) from exc
     except Exception as exc:
         RECONCILE_ERRORS.labels(type(exc).__name__).inc()
         raise
 
 
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Watch timeouts against silent stalls, bounded workers, quiet events, metrics server."""
+def tune(settings: kopf.OperatorSettings) -> None:
+    """Set kopf's settings: watch timeouts against silent stalls, short retries, bounded workers."""
     settings.watching.server_timeout = SETTINGS.watch_timeout_seconds
     settings.watching.client_timeout = SETTINGS.watch_timeout_seconds + 30
     settings.watching.connect_timeout = 10
     settings.watching.inactivity_timeout = SETTINGS.watch_timeout_seconds * 2
+    # Every API request of kopf, the watch streams' included, retries through these pauses; its
+    # default pauses grow to 21 s, so a watch could wait that long after the API server is back.
+    settings.networking.error_backoffs = API_RETRY_BACKOFFS
+    settings.networking.connect_timeout = 10
     # No cap on kopf's per-resource tasks: a capped task idles for batching.idle_timeout before
     # it frees its slot, which made 200 new Microservices queue for minutes. The threads that
     # run handlers stay bounded.
@@ -91,6 +106,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Tune kopf, start the metrics server, the resync thread."""
+    tune(settings)
     start_http_server(SETTINGS.metrics_port)
     _reconciler()
     threading.Thread(target=_resync_forever, args=(_State.stop,), name="resync", daemon=True).start()

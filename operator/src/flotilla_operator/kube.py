@@ -38,15 +38,24 @@ class Kube:
         self.dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
         self._crd_lock = threading.Lock()
         self._crd_checked: dict[str, tuple[float, bool]] = {}
+        # The client's discovery cache is not thread-safe: an invalidation (which empties it and
+        # reloads) while another handler thread fills it in raised KeyError('apis') there, and
+        # kopf parks a handler failing that way for a minute.
+        self._discovery_lock = threading.RLock()
 
     def forget_crds(self) -> None:
         """Ask the API server again next time (a CRD came or went)."""
         with self._crd_lock:
             self._crd_checked.clear()
-        self.dynamic.resources.invalidate_cache()
+        self._forget_discovery()
+
+    def _forget_discovery(self) -> None:
+        with self._discovery_lock:
+            self.dynamic.resources.invalidate_cache()
 
     def _resource(self, api_version: str, kind: str) -> Any:
-        return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        with self._discovery_lock:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
     def apply(self, manifest: Manifest) -> Manifest:
         """Server-side apply ``manifest``, taking over fields edited by hand (force)."""
@@ -120,7 +129,7 @@ class Kube:
                     raise
                 installed = False
             if installed and previously is False:
-                self.dynamic.resources.invalidate_cache()  # discovery must learn the new kind
+                self._forget_discovery()  # discovery must learn the new kind
             self._crd_checked[name] = (time.monotonic(), installed)
             return installed
 

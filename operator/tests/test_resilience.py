@@ -1,0 +1,98 @@
+"""Faults the operator must ride out: an API server away for a while, discovery shared by threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import kopf
+import pytest
+from kubernetes import client
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
+
+from flotilla_operator import handlers
+from flotilla_operator import kube as kube_module
+
+
+class _Unreachable:
+    """A reconciler whose API server does not answer."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def request(self, *_: object) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MaxRetryError(None, "/apis", NewConnectionError(None, "[Errno 111] Connection refused")),  # type: ignore[arg-type]
+        ProtocolError("Connection aborted.", ConnectionResetError(104, "Connection reset by peer")),
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+    ids=["refused", "reset", "socket"],
+)
+def test_an_unreachable_api_server_is_a_temporary_error_with_a_short_delay(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    monkeypatch.setattr(handlers._State, "reconciler", _Unreachable(error))
+    with pytest.raises(kopf.TemporaryError) as raised:
+        handlers._request("shop", "orders")
+    assert raised.value.delay is not None
+    assert raised.value.delay <= 5
+    assert "unreachable" in str(raised.value)
+
+
+def test_kopf_retries_its_requests_through_a_restart_never_pausing_long() -> None:
+    settings = kopf.OperatorSettings()
+    handlers.tune(settings)
+    backoffs = list(settings.networking.error_backoffs)  # type: ignore[arg-type]
+    assert max(backoffs) <= 5, "a watch would wait that long after the API server is back"
+    assert sum(backoffs) >= 45, "a request would give up while the API server restarts"
+
+
+class _Discoverer:
+    """Stands for the client's discovery cache, which breaks when two threads are in it at once."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.overlaps = 0
+        self.guard = threading.Lock()
+
+    def _enter(self) -> None:
+        with self.guard:
+            self.inside += 1
+            self.overlaps += self.inside > 1
+        time.sleep(0.001)
+        with self.guard:
+            self.inside -= 1
+
+    def get(self, **_: object) -> object:
+        self._enter()
+        return object()
+
+    def invalidate_cache(self) -> None:
+        self._enter()
+
+
+class _DynamicClient:
+    def __init__(self, _: object) -> None:
+        self.resources = _Discoverer()
+
+
+def test_handler_threads_never_share_the_discovery_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kube_module, "DynamicClient", _DynamicClient)
+    kube = kube_module.Kube(client.ApiClient())
+
+    def work(index: int) -> None:
+        for _ in range(20):
+            if index == 0:
+                kube.forget_crds()  # a CRD went away: discovery is emptied and reloaded
+            else:
+                kube._resource("apps/v1", "Deployment")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(8)))
+    assert kube.dynamic.resources.overlaps == 0
