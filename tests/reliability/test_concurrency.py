@@ -64,17 +64,6 @@ class StockWatch:
             self._stop.wait(0.01)
 
 
-def reserved(platform: Platform, product_id: int) -> dict[str, int]:
-    """The product's quantities in the catalog's reservations, by reservation status."""
-    rows = query(
-        platform.database_urls["catalog"],
-        "SELECT r.status, sum(i.quantity) FROM reservation_items i "
-        "JOIN reservations r ON r.key = i.reservation_key WHERE i.product_id = %s GROUP BY r.status",
-        product_id,
-    )
-    return {str(status): int(str(total)) for status, total in rows}
-
-
 def orders_of(platform: Platform, product_id: int) -> dict[str, int]:
     """How many orders of the product the orders database holds, by order status."""
     rows = query(
@@ -108,7 +97,7 @@ def test_hundred_concurrent_orders_on_stock_ten_sell_exactly_ten(platform: Platf
         platform.database_urls["catalog"], "SELECT stock FROM products WHERE id = %s", product["id"]
     )
     assert stock == [(0,)]
-    assert reserved(platform, product["id"]) == {"committed": 10}
+    assert platform.reserved_quantities(product["id"]) == {"committed": 10}
     assert orders_of(platform, product["id"]) == {"confirmed": 10, "rejected": 90}
     case.saw("PostgreSQL: stock 0, 10 committed in reservations, 10 confirmed and 90 rejected orders")
 
@@ -128,5 +117,5 @@ def test_ten_concurrent_replays_of_one_key_make_one_order(platform: Platform, ca
     assert platform.stock_of(product["id"]) == 49
     stored = query(platform.database_urls["orders"], "SELECT id FROM orders WHERE idempotency_key = %s", key)
     assert stored == [(answers[0].json()["id"],)]
-    assert reserved(platform, product["id"]) == {"committed": 1}
+    assert platform.reserved_quantities(product["id"]) == {"committed": 1}
     case.saw("PostgreSQL: one order for the key, 1 committed in reservations")

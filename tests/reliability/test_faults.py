@@ -73,17 +73,6 @@ def circuit_transitions(platform: Platform) -> list[str]:
     return transitions
 
 
-def held_and_committed(platform: Platform, product_id: int) -> dict[str, int]:
-    """Quantities of the product in the catalog's reservations, by reservation status."""
-    rows = query(
-        platform.database_urls["catalog"],
-        "SELECT r.status, sum(i.quantity) FROM reservation_items i "
-        "JOIN reservations r ON r.key = i.reservation_key WHERE i.product_id = %s GROUP BY r.status",
-        product_id,
-    )
-    return {str(status): int(str(total)) for status, total in rows}
-
-
 def orders_by_key(platform: Platform, product_id: int) -> dict[str, list[tuple[str, str]]]:
     """The orders database's orders of the product: (id, status) per Idempotency-Key."""
     rows = query(
@@ -117,8 +106,8 @@ def check_replays_and_stock(
     assert {orders[0][1] for orders in stored.values()} == {"confirmed"}
     confirmed = len(stored)
     assert platform.stock_of(product_id) == STOCK - confirmed
-    assert held_and_committed(platform, product_id).get("committed") == confirmed
-    assert held_and_committed(platform, product_id).get("held", 0) == 0
+    assert platform.reserved_quantities(product_id).get("committed") == confirmed
+    assert platform.reserved_quantities(product_id).get("held", 0) == 0
     case.saw(f"replayed {len(replays)} keys: {confirmed} orders, stock taken {confirmed}, 0 held")
     return replays
 

@@ -12,7 +12,7 @@ from typing import Any
 import requests
 
 from flotilla_users.keys import generate_key, write_private_key
-from tests.support.postgres import drop_database, recreate_database
+from tests.support.postgres import drop_database, query, recreate_database
 from tests.support.processes import ServiceProcess, free_port
 
 ISSUER = "flotilla-users-test"
@@ -115,6 +115,16 @@ class Platform:
         )
         assert response.status_code == 200, response.text
         return int(response.json()["stock"])
+
+    def reserved_quantities(self, product_id: int) -> dict[str, int]:
+        """The product's quantities in the catalog's reservations, by reservation status (SQL)."""
+        rows = query(
+            self.database_urls["catalog"],
+            "SELECT r.status, sum(i.quantity) FROM reservation_items i "
+            "JOIN reservations r ON r.key = i.reservation_key WHERE i.product_id = %s GROUP BY r.status",
+            product_id,
+        )
+        return {str(status): int(str(total)) for status, total in rows}
 
     def order(
         self,
