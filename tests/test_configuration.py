@@ -30,6 +30,21 @@ def test_migrate_runs_in_a_fresh_container_with_multiprocess_metrics(service: st
     assert "database at the newest revision" in result.stdout
 
 
+def test_migrate_seeds_the_demo_products_only_when_asked(tmp_path) -> None:
+    """A shop example gets products to order from the migration alone (SEED_DEMO_PRODUCTS)."""
+    env = {**BASE, "FLOTILLA_DATA_DIR": str(tmp_path)}
+    plain = run_cli("catalog", "migrate", env=env)
+    assert plain.returncode == 0, plain.stderr
+    assert "demo product" not in plain.stdout
+
+    seeded = run_cli("catalog", "migrate", env={**env, "SEED_DEMO_PRODUCTS": "true"})
+    again = run_cli("catalog", "migrate", env={**env, "SEED_DEMO_PRODUCTS": "true"})
+
+    assert seeded.returncode == 0, seeded.stderr
+    assert "catalog: 5 demo product(s) added" in seeded.stdout
+    assert "catalog: 0 demo product(s) added" in again.stdout  # idempotent, matched by name
+
+
 @pytest.mark.parametrize(
     ("service", "env", "named"),
     [
@@ -38,6 +53,7 @@ def test_migrate_runs_in_a_fresh_container_with_multiprocess_metrics(service: st
         ("catalog", {"HTTP_TIMEOUT_SECONDS": "soon"}, "HTTP_TIMEOUT_SECONDS"),
         ("catalog", {"FLOTILLA_ENV": "staging"}, "FLOTILLA_ENV"),
         ("catalog", {"USERS_URL": ""}, "USERS_URL"),
+        ("catalog", {"SEED_DEMO_PRODUCTS": "maybe"}, "SEED_DEMO_PRODUCTS"),
         ("users", {"FLOTILLA_ENV": "production"}, "JWT_KEYS_DIR"),
         ("users", {"OAUTH_CLIENTS": "billing"}, "OAUTH_CLIENT_BILLING_SECRET"),
         ("users", {"ADMIN_EMAIL": "a@example.com"}, "ADMIN_PASSWORD"),

@@ -13,6 +13,15 @@ from flotilla_catalog.settings import SERVICE, CatalogSettings
 from flotilla_kit.cli import ServiceDefinition, load_or_exit, service_cli
 from flotilla_kit.db import standalone_session
 
+
+def bootstrap(settings: CatalogSettings) -> None:
+    """After migrating: the demo products, when SEED_DEMO_PRODUCTS is true."""
+    if settings.seed_demo_products:
+        with standalone_session(settings.database_url) as session:
+            added = seed_demo_products(session)
+        click.echo(f"catalog: {added} demo product(s) added")
+
+
 main = service_cli(
     ServiceDefinition(
         name=SERVICE,
@@ -20,6 +29,7 @@ main = service_cli(
         load_settings=CatalogSettings.load,
         metadata=Base.metadata,
         versions=Path(__file__).with_name("migrations") / "versions",
+        bootstrap=bootstrap,
     )
 )
 

@@ -15,9 +15,10 @@ RESERVATIONS_SCOPE = "reservations:write"
 
 @dataclass(frozen=True)
 class CatalogSettings(KitSettings):
-    """Shared settings plus how long an uncommitted reservation holds stock."""
+    """Shared settings, how long an uncommitted reservation holds stock, demo data on migrate."""
 
     reservation_ttl_seconds: int
+    seed_demo_products: bool = False
 
     @classmethod
     def load(cls, service_name: str = SERVICE) -> CatalogSettings:
@@ -25,7 +26,9 @@ class CatalogSettings(KitSettings):
         env = read_env()
         fields = KitSettings.fields_from(env, service_name)
         ttl = env.int("RESERVATION_TTL_SECONDS", 600, validate=Range(min=5, max=86400))
+        # A shop example or a demo install gets products to order from `migrate` alone.
+        seed = env.bool("SEED_DEMO_PRODUCTS", False)
         finish(env)
         if fields["jwks_url"] is None:
             require_services("users")
-        return cls(**fields, reservation_ttl_seconds=ttl)
+        return cls(**fields, reservation_ttl_seconds=ttl, seed_demo_products=seed)
