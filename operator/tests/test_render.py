@@ -5,19 +5,33 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from flotilla_operator.render import (
     CONFIG_HASH_ANNOTATION,
     RenderContext,
     config_references,
     deployment,
+    disruption_budget,
     external_url,
     image_tag,
     ingress,
+    migration_job,
+    migration_job_name,
+    network_policy,
     render,
     service,
     service_monitor,
 )
-from flotilla_operator.status import Condition, dependencies_condition, rollout_conditions, stamp, transitions
+from flotilla_operator.status import (
+    Condition,
+    dependencies_condition,
+    migration_condition,
+    rollout_conditions,
+    stamp,
+    transitions,
+    with_migration,
+)
 
 # A Microservice as the API server hands it over: defaults applied.
 BASE: dict[str, Any] = {
@@ -45,10 +59,24 @@ def kinds(manifests: list[dict[str, Any]]) -> list[str]:
     return [m["kind"] for m in manifests]
 
 
-def test_the_minimum_is_a_deployment_a_service_and_a_service_monitor() -> None:
-    assert kinds(render(ms(), RenderContext())) == ["Deployment", "Service", "ServiceMonitor"]
-    assert kinds(render(ms(), RenderContext(service_monitor_crd=False))) == ["Deployment", "Service"]
-    assert kinds(render(ms(metrics={"enabled": False}), RenderContext())) == ["Deployment", "Service"]
+def test_the_minimum_is_a_deployment_a_service_a_service_monitor_and_a_network_policy() -> None:
+    assert kinds(render(ms(), RenderContext())) == [
+        "Deployment",
+        "Service",
+        "ServiceMonitor",
+        "NetworkPolicy",
+    ]
+    assert kinds(render(ms(), RenderContext(service_monitor_crd=False))) == [
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+    ]
+    assert kinds(
+        render(ms(metrics={"enabled": False}, networkPolicy={"enabled": False}), RenderContext())
+    ) == [
+        "Deployment",
+        "Service",
+    ]
 
 
 def test_optional_children_follow_the_spec() -> None:
@@ -56,14 +84,17 @@ def test_optional_children_follow_the_spec() -> None:
         ingress={"path": "/orders"},
         autoscaling={"minReplicas": 2, "maxReplicas": 4, "targetCPUUtilizationPercentage": 70},
         disruptionBudget={"minAvailable": 1},
+        migrate=True,
     )
     assert kinds(render(full, RenderContext())) == [
+        "Job",
         "Deployment",
         "Service",
         "Ingress",
         "ServiceMonitor",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
+        "NetworkPolicy",
     ]
 
 
@@ -151,7 +182,7 @@ def test_ingress_tls_class_and_cert_manager() -> None:
 
 
 def test_children_carry_labels_and_a_controller_owner() -> None:
-    for child in render(ms(ingress={"path": "/o"}), RenderContext()):
+    for child in render(ms(ingress={"path": "/o"}, migrate=True), RenderContext()):
         assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "flotilla-operator"
         assert child["metadata"]["labels"]["app.kubernetes.io/version"] == "1.4.2"
         assert child["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
@@ -237,21 +268,6 @@ def test_secret_mounts_become_read_only_volumes_that_roll_the_pods() -> None:
     )
 
 
-def test_migrate_runs_the_image_as_an_init_container_first() -> None:
-    pod = deployment(
-        ms(migrate=True, secretMounts=[{"secretName": "k", "mountPath": "/k"}]), RenderContext()
-    )["spec"]["template"]["spec"]
-    init = pod["initContainers"][0]
-    assert (init["name"], init["args"], init["image"]) == (
-        "migrate",
-        ["migrate"],
-        "registry.example/orders:1.4.2",
-    )
-    assert init["env"] == pod["containers"][0]["env"]
-    assert init["volumeMounts"] == pod["containers"][0]["volumeMounts"]
-    assert "initContainers" not in deployment(ms(), RenderContext())["spec"]["template"]["spec"]
-
-
 def test_a_variable_of_the_users_own_replaces_an_injected_one() -> None:
     env = deployment(
         ms(dependsOn=["users"], env=[{"name": "USERS_URL", "value": "https://users.example"}]),
@@ -260,3 +276,267 @@ def test_a_variable_of_the_users_own_replaces_an_injected_one() -> None:
     assert [e for e in env if e["name"] == "USERS_URL"] == [
         {"name": "USERS_URL", "value": "https://users.example"}
     ]
+
+
+def pod(manifest: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = manifest["spec"]["template"]["spec"]
+    return spec
+
+
+def test_ingress_paths_make_one_ingress_with_every_route() -> None:
+    rendered = ingress(ms(ingress={"paths": ["/users", "/auth", "/.well-known"], "pathType": "Prefix"}))
+    assert rendered is not None
+    paths = rendered["spec"]["rules"][0]["http"]["paths"]
+    assert [(p["path"], p["pathType"]) for p in paths] == [
+        ("/users", "Prefix"),
+        ("/auth", "Prefix"),
+        ("/.well-known", "Prefix"),
+    ]
+    assert all(p["backend"]["service"] == {"name": "orders", "port": {"name": "http"}} for p in paths)
+
+
+def test_ingress_path_type_exact_and_the_deprecated_single_path() -> None:
+    exact = ingress(ms(ingress={"paths": ["/healthz"], "pathType": "Exact"}))
+    assert exact is not None
+    assert exact["spec"]["rules"][0]["http"]["paths"][0]["pathType"] == "Exact"
+    single = ingress(ms(ingress={"path": "/orders"}))
+    assert single is not None
+    assert [p["path"] for p in single["spec"]["rules"][0]["http"]["paths"]] == ["/orders"]
+    assert (
+        external_url(ms(ingress={"host": "a.example", "paths": ["/x", "/y"]})["spec"]) == "http://a.example/x"
+    )
+
+
+def test_ingress_without_class_name_leaves_it_to_the_default_ingress_class() -> None:
+    rendered = ingress(ms(ingress={"paths": ["/orders"]}))
+    assert rendered is not None
+    assert "ingressClassName" not in rendered["spec"]
+    assert "host" not in rendered["spec"]["rules"][0]
+
+
+def test_node_selector_tolerations_affinity_priority_and_pull_secrets_reach_both_pods() -> None:
+    settings = {
+        "nodeSelector": {"disktype": "ssd"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "shop", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"x": 1}}},
+        "imagePullSecrets": [{"name": "registry"}],
+        "priorityClassName": "business-critical",
+    }
+    body = ms(migrate=True, **settings)
+    job = migration_job(body, RenderContext())
+    assert job is not None
+    for rendered in (pod(deployment(body, RenderContext())), pod(job)):
+        assert {key: rendered[key] for key in settings} == settings
+    assert not {"nodeSelector", "tolerations", "affinity"} & set(pod(deployment(ms(), RenderContext())))
+
+
+def test_topology_spread_defaults_to_hostname_and_zone_and_is_replaced_by_the_specs() -> None:
+    default = pod(deployment(ms(), RenderContext()))["topologySpreadConstraints"]
+    assert {(c["topologyKey"], c["whenUnsatisfiable"]) for c in default} == {
+        ("kubernetes.io/hostname", "ScheduleAnyway"),
+        ("topology.kubernetes.io/zone", "ScheduleAnyway"),
+    }
+    own = [{"maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]
+    rendered = pod(deployment(ms(topologySpreadConstraints=own), RenderContext()))[
+        "topologySpreadConstraints"
+    ]
+    assert rendered == [
+        {
+            "labelSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "orders", "app.kubernetes.io/instance": "orders"}
+            },
+            **own[0],
+        }
+    ]
+    selected = [{**own[0], "labelSelector": {"matchLabels": {"tier": "web"}}}]
+    assert (
+        pod(deployment(ms(topologySpreadConstraints=selected), RenderContext()))["topologySpreadConstraints"]
+        == selected
+    )
+    assert (
+        pod(deployment(ms(topologySpreadConstraints=[]), RenderContext()))["topologySpreadConstraints"] == []
+    )
+
+
+def test_pod_annotations_and_labels_never_replace_the_operators() -> None:
+    template = deployment(
+        ms(podAnnotations={"example.com/team": "shop"}, podLabels={"team": "shop"}),
+        RenderContext(config_hash="abc"),
+    )["spec"]["template"]
+    assert template["metadata"]["annotations"] == {"example.com/team": "shop", CONFIG_HASH_ANNOTATION: "abc"}
+    assert template["metadata"]["labels"]["team"] == "shop"
+    assert template["metadata"]["labels"]["app.kubernetes.io/instance"] == "orders"
+    sneaky = deployment(ms(podLabels={"app.kubernetes.io/component": "x"}), RenderContext())
+    assert sneaky["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "microservice"
+
+
+def test_extra_volumes_and_mounts_come_after_the_operators_own() -> None:
+    body = ms(
+        volumes=[{"name": "cache", "emptyDir": {}}],
+        volumeMounts=[{"name": "cache", "mountPath": "/var/cache/app"}],
+        secretMounts=[{"secretName": "keys", "mountPath": "/keys"}],
+    )
+    rendered = pod(deployment(body, RenderContext()))
+    assert [v["name"] for v in rendered["volumes"]] == ["tmp", "secret-0", "cache"]
+    assert [m["name"] for m in rendered["containers"][0]["volumeMounts"]] == ["tmp", "secret-0", "cache"]
+
+
+def test_disruption_budgets_never_block_a_drain_on_unhealthy_pods() -> None:
+    rendered = disruption_budget(ms(disruptionBudget={"maxUnavailable": "25%"}))
+    assert rendered is not None
+    assert rendered["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    assert rendered["spec"]["maxUnavailable"] == "25%"
+
+
+def test_a_new_deployment_under_autoscaling_starts_at_the_given_replicas() -> None:
+    scaled = ms(replicas=5, autoscaling={"minReplicas": 3, "maxReplicas": 9})
+    assert deployment(scaled, RenderContext(), replicas=3)["spec"]["replicas"] == 3
+    assert deployment(ms(replicas=5), RenderContext(), replicas=3)["spec"]["replicas"] == 5
+
+
+# --- NetworkPolicy ---------------------------------------------------------------------------
+
+
+def _peers(body: dict[str, Any], context: RenderContext) -> list[dict[str, Any]]:
+    policy = network_policy(body, context)
+    assert policy is not None
+    rules: list[dict[str, Any]] = policy["spec"]["ingress"]
+    if not rules:
+        return []
+    assert rules[0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    peers: list[dict[str, Any]] = rules[0]["from"]
+    return peers
+
+
+def test_the_network_policy_admits_callers_ingress_and_prometheus_on_http_only() -> None:
+    context = RenderContext(callers=("orders", "cart"), ingress_namespace="edge", prometheus_namespace="mon")
+    policy = network_policy(ms(ingress={"paths": ["/x"]}), context)
+    assert policy is not None
+    assert policy["spec"]["podSelector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "orders", "app.kubernetes.io/instance": "orders"}
+    }
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert _peers(ms(ingress={"paths": ["/x"]}), context) == [
+        {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "cart", "app.kubernetes.io/instance": "cart"}
+            }
+        },
+        {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "orders", "app.kubernetes.io/instance": "orders"}
+            }
+        },
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "edge"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}},
+    ]
+
+
+def test_the_network_policy_follows_the_spec_and_its_extra_peers() -> None:
+    defaults = RenderContext()
+    assert _peers(ms(), defaults) == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    with_ingress = _peers(ms(ingress={"paths": ["/"]}, metrics={"enabled": False}), defaults)
+    assert with_ingress == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
+    extra = {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "test"}}}
+    assert _peers(ms(networkPolicy={"enabled": True, "from": [extra]}), defaults)[-1] == extra
+    assert network_policy(ms(networkPolicy={"enabled": False}), defaults) is None
+
+
+def test_a_network_policy_with_nobody_to_admit_admits_nobody() -> None:
+    """An ingress rule without peers would admit every source: then there is no rule at all."""
+    policy = network_policy(ms(metrics={"enabled": False}), RenderContext())
+    assert policy is not None
+    assert policy["spec"]["ingress"] == []
+
+
+# --- Migration Job ---------------------------------------------------------------------------
+
+
+def test_migrate_renders_a_job_instead_of_an_init_container() -> None:
+    body = ms(
+        migrate=True, secretMounts=[{"secretName": "k", "mountPath": "/k"}], serviceAccountName="orders"
+    )
+    job = migration_job(body, RenderContext())
+    assert job is not None
+    service_pod = pod(deployment(body, RenderContext()))
+    assert "initContainers" not in service_pod
+    container = pod(job)["containers"][0]
+    assert (container["name"], container["args"], container["image"]) == (
+        "migrate",
+        ["migrate"],
+        "registry.example/orders:1.4.2",
+    )
+    for key in ("env", "volumeMounts", "securityContext", "resources"):
+        assert container[key] == service_pod["containers"][0][key]
+    assert pod(job)["volumes"] == service_pod["volumes"]
+    assert pod(job)["securityContext"] == service_pod["securityContext"]
+    assert (service_pod["automountServiceAccountToken"], pod(job)["automountServiceAccountToken"]) == (
+        True,
+        False,
+    )
+    assert migration_job(ms(), RenderContext()) is None
+
+
+def test_the_migration_job_runs_once_with_a_bounded_budget() -> None:
+    job = migration_job(ms(migrate=True), RenderContext())
+    assert job is not None
+    assert job["spec"]["backoffLimit"] == 3
+    assert job["spec"]["activeDeadlineSeconds"] == 600
+    assert pod(job)["restartPolicy"] == "Never"
+    assert pod(job)["automountServiceAccountToken"] is False
+    assert pod(job)["enableServiceLinks"] is False
+    assert "livenessProbe" not in pod(job)["containers"][0]
+
+
+def test_migration_pods_are_not_selected_by_the_service_but_by_the_database() -> None:
+    job = migration_job(ms(migrate=True), RenderContext())
+    assert job is not None
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "orders"
+    assert labels["app.kubernetes.io/instance"] == "orders-migrate"
+    assert labels["app.kubernetes.io/component"] == "migration"
+    selector = service(ms())["spec"]["selector"]
+    assert not all(labels.get(key) == value for key, value in selector.items())
+
+
+def test_the_job_name_follows_the_revision_of_image_env_and_config() -> None:
+    def name(body: dict[str, Any], config_hash: str = "") -> str:
+        job = migration_job(body, RenderContext(config_hash=config_hash))
+        assert job is not None
+        return str(job["metadata"]["name"])
+
+    first = name(ms(migrate=True))
+    assert first.startswith("orders-migrate-")
+    assert len(first) == len("orders-migrate-") + 8
+    assert name(ms(migrate=True)) == first
+    assert name(ms(migrate=True, replicas=7)) == first  # a scale is no release
+    assert name(ms(migrate=True, image="registry.example/orders:1.4.3")) != first
+    assert name(ms(migrate=True, env=[{"name": "A", "value": "1"}])) != first
+    assert name(ms(migrate=True, envFrom=[{"secretRef": {"name": "s"}}])) != first
+    assert name(ms(migrate=True), config_hash="abc") != first
+    assert len(migration_job_name("x" * 63, "abcdef12")) <= 63
+
+
+@pytest.mark.parametrize(
+    ("conditions", "status", "reason"),
+    [
+        ([], False, "Running"),
+        ([{"type": "Complete", "status": "True"}], True, "Succeeded"),
+        ([{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}], False, "Failed"),
+    ],
+    ids=["running", "succeeded", "failed"],
+)
+def test_the_migrated_condition_follows_the_job(
+    conditions: list[dict[str, Any]], status: bool, reason: str
+) -> None:
+    job = {"metadata": {"name": "orders-migrate-1"}, "status": {"conditions": conditions}}
+    migrated = migration_condition(job)
+    assert (migrated.type, migrated.status, migrated.reason) == ("Migrated", status, reason)
+    rollout = {c.type: c for c in with_migration(rollout_conditions(None, 2), migrated)}
+    assert rollout["Degraded"].status is (reason == "Failed")
+    if reason == "Failed":
+        assert "BackoffLimitExceeded" in rollout["Degraded"].message

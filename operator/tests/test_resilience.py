@@ -1,18 +1,23 @@
-"""Faults the operator must ride out: an API server away for a while, discovery shared by threads."""
+"""Faults the operator must ride out: an API server away for a while, discovery shared by threads,
+a CRD it may not write."""
 
 from __future__ import annotations
 
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
 
 import kopf
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from flotilla_operator import handlers
 from flotilla_operator import kube as kube_module
+from flotilla_operator.settings import ConfigError, OperatorSettings
 
 
 class _Unreachable:
@@ -96,3 +101,42 @@ def test_handler_threads_never_share_the_discovery_cache(monkeypatch: pytest.Mon
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(work, range(8)))
     assert kube.dynamic.resources.overlaps == 0
+
+
+def _refuse(status: int) -> Any:
+    def apply(_: object) -> None:
+        raise ApiException(status=status, reason="Forbidden" if status == 403 else "Unavailable")
+
+    return apply
+
+
+def test_an_operator_that_may_not_write_its_crd_stops_and_says_how_to_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handlers, "api_client", lambda: None)
+    monkeypatch.setattr(handlers, "apply_crd", _refuse(403))
+    with pytest.raises(kopf.PermanentError, match="FLOTILLA_OPERATOR_APPLY_CRD=false"):
+        handlers.ensure_crd()
+    monkeypatch.setattr(handlers, "apply_crd", _refuse(503))
+    with pytest.raises(kopf.TemporaryError):
+        handlers.ensure_crd()
+    monkeypatch.setattr(handlers, "SETTINGS", replace(handlers.SETTINGS, apply_crd=False))
+    handlers.ensure_crd()  # switched off: nothing is asked of the API server
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", True), ("false", False), ("TRUE", True), ("0", False)])
+def test_the_crd_self_apply_setting(monkeypatch: pytest.MonkeyPatch, raw: str, expected: bool) -> None:
+    monkeypatch.setenv("FLOTILLA_OPERATOR_APPLY_CRD", raw)
+    monkeypatch.setenv("FLOTILLA_INGRESS_NAMESPACE", "traefik")
+    settings = OperatorSettings.load()
+    assert (settings.apply_crd, settings.ingress_namespace, settings.prometheus_namespace) == (
+        expected,
+        "traefik",
+        "monitoring",
+    )
+
+
+def test_a_bad_crd_self_apply_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOTILLA_OPERATOR_APPLY_CRD", "maybe")
+    with pytest.raises(ConfigError, match="FLOTILLA_OPERATOR_APPLY_CRD"):
+        OperatorSettings.load()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
-from tests.support.kube import temporary_namespace, wait_for
+from flotilla_operator.crd import CRD_NAME, crd_manifest
+from tests.support.kube import temporary_namespace, tool, wait_for
 from tests.support.operator import GROUP, PLURAL, VERSION, OperatorProcess, create, microservice
 
 
@@ -119,6 +121,36 @@ def test_a_microservice_gets_every_child_and_becomes_ready(kube: ApiClient, name
     wait_for(ready_event, timeout=20, what="the Available event (posted asynchronously)")
 
 
+@pytest.mark.usefixtures("microservice_crd")
+def test_an_event_is_posted_from_a_thread_kopf_did_not_start(kube: ApiClient, namespace: str) -> None:
+    """The resync thread posts Events too (a migration finishing, Ready flipping): kopf's own
+    poster only works in its handler threads, so the operator writes Events itself."""
+    from flotilla_operator.kube import Kube
+
+    ms = create(kube, namespace, microservice("evented"))
+    errors: list[BaseException] = []
+
+    def post() -> None:
+        try:
+            Kube(kube).post_event(ms, "Normal", "Migrated", "Migrated=True: the migration Job succeeded.")
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            errors.append(exc)
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    poster.join(timeout=30)
+
+    assert errors == []
+    events = (
+        client.CoreV1Api(kube)
+        .list_namespaced_event(namespace, field_selector="involvedObject.name=evented")
+        .items
+    )
+    assert [(e.reason, e.type, e.involved_object.kind, e.involved_object.uid) for e in events] == [
+        ("Migrated", "Normal", "Microservice", ms["metadata"]["uid"])
+    ]
+
+
 @pytest.mark.usefixtures("operator")
 def test_pods_run_under_the_restricted_pod_security_standard(kube: ApiClient) -> None:
     with temporary_namespace(kube, {"pod-security.kubernetes.io/enforce": "restricted"}) as namespace:
@@ -205,10 +237,10 @@ def test_a_service_edited_by_hand_is_reverted(kube: ApiClient, namespace: str) -
     create(kube, namespace, microservice("edited"))
     wait_ready(kube, namespace, "edited")
     core = client.CoreV1Api(kube)
-    core.patch_namespaced_service(
+    edited = core.patch_namespaced_service(
         "edited", namespace, [{"op": "replace", "path": "/spec/ports/0/port", "value": 8080}]
     )
-    assert [p.port for p in core.read_namespaced_service("edited", namespace).spec.ports] == [8080]
+    assert [p.port for p in edited.spec.ports] == [8080]  # (a read could already see it reverted)
     wait_for(
         lambda: [p.port for p in core.read_namespaced_service("edited", namespace).spec.ports] == [80],
         timeout=20,
@@ -431,3 +463,208 @@ def test_an_operator_watching_one_namespace_needs_only_its_cluster_role(
         watcher.stop()
     log = (tmp_path / "namespaced.log").read_text()
     assert "forbidden" not in log.lower(), log[-2000:]
+
+
+# --- NetworkPolicy, migrations, replicas, scale, the CRD's upgrade -------------------------------
+
+
+def _callers(kube: ApiClient, namespace: str, name: str) -> list[str] | None:
+    try:
+        policy = client.NetworkingV1Api(kube).read_namespaced_network_policy(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    rules = policy.spec.ingress or []
+    return sorted(
+        peer.pod_selector.match_labels["app.kubernetes.io/instance"]
+        for rule in rules
+        for peer in rule._from or []
+        if peer.pod_selector and peer.pod_selector.match_labels
+    )
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_network_policy_follows_the_callers_depends_on(kube: ApiClient, namespace: str) -> None:
+    create(kube, namespace, microservice("stock", ingress={"paths": ["/stock"]}))
+    wait_ready(kube, namespace, "stock")
+    policy = client.NetworkingV1Api(kube).read_namespaced_network_policy("stock", namespace)
+    assert policy.spec.pod_selector.match_labels == {
+        "app.kubernetes.io/name": "stock",
+        "app.kubernetes.io/instance": "stock",
+    }
+    namespaces = {
+        peer.namespace_selector.match_labels["kubernetes.io/metadata.name"]
+        for peer in policy.spec.ingress[0]._from
+        if peer.namespace_selector
+    }
+    assert namespaces == {"ingress-nginx", "monitoring"}
+    assert [(port.port, port.protocol) for port in policy.spec.ingress[0].ports] == [("http", "TCP")]
+    assert _callers(kube, namespace, "stock") == []
+    create(kube, namespace, microservice("basket", dependsOn=["stock"]))
+    wait_for(lambda: _callers(kube, namespace, "stock") == ["basket"], timeout=20, what="basket admitted")
+    patch(kube, namespace, "basket", {"spec": {"dependsOn": None}})
+    wait_for(lambda: _callers(kube, namespace, "stock") == [], timeout=20, what="basket no longer admitted")
+    create(kube, namespace, microservice("till", dependsOn=["stock"]))
+    wait_for(lambda: _callers(kube, namespace, "stock") == ["till"], timeout=20, what="till admitted")
+    client.CustomObjectsApi(kube).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "till")
+    wait_for(lambda: _callers(kube, namespace, "stock") == [], timeout=20, what="the deleted caller to go")
+    patch(kube, namespace, "stock", {"spec": {"networkPolicy": {"enabled": False}}})
+    wait_for(lambda: _callers(kube, namespace, "stock") is None, timeout=20, what="the policy to go")
+
+
+def _jobs(kube: ApiClient, namespace: str, name: str) -> list[Any]:
+    return (
+        client.BatchV1Api(kube)
+        .list_namespaced_job(namespace, label_selector=f"app.kubernetes.io/instance={name}-migrate")
+        .items
+    )
+
+
+def _complete(job: Any) -> bool:
+    return any(c.type == "Complete" and c.status == "True" for c in (job.status.conditions or []))
+
+
+def _deployment(kube: ApiClient, namespace: str, name: str) -> Any:
+    try:
+        return client.AppsV1Api(kube).read_namespaced_deployment(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_migrating_microservice_gets_its_deployment_only_after_the_job_succeeded(
+    kube: ApiClient, namespace: str
+) -> None:
+    """kwok completes the pods Jobs own (its pod-complete stage), so the Job succeeds on fake nodes."""
+    # A node selector no node has: the Job's pod stays Pending, the migration never ends.
+    create(
+        kube, namespace, microservice("ledger", migrate=True, nodeSelector={"flotilla.dev/test": "nowhere"})
+    )
+    wait_for(lambda: _jobs(kube, namespace, "ledger"), timeout=20, what="the migration Job")
+    migrated = wait_for(
+        lambda: condition(read(kube, namespace, "ledger"), "Migrated"), timeout=20, what="condition Migrated"
+    )
+    assert (migrated["status"], migrated["reason"]) == ("False", "Running")
+    time.sleep(3)  # the operator had every chance to create the Deployment: it must not
+    assert _deployment(kube, namespace, "ledger") is None
+    (held,) = _jobs(kube, namespace, "ledger")
+    labels = held.spec.template.metadata.labels
+    assert (labels["app.kubernetes.io/name"], labels["app.kubernetes.io/instance"]) == (
+        "ledger",
+        "ledger-migrate",
+    )
+    assert held.spec.template.spec.containers[0].args == ["migrate"]
+    assert held.spec.backoff_limit == 3
+    patch(kube, namespace, "ledger", {"spec": {"nodeSelector": None}})
+    deployment = wait_for(lambda: _deployment(kube, namespace, "ledger"), timeout=60, what="the Deployment")
+    (job,) = wait_for(
+        lambda: [j for j in _jobs(kube, namespace, "ledger") if j.metadata.name != held.metadata.name],
+        timeout=20,
+        what="the new revision's Job",
+    )
+    assert _complete(job), "the Deployment came before its migration succeeded"
+    assert deployment.metadata.creation_timestamp >= job.status.completion_time
+    ms = wait_ready(kube, namespace, "ledger")
+    assert (condition(ms, "Migrated") or {}).get("status") == "True"
+    wait_for(
+        lambda: [j.metadata.name for j in _jobs(kube, namespace, "ledger")] == [job.metadata.name],
+        timeout=20,
+        what="the old revision's Job to be pruned",
+    )
+
+
+@pytest.mark.usefixtures("operator")
+def test_turning_autoscaling_on_keeps_the_replicas(kube: ApiClient, namespace: str) -> None:
+    create(kube, namespace, microservice("elastic", replicas=3))
+    wait_ready(kube, namespace, "elastic")
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def record() -> None:
+        while not stop.is_set():
+            seen.append(_deployment(kube, namespace, "elastic").spec.replicas)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=record, daemon=True)
+    watcher.start()
+    try:
+        patch(kube, namespace, "elastic", {"spec": {"autoscaling": {"minReplicas": 2, "maxReplicas": 5}}})
+        wait_for(
+            lambda: client.AutoscalingV2Api(kube).list_namespaced_horizontal_pod_autoscaler(namespace).items,
+            timeout=20,
+            what="the HorizontalPodAutoscaler",
+        )
+        wait_ready(kube, namespace, "elastic")
+        time.sleep(3)  # and a re-apply or two
+    finally:
+        stop.set()
+        watcher.join(5)
+    assert seen
+    assert set(seen) == {3}, f"replicas seen: {sorted(set(seen))}"
+    managers = {
+        entry.manager: entry
+        for entry in _deployment(kube, namespace, "elastic").metadata.managed_fields
+        if "f:replicas" in json.dumps(entry.fields_v1)
+    }
+    assert "flotilla-operator" not in managers, "the operator still applies replicas under autoscaling"
+
+
+@pytest.mark.usefixtures("operator")
+def test_kubectl_scale_sets_the_deployments_replicas(kube: ApiClient, namespace: str) -> None:
+    create(kube, namespace, microservice("scaled", replicas=1))
+    wait_ready(kube, namespace, "scaled")
+    scaled = tool("kubectl", "scale", "ms", "scaled", "--replicas=3", "-n", namespace)
+    assert scaled.returncode == 0, scaled.stderr
+    wait_for(
+        lambda: _deployment(kube, namespace, "scaled").spec.replicas == 3,
+        timeout=20,
+        what="the Deployment to have 3 replicas",
+    )
+    ms = wait_ready(kube, namespace, "scaled")
+    assert (ms["spec"]["replicas"], ms["status"]["readyReplicas"]) == (3, 3)
+
+
+def _accepts_priority_class(kube: ApiClient, namespace: str) -> bool:
+    body = microservice("upgraded", priorityClassName="business-critical")
+    try:
+        client.CustomObjectsApi(kube).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body, dry_run="All", field_validation="Strict"
+        )
+    except ApiException as exc:
+        if exc.status in (400, 422) and "priorityClassName" in exc.body:
+            return False
+        raise
+    return True
+
+
+def test_the_operator_upgrades_an_older_crd_at_start_up(
+    kube: ApiClient, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """An older CRD without spec.priorityClassName: the operator's start brings the field."""
+    extensions = client.ApiextensionsV1Api(kube)
+    older = crd_manifest()
+    spec = older["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    del spec["properties"]["priorityClassName"]
+    older["metadata"]["resourceVersion"] = extensions.read_custom_resource_definition(
+        CRD_NAME
+    ).metadata.resource_version
+    extensions.replace_custom_resource_definition(CRD_NAME, older)
+    wait_for(lambda: not _accepts_priority_class(kube, namespace), timeout=20, what="the older CRD to serve")
+    for settings, upgraded in (({"FLOTILLA_OPERATOR_APPLY_CRD": "false"}, False), ({}, True)):
+        process = OperatorProcess(
+            operator.kubeconfig, tmp_path / f"upgrade-{upgraded}.log", settings=settings
+        )
+        process.start()
+        try:
+            if upgraded:
+                wait_for(lambda: _accepts_priority_class(kube, namespace), timeout=30, what="the CRD upgrade")
+            else:
+                time.sleep(2)
+                assert not _accepts_priority_class(kube, namespace), (
+                    "FLOTILLA_OPERATOR_APPLY_CRD=false applied"
+                )
+        finally:
+            process.stop()

@@ -7,51 +7,22 @@ import logging
 import os
 import socket
 import sys
-import time
-from importlib import resources
 
 import kopf
-import yaml
-from kubernetes import client
 
+from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.settings import ConfigError, OperatorSettings
-
-CRD_RESOURCE = "manifests/crd.yaml"
-CRD_NAME = "microservices.flotilla.dev"
-
-
-def crd_manifest() -> dict[str, object]:
-    """The Microservice CRD as shipped in this package."""
-    text = resources.files("flotilla_operator").joinpath(CRD_RESOURCE).read_text()
-    manifest: dict[str, object] = yaml.safe_load(text)
-    return manifest
 
 
 def install_crd() -> None:
     """Server-side apply the CRD and wait until it is served."""
     from flotilla_operator.handlers import api_client  # noqa: PLC0415 - reads settings on import
 
-    api = api_client()
-    manifest = crd_manifest()
-    client.ApiextensionsV1Api(api).patch_custom_resource_definition(
-        CRD_NAME,
-        manifest,
-        field_manager="flotilla-operator",
-        force=True,
-        _content_type="application/apply-patch+yaml",
-    )
-    extensions = client.ApiextensionsV1Api(api)
-    deadline = time.monotonic() + 60
-    while not _established(extensions.read_custom_resource_definition(CRD_NAME)):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"error: {CRD_NAME} was not established within 60s")
-        time.sleep(0.2)
+    try:
+        apply_crd(api_client())
+    except TimeoutError as exc:
+        raise SystemExit(f"error: {exc}") from None
     print(f"CustomResourceDefinition {CRD_NAME} applied and established")
-
-
-def _established(crd: client.V1CustomResourceDefinition) -> bool:
-    conditions = (crd.status.conditions if crd.status else None) or []
-    return any(c.type == "Established" and c.status == "True" for c in conditions)
 
 
 def run() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from kubernetes import client, config
@@ -16,9 +16,11 @@ from prometheus_client import start_http_server
 from urllib3.exceptions import HTTPError as TransportError
 
 from flotilla_operator import GROUP, MANAGED_BY, PLURAL, VERSION
+from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.kube import Kube
 from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS
 from flotilla_operator.reconcile import Reconciler, owner_of, slim
+from flotilla_operator.render import RenderContext
 from flotilla_operator.settings import OperatorSettings
 from flotilla_operator.status import is_ready
 
@@ -31,6 +33,9 @@ CHILD_RESOURCES = [
     ("networking.k8s.io", "v1", "ingresses"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("policy", "v1", "poddisruptionbudgets"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+    # A migration Job finishing is what lets the Deployment's new template out.
+    ("batch", "v1", "jobs"),
 ]
 # Retries of kopf's own API requests: about a minute in all (an API server restart), never
 # more than 5 s apart, so that the operator resumes within seconds of the server answering.
@@ -54,15 +59,34 @@ def api_client() -> client.ApiClient:
 
 
 def _post(ms: dict[str, Any], kind: str, reason: str, message: str) -> None:
-    kopf.event(cast(kopf.Body, ms), type=kind, reason=reason, message=message)
+    """Post an Event; a failure to post is logged, never a failed reconcile."""
+    try:
+        _reconciler().kube.post_event(ms, kind, reason, message)
+    except (ApiException, TransportError, ConnectionError) as exc:
+        log.warning("posting an event failed", extra={"reason": reason, "error": str(exc)})
 
 
 def _reconciler() -> Reconciler:
     if _State.reconciler is None:
         _State.reconciler = Reconciler(
-            Kube(api_client(), SETTINGS.crd_cache_seconds), _post, reapply_seconds=SETTINGS.reapply_seconds
+            Kube(api_client(), SETTINGS.crd_cache_seconds),
+            _post,
+            reapply_seconds=SETTINGS.reapply_seconds,
+            base=RenderContext(
+                ingress_namespace=SETTINGS.ingress_namespace,
+                prometheus_namespace=SETTINGS.prometheus_namespace,
+            ),
         )
     return _State.reconciler
+
+
+def _seed_dependents(reconciler: Reconciler) -> None:
+    """Learn every ``dependsOn`` before the first reconcile, so no NetworkPolicy misses a caller."""
+    for ms in reconciler.kube.all_microservices(SETTINGS.namespace):
+        metadata = ms["metadata"]
+        reconciler.dependents.update(
+            metadata["namespace"], metadata["name"], (ms.get("spec") or {}).get("dependsOn")
+        )
 
 
 def _request(namespace: str, name: str, ms: dict[str, Any] | None = None) -> None:
@@ -108,12 +132,40 @@ def tune(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
 
 
+@kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)
+def apply_own_crd(**_: Any) -> None:
+    """Apply the Microservice CRD of this version before any handler needs it."""
+    ensure_crd()
+
+
+def ensure_crd() -> None:
+    """Apply the CRD (unless switched off), so an operator upgrade upgrades the CRD."""
+    if not SETTINGS.apply_crd:
+        log.info("not applying the CRD (FLOTILLA_OPERATOR_APPLY_CRD=false)")
+        return
+    try:
+        apply_crd(api_client())
+    except (TransportError, ConnectionError, TimeoutError) as exc:
+        raise kopf.TemporaryError(f"applying the CRD: {exc}", delay=UNREACHABLE_RETRY_SECONDS) from exc
+    except ApiException as exc:
+        if exc.status is None or exc.status >= 500 or exc.status == 409:
+            raise kopf.TemporaryError(f"applying the CRD: {exc.status} {exc.reason}", delay=2) from exc
+        raise kopf.PermanentError(
+            f"applying the CRD {CRD_NAME} failed ({exc.status} {exc.reason}); grant the operator "
+            "patch on it, or set FLOTILLA_OPERATOR_APPLY_CRD=false and upgrade the CRD yourself"
+        ) from exc
+    log.info("CRD applied", extra={"crd": CRD_NAME})
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Tune kopf, start the metrics server, the resync thread."""
+    """Tune kopf, start the metrics server, learn the dependencies, start the resync thread."""
     tune(settings)
     start_http_server(SETTINGS.metrics_port)
-    _reconciler()
+    try:
+        _seed_dependents(_reconciler())
+    except Exception:  # the events fill the map in as well; a caller may be late, not lost
+        log.exception("listing the Microservices at start-up failed")
     threading.Thread(target=_resync_forever, args=(_State.stop,), name="resync", daemon=True).start()
     log.info("operator started", extra={"workers": SETTINGS.workers, "resync": SETTINGS.resync_seconds})
 
@@ -147,19 +199,30 @@ def _resync_forever(stop: threading.Event) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def readiness_changed(body: kopf.Body, namespace: str | None, name: str, type: str, **_: Any) -> None:
-    """When a Microservice's readiness flips, the ones that depend on it re-check."""
+def microservice_event(body: kopf.Body, namespace: str | None, name: str, type: str, **_: Any) -> None:
+    """Follow ``dependsOn`` (the NetworkPolicies of the services named) and readiness (dependents')."""
     namespace = str(namespace)
+    gone = type == "DELETED" or bool(body.get("metadata", {}).get("deletionTimestamp"))
+    depends_on = None if gone else list((body.get("spec") or {}).get("dependsOn") or [])
+    for dependency in sorted(_reconciler().dependents.update(namespace, name, depends_on)):
+        _request_quietly(namespace, dependency)  # its policy gains or loses this caller
     key = (namespace, name)
-    ready = type != "DELETED" and is_ready(dict(body))
+    ready = not gone and is_ready(dict(body))
     if _State.ready.get(key) == ready:
         return
     _State.ready[key] = ready
     if type == "DELETED":
         _State.ready.pop(key, None)
-    for dependent in _reconciler().kube.microservices(namespace):
-        if name in (dependent.get("spec") or {}).get("dependsOn", []):
-            _request(namespace, dependent["metadata"]["name"])
+    for dependent in _reconciler().dependents.callers(namespace, name):
+        _request(namespace, dependent)
+
+
+def _request_quietly(namespace: str, name: str) -> None:
+    """Reconcile another Microservice now; when that fails, the resync does it."""
+    try:
+        _request(namespace, name)
+    except Exception:
+        log.exception("reconciling a dependency failed", extra={"microservice": f"{namespace}/{name}"})
 
 
 def _child_changed(body: kopf.Body, namespace: str | None, type: str, **_: Any) -> None:

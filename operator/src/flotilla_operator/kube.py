@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from kubernetes import client
@@ -15,6 +17,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 from flotilla_operator import FIELD_MANAGER, GROUP, KIND, MANAGED_BY, VERSION
+from flotilla_operator.render import migration_instance
 
 Manifest = dict[str, Any]
 CHILD_KINDS = {
@@ -24,9 +27,12 @@ CHILD_KINDS = {
     "ServiceMonitor": "monitoring.coreos.com/v1",
     "HorizontalPodAutoscaler": "autoscaling/v2",
     "PodDisruptionBudget": "policy/v1",
+    "NetworkPolicy": "networking.k8s.io/v1",
+    "Job": "batch/v1",
 }
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
 CRD_CACHE_SECONDS = 30.0
+REPORTING_INSTANCE = socket.gethostname()[:128]
 
 
 class Kube:
@@ -57,14 +63,14 @@ class Kube:
         with self._discovery_lock:
             return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
-    def apply(self, manifest: Manifest) -> Manifest:
+    def apply(self, manifest: Manifest, field_manager: str = FIELD_MANAGER) -> Manifest:
         """Server-side apply ``manifest``, taking over fields edited by hand (force)."""
         resource = self._resource(manifest["apiVersion"], manifest["kind"])
         applied = resource.server_side_apply(
             body=manifest,
             name=manifest["metadata"]["name"],
             namespace=manifest["metadata"]["namespace"],
-            field_manager=FIELD_MANAGER,
+            field_manager=field_manager,
             force_conflicts=True,
         )
         result: Manifest = applied.to_dict()
@@ -83,9 +89,11 @@ class Kube:
         )
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete a child; False when it was already gone."""
+        """Delete a child and, in the background, what it made (a Job's pods); False when it was gone."""
         try:
-            self._resource(CHILD_KINDS[kind], kind).delete(name=name, namespace=namespace)
+            self._resource(CHILD_KINDS[kind], kind).delete(
+                name=name, namespace=namespace, propagation_policy="Background"
+            )
         except NotFoundError:
             return False
         return True
@@ -96,7 +104,8 @@ class Kube:
             resource = self._resource(CHILD_KINDS[kind], kind)
         except ResourceNotFoundError:
             return []  # e.g. no ServiceMonitor CRD: there can be no such children
-        selector = f"app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/instance={owner}"
+        instance = migration_instance(owner) if kind == "Job" else owner
+        selector = f"app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/instance={instance}"
         try:
             listed = resource.get(namespace=namespace, label_selector=selector)
         except NotFoundError:
@@ -133,15 +142,37 @@ class Kube:
             self._crd_checked[name] = (time.monotonic(), installed)
             return installed
 
-    # --- Microservices ---------------------------------------------------------------------
+    def post_event(self, ms: Manifest, kind: str, reason: str, message: str) -> None:
+        """One core/v1 Event about a Microservice.
 
-    def microservices(self, namespace: str) -> list[Manifest]:
-        """Every Microservice of a namespace."""
-        listed = client.CustomObjectsApi(self.api_client).list_namespaced_custom_object(
-            GROUP, VERSION, namespace, "microservices"
+        Written here rather than with ``kopf.event``: kopf's poster lives in context variables
+        of its handler threads, and reconciles also run in the resync thread.
+        """
+        metadata = ms["metadata"]
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{metadata['name']}."),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=metadata["name"],
+                namespace=metadata["namespace"],
+                uid=metadata.get("uid"),
+                resource_version=metadata.get("resourceVersion"),
+            ),
+            type=kind,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            reporting_component=FIELD_MANAGER,
+            reporting_instance=REPORTING_INSTANCE,
         )
-        items: list[Manifest] = cast(dict[str, Any], listed)["items"]
-        return items
+        client.CoreV1Api(self.api_client).create_namespaced_event(metadata["namespace"], event)
+
+    # --- Microservices ---------------------------------------------------------------------
 
     def all_microservices(self, namespace: str | None) -> list[Manifest]:
         """Every Microservice the operator watches (one namespace, or all)."""

@@ -8,12 +8,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 
-from flotilla_operator import KIND
+from flotilla_operator import FIELD_MANAGER, KIND
 from flotilla_operator.kube import CHILD_KINDS, SERVICE_MONITOR_CRD, Kube
 from flotilla_operator.metrics import MANAGED_RESOURCES, RECONCILE_DURATION, RECONCILES
 from flotilla_operator.render import (
@@ -25,16 +25,22 @@ from flotilla_operator.render import (
     service_url,
 )
 from flotilla_operator.status import (
+    DEGRADED,
+    MIGRATED,
     MONITORING,
     READY,
     Condition,
     dependencies_condition,
+    job_finished,
+    migration_condition,
     rollout_conditions,
     stamp,
     transitions,
+    with_migration,
 )
 
 log = logging.getLogger("flotilla.operator")
+HANDOVER_MANAGER = "flotilla-operator-handover"
 EventPoster = Callable[[dict[str, Any], str, str, str], None]
 """post(microservice, type, reason, message): one Kubernetes Event."""
 
@@ -134,27 +140,119 @@ def monitoring_condition(spec: dict[str, Any], crd_installed: bool) -> Condition
     return Condition(MONITORING, True, "ServiceMonitorApplied", "Prometheus scrapes this service.")
 
 
+def owns_replicas(deployment: dict[str, Any], manager: str = FIELD_MANAGER) -> bool:
+    """Whether ``manager`` applied ``spec.replicas`` of a live Deployment (its managed fields say)."""
+    for entry in deployment["metadata"].get("managedFields") or []:
+        spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        if entry.get("manager") == manager and entry.get("operation") == "Apply" and "f:replicas" in spec:
+            return True
+    return False
+
+
+def hand_over_replicas(kube: Kube, manifest: dict[str, Any], replicas: int) -> None:
+    """Give ``spec.replicas`` a second owner, so that our next apply without it leaves the value.
+
+    The documented server-side apply hand-over to an autoscaler: without it, dropping the field
+    from our apply would reset the Deployment to one replica.
+    """
+    metadata = manifest["metadata"]
+    kube.apply(
+        {
+            "apiVersion": manifest["apiVersion"],
+            "kind": manifest["kind"],
+            "metadata": {"name": metadata["name"], "namespace": metadata["namespace"]},
+            "spec": {"replicas": replicas},
+        },
+        field_manager=HANDOVER_MANAGER,
+    )
+
+
+def apply_deployment(kube: Kube, manifest: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Apply the Deployment; with autoscaling, hand replicas over to the HPA first (never back to 1)."""
+    autoscaling = spec.get("autoscaling")
+    if not autoscaling:
+        return apply_child(kube, manifest)
+    metadata = manifest["metadata"]
+    live = kube.get("Deployment", metadata["namespace"], metadata["name"])
+    if live is None:
+        first = autoscaling.get("minReplicas", 1)
+        created = apply_child(kube, {**manifest, "spec": {**manifest["spec"], "replicas": first}})
+        hand_over_replicas(kube, manifest, first)
+        return created
+    if owns_replicas(live):
+        hand_over_replicas(kube, manifest, live["spec"].get("replicas", 1))
+    return apply_child(kube, manifest)
+
+
+def apply_children(kube: Kube, desired: list[dict[str, Any]], spec: dict[str, Any], digest: str) -> Applied:
+    """Apply the migration Job first, the Deployment only once it succeeded, and everything else."""
+    children: dict[str, dict[str, Any]] = {}
+    job = next((manifest for manifest in desired if manifest["kind"] == "Job"), None)
+    if job is not None:
+        children["Job"] = slim(apply_child(kube, job))
+    held = job is not None and job_finished(children["Job"]) != "Complete"
+    for manifest in desired:
+        kind, metadata = manifest["kind"], manifest["metadata"]
+        if kind == "Job":
+            continue
+        if kind == "Deployment" and held:
+            # Before the new pods serve, the migration must have succeeded: a Deployment that
+            # exists keeps its old template meanwhile, a new one waits.
+            live = kube.get(kind, metadata["namespace"], metadata["name"])
+            if live is not None:
+                children[kind] = slim(live)
+        elif kind == "Deployment":
+            children[kind] = slim(apply_deployment(kube, manifest, spec))
+        else:
+            children[kind] = slim(apply_child(kube, manifest))
+    # Held back, the next reconcile (a Job event asks for it) must look again.
+    return Applied(digest, children, intact=not held)
+
+
+def prune_migrations(kube: Kube, namespace: str, name: str, uid: str, current: str) -> None:
+    """Delete the migration Jobs of older revisions (their pods with them)."""
+    for job in kube.children("Job", namespace, name):
+        job_name = job["metadata"]["name"]
+        if job_name != current and _owned_by(job, uid) and kube.delete("Job", namespace, job_name):
+            log.info("removed an old migration Job", extra={"job": job_name, "microservice": name})
+
+
+def prune_kinds(kube: Kube, ms: dict[str, Any], rendered: set[str], crd_installed: bool) -> None:
+    """Delete the children of kinds the spec no longer asks for."""
+    namespace, name, uid = (ms["metadata"][key] for key in ("namespace", "name", "uid"))
+    for kind in CHILD_KINDS:
+        if kind in rendered or (kind == "ServiceMonitor" and not crd_installed):
+            continue
+        for child in kube.children(kind, namespace, name):
+            if _owned_by(child, uid) and kube.delete(kind, namespace, child["metadata"]["name"]):
+                log.info("removed child", extra={"kind": kind, "microservice": f"{namespace}/{name}"})
+
+
 def reconcile(
     kube: Kube,
     ms: dict[str, Any],
     post: EventPoster,
     *,
+    base: RenderContext | None = None,
     prune: bool = True,
     previous_apply: Applied | None = None,
     reapply_seconds: float = 600,
 ) -> tuple[dict[str, Any], Applied]:
     """Bring the children of ``ms`` in line with its spec and write its status (when it changed).
 
-    ``prune`` looks for children of kinds the spec no longer asks for: needed when the spec
-    changed, not when only a child's status did. ``previous_apply``, when still intact, current
-    and of the same rendering, stands for applying again.
+    ``base`` brings what the operator knows beyond the resource (callers, namespaces). ``prune``
+    looks for children of kinds the spec no longer asks for: needed when the spec changed, not
+    when only a child's status did. ``previous_apply``, when still intact, current and of the
+    same rendering, stands for applying again.
     """
     metadata, spec = ms["metadata"], ms["spec"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
     config_maps, secrets = config_references(spec)
     crd_installed = kube.crd_installed(SERVICE_MONITOR_CRD)
-    context = RenderContext(
-        config_hash=kube.config_hash(namespace, config_maps, secrets), service_monitor_crd=crd_installed
+    context = replace(
+        base or RenderContext(),
+        config_hash=kube.config_hash(namespace, config_maps, secrets),
+        service_monitor_crd=crd_installed,
     )
     desired = render(ms, context)
     digest = digest_of(desired)
@@ -163,32 +261,28 @@ def reconcile(
         record = previous_apply
     else:
         try:
-            record = Applied(
-                digest, {manifest["kind"]: slim(apply_child(kube, manifest)) for manifest in desired}
-            )
+            record = apply_children(kube, desired, spec, digest)
         except (ResourceNotFoundError, NotFoundError):
             kube.forget_crds()  # a CRD went away since it was last checked; the retry re-renders
             raise
+        if "Job" in record.children:
+            prune_migrations(kube, namespace, name, uid, record.children["Job"]["metadata"]["name"])
     applied = record.children
-    for kind in CHILD_KINDS if prune else ():
-        if kind in applied or (kind == "ServiceMonitor" and not crd_installed):
-            continue
-        for child in kube.children(kind, namespace, name):
-            if _owned_by(child, uid) and kube.delete(kind, namespace, child["metadata"]["name"]):
-                log.info("removed child", extra={"kind": kind, "microservice": f"{namespace}/{name}"})
+    if prune:
+        prune_kinds(kube, ms, {manifest["kind"] for manifest in desired}, crd_installed)
     dependencies = {
         dependency: kube.microservice(namespace, dependency) for dependency in spec.get("dependsOn", [])
     }
-    deployment = applied["Deployment"]
+    deployment = applied.get("Deployment")
     wanted = None if spec.get("autoscaling") else spec["replicas"]
-    conditions = [
-        *rollout_conditions(deployment, wanted),
-        dependencies_condition(dependencies),
-        monitoring_condition(spec, crd_installed),
-    ]
+    conditions = rollout_conditions(deployment, wanted)
+    if "Job" in applied:
+        migrated = migration_condition(applied["Job"])
+        conditions = [*with_migration(conditions, migrated), migrated]
+    conditions += [dependencies_condition(dependencies), monitoring_condition(spec, crd_installed)]
     previous = (ms.get("status") or {}).get("conditions")
     stamped = stamp(conditions, previous, metadata["generation"])
-    deployment_status = deployment.get("status") or {}
+    deployment_status = (deployment or {}).get("status") or {}
     ready = deployment_status.get("readyReplicas", 0) or 0
     replicas = deployment_status.get("replicas", 0) or 0
     status: dict[str, Any] = {
@@ -206,8 +300,8 @@ def reconcile(
     if status != ms.get("status"):
         kube.patch_status(namespace, name, status)
     for condition in transitions(previous, stamped):
-        if condition["type"] == READY or (condition["status"] == "True" and condition["type"] == "Degraded"):
-            kind = "Normal" if condition["type"] == READY and condition["status"] == "True" else "Warning"
+        if worth_an_event(condition):
+            kind = "Normal" if condition["status"] == "True" and condition["type"] != DEGRADED else "Warning"
             post(
                 ms,
                 kind,
@@ -215,6 +309,50 @@ def reconcile(
                 f"{condition['type']}={condition['status']}: {condition['message']}",
             )
     return status, record
+
+
+def worth_an_event(condition: dict[str, Any]) -> bool:
+    """Ready flips, Degraded turning True, a migration finishing either way."""
+    kind, status = str(condition["type"]), str(condition["status"])
+    if kind == READY:
+        return True
+    if kind == DEGRADED:
+        return status == "True"
+    return kind == MIGRATED and str(condition["reason"]) in ("Succeeded", "Failed")
+
+
+@dataclass
+class Dependents:
+    """Who depends on whom: the ``dependsOn`` of every Microservice watched, by namespace.
+
+    Fed by the Microservice events and read by reconciles in kopf's handler threads and in the
+    resync thread. A kopf index would reach only handlers (as an argument), and kopf changes it
+    on its event loop without a lock; this map is complete from start-up (seeded by one list)
+    and safe across threads.
+    """
+
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+    _depends: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+
+    def update(self, namespace: str, name: str, depends_on: list[str] | None) -> set[str]:
+        """Record what ``name`` depends on (None: it is gone); return the services it joined or left."""
+        after = frozenset(depends_on or ())
+        with self._guard:
+            before = self._depends.pop((namespace, name), frozenset())
+            if after:
+                self._depends[(namespace, name)] = after
+        return set(before ^ after)
+
+    def callers(self, namespace: str, name: str) -> tuple[str, ...]:
+        """The Microservices of ``namespace`` that list ``name`` in their ``dependsOn``."""
+        with self._guard:
+            return tuple(
+                sorted(
+                    caller
+                    for (space, caller), deps in self._depends.items()
+                    if space == namespace and name in deps
+                )
+            )
 
 
 @dataclass
@@ -231,6 +369,8 @@ class Reconciler:
     _applied: dict[tuple[str, str], Applied] = field(default_factory=dict)
     _disturbed: set[tuple[str, str]] = field(default_factory=set)
     reapply_seconds: float = 600
+    dependents: Dependents = field(default_factory=Dependents)
+    base: RenderContext = field(default_factory=RenderContext)
 
     def observe_child(
         self, namespace: str, owner: str, kind: str, body: dict[str, Any], deleted: bool
@@ -289,6 +429,7 @@ class Reconciler:
                 self.kube,
                 ms,
                 self.post,
+                base=replace(self.base, callers=self.dependents.callers(namespace, name)),
                 prune=prune,
                 previous_apply=previous_apply,
                 reapply_seconds=self.reapply_seconds,
@@ -304,9 +445,7 @@ class Reconciler:
             if key in self._disturbed:
                 record.intact = False  # a child changed while this run read it
             self._applied[key] = record
-            self._children[(namespace, name)] = 2 + sum(
-                1 for key in ("ingress", "autoscaling", "disruptionBudget") if ms["spec"].get(key)
-            )
+            self._children[(namespace, name)] = len(record.children)
             total = sum(self._children.values())
         MANAGED_RESOURCES.labels("Microservice").set(len(self._children))
         MANAGED_RESOURCES.labels("children").set(total)

@@ -1,7 +1,14 @@
-"""Pure rendering: a Microservice in, the manifests of its children out (no API calls)."""
+"""Pure rendering: a Microservice in, the manifests of its children out (no API calls).
+
+Migrations run as a Job, not as an init container: a Job runs once per release (revision), not
+at every pod start; N replicas starting together do not race over the schema; and it has its own
+status (the ``Migrated`` condition), logs and retry budget, apart from the serving pods.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,8 +17,16 @@ from flotilla_operator import GROUP, KIND, MANAGED_BY, VERSION
 
 Manifest = dict[str, Any]
 CONFIG_HASH_ANNOTATION = "flotilla.dev/config-hash"
+REVISION_ANNOTATION = "flotilla.dev/migration-revision"
 CLUSTER_DOMAIN = "cluster.local"
+INGRESS_NAMESPACE = "ingress-nginx"
+PROMETHEUS_NAMESPACE = "monitoring"
+MIGRATION_BACKOFF_LIMIT = 3
+MIGRATION_DEADLINE_SECONDS = 600
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")
+# Pod settings copied as they are from the spec onto every pod (the service's and the Job's).
+_POD_FIELDS = ("nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName")
 
 
 @dataclass(frozen=True)
@@ -22,11 +37,20 @@ class RenderContext:
     service_monitor_crd: bool = True
     cluster_domain: str = CLUSTER_DOMAIN
     extra_labels: dict[str, str] = field(default_factory=dict)
+    # Microservices of the same namespace whose dependsOn names this one.
+    callers: tuple[str, ...] = ()
+    ingress_namespace: str = INGRESS_NAMESPACE
+    prometheus_namespace: str = PROMETHEUS_NAMESPACE
 
 
 def selector_labels(name: str) -> dict[str, str]:
     """The immutable selector of the Deployment, Service and friends."""
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}
+
+
+def migration_instance(name: str) -> str:
+    """The ``instance`` label of a service's migration Jobs (the Service never selects them)."""
+    return f"{name[:55].rstrip('-')}-migrate"
 
 
 def image_tag(image: str) -> str:
@@ -46,6 +70,15 @@ def labels(ms: Manifest) -> dict[str, str]:
         "app.kubernetes.io/component": "microservice",
         "app.kubernetes.io/part-of": "flotilla",
         "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def migration_labels(ms: Manifest) -> dict[str, str]:
+    """Labels of a migration Job and its pods: ``name`` N (its database admits them), not ``instance`` N."""
+    return {
+        **labels(ms),
+        "app.kubernetes.io/instance": migration_instance(ms["metadata"]["name"]),
+        "app.kubernetes.io/component": "migration",
     }
 
 
@@ -76,13 +109,19 @@ def service_url(name: str, namespace: str, domain: str = CLUSTER_DOMAIN) -> str:
     return f"http://{name}.{namespace}.svc.{domain}"
 
 
+def ingress_paths(spec: dict[str, Any]) -> list[str]:
+    """The routes of ``spec.ingress``: ``paths``, or the deprecated single ``path``."""
+    routes = spec.get("ingress") or {}
+    return list(routes.get("paths") or ([routes["path"]] if routes.get("path") else []))
+
+
 def external_url(spec: dict[str, Any]) -> str | None:
-    """The public URL the Ingress gives, when there is one with a host."""
+    """The public URL the Ingress gives (its first path), when there is one with a host."""
     ingress = spec.get("ingress")
     if not ingress or not ingress.get("host"):
         return None
     scheme = "https" if ingress.get("tls") else "http"
-    return f"{scheme}://{ingress['host']}{ingress['path']}"
+    return f"{scheme}://{ingress['host']}{ingress_paths(spec)[0]}"
 
 
 def dependency_env(ms: Manifest, domain: str = CLUSTER_DOMAIN) -> list[dict[str, Any]]:
@@ -106,79 +145,108 @@ def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def deployment(ms: Manifest, context: RenderContext) -> Manifest:
-    """The Deployment: restricted Pod Security, probes, zero-downtime rollouts, spread."""
-    spec, name = ms["spec"], ms["metadata"]["name"]
+def container_env(ms: Manifest, context: RenderContext) -> list[dict[str, Any]]:
+    """The injected variables, then the user's own (which win over injected ones of the same name)."""
+    spec = ms["spec"]
     injected: list[dict[str, Any]] = [
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "PORT", "value": str(spec["port"])},
         *dependency_env(ms, context.cluster_domain),
     ]
     own: list[dict[str, Any]] = spec.get("env", [])
-    # The user's own variables win over injected ones of the same name (one entry per name).
-    env = [entry for entry in injected if entry["name"] not in {e["name"] for e in own}] + own
+    return [entry for entry in injected if entry["name"] not in {e["name"] for e in own}] + own
+
+
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def volume_mounts(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scratch directory, the secret mounts (read-only), then the spec's own ``volumeMounts``."""
+    return [
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the writable scratch directory
+        *(
+            {"name": f"secret-{index}", "mountPath": mount["mountPath"], "readOnly": True}
+            for index, mount in enumerate(spec.get("secretMounts", []))
+        ),
+        *spec.get("volumeMounts", []),
+    ]
+
+
+def volumes(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scratch emptyDir, one Secret volume per secret mount, then the spec's own ``volumes``."""
+    return [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        *(
+            {"name": f"secret-{index}", "secret": {"secretName": mount["secretName"], "defaultMode": 0o440}}
+            for index, mount in enumerate(spec.get("secretMounts", []))
+        ),
+        *spec.get("volumes", []),
+    ]
+
+
+def _base_container(ms: Manifest, context: RenderContext) -> dict[str, Any]:
+    """What the service container and the migration container share."""
+    spec = ms["spec"]
     container: dict[str, Any] = {
-        "name": name,
         "image": spec["image"],
-        "ports": [{"name": "http", "containerPort": spec["port"], "protocol": "TCP"}],
-        "env": env,
+        "env": container_env(ms, context),
         "resources": spec.get("resources", {}),
-        "livenessProbe": _probe(spec["probes"]["liveness"]["path"], period=10, failures=3),
-        "readinessProbe": _probe(spec["probes"]["readiness"]["path"], period=5, failures=2),
-        "startupProbe": _probe(spec["probes"]["liveness"]["path"], period=2, failures=30),
-        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "volumeMounts": [
-            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the writable scratch directory
-            *(
-                {"name": f"secret-{index}", "mountPath": mount["mountPath"], "readOnly": True}
-                for index, mount in enumerate(spec.get("secretMounts", []))
-            ),
-        ],
+        "securityContext": CONTAINER_SECURITY,
+        "volumeMounts": volume_mounts(spec),
     }
     if spec.get("envFrom"):
         container["envFrom"] = spec["envFrom"]
-    if spec.get("migrate"):
-        # The service's own `migrate` command (schema and bootstrap data) runs before it serves.
-        pod_migration = {
-            key: value
-            for key, value in container.items()
-            if key in ("image", "env", "envFrom", "resources", "securityContext", "volumeMounts")
-        }
-        init_containers = [{"name": "migrate", "args": ["migrate"], **pod_migration}]
-    else:
-        init_containers = []
-    pod_annotations = {CONFIG_HASH_ANNOTATION: context.config_hash} if context.config_hash else {}
-    pod_spec: dict[str, Any] = {
-        "containers": [container],
-        "volumes": [
-            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-            *(
-                {
-                    "name": f"secret-{index}",
-                    "secret": {"secretName": mount["secretName"], "defaultMode": 0o440},
-                }
-                for index, mount in enumerate(spec.get("secretMounts", []))
-            ),
-        ],
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "fsGroup": 10001,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+    return container
+
+
+def _base_pod(ms: Manifest) -> dict[str, Any]:
+    """What the service pods and the migration pods share: security, volumes, scheduling."""
+    spec = ms["spec"]
+    pod: dict[str, Any] = {
+        "volumes": volumes(spec),
+        "securityContext": POD_SECURITY,
         "automountServiceAccountToken": bool(spec.get("serviceAccountName")),
         # No Docker-link variables (USERS_PORT=tcp://...): configuration comes from env only.
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 30,
-        "topologySpreadConstraints": [
+    }
+    if spec.get("serviceAccountName"):
+        pod["serviceAccountName"] = spec["serviceAccountName"]
+    pod.update({key: spec[key] for key in _POD_FIELDS if spec.get(key)})
+    return pod
+
+
+def pod_labels(ms: Manifest) -> dict[str, str]:
+    """The service pods' labels: the user's ``podLabels``, then ours (the selector cannot be overridden)."""
+    return {**ms["spec"].get("podLabels", {}), **labels(ms)}
+
+
+def pod_annotations(ms: Manifest, context: RenderContext) -> dict[str, str]:
+    """The user's ``podAnnotations`` and the config hash that rolls the pods when config changes."""
+    annotations = dict(ms["spec"].get("podAnnotations", {}))
+    if context.config_hash:
+        annotations[CONFIG_HASH_ANNOTATION] = context.config_hash
+    return annotations
+
+
+def topology_spread(ms: Manifest) -> list[dict[str, Any]]:
+    """The spec's constraints (selecting this service's pods unless they say), else hostname and zone."""
+    name = ms["metadata"]["name"]
+    own = ms["spec"].get("topologySpreadConstraints")
+    if own is None:
+        return [
             {
                 "maxSkew": 1,
                 "topologyKey": key,
@@ -186,24 +254,98 @@ def deployment(ms: Manifest, context: RenderContext) -> Manifest:
                 "labelSelector": {"matchLabels": selector_labels(name)},
             }
             for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
-        ],
+        ]
+    selector = {"matchLabels": selector_labels(name)}
+    return [{"labelSelector": selector, **constraint} for constraint in own]
+
+
+def deployment(ms: Manifest, context: RenderContext, replicas: int | None = None) -> Manifest:
+    """The Deployment: restricted Pod Security, probes, zero-downtime rollouts, spread.
+
+    ``replicas`` is left out when autoscaling is on (the HPA owns it) unless given (a new
+    Deployment starts at ``minReplicas``, not at the API server's default of 1).
+    """
+    spec, name = ms["spec"], ms["metadata"]["name"]
+    container: dict[str, Any] = {
+        "name": name,
+        **_base_container(ms, context),
+        "ports": [{"name": "http", "containerPort": spec["port"], "protocol": "TCP"}],
+        "livenessProbe": _probe(spec["probes"]["liveness"]["path"], period=10, failures=3),
+        "readinessProbe": _probe(spec["probes"]["readiness"]["path"], period=5, failures=2),
+        "startupProbe": _probe(spec["probes"]["liveness"]["path"], period=2, failures=30),
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
     }
-    if spec.get("serviceAccountName"):
-        pod_spec["serviceAccountName"] = spec["serviceAccountName"]
-    if init_containers:
-        pod_spec["initContainers"] = init_containers
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        **_base_pod(ms),
+        "terminationGracePeriodSeconds": 30,
+        "topologySpreadConstraints": topology_spread(ms),
+    }
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(name)},
         "revisionHistoryLimit": 5,
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {
-            "metadata": {"labels": labels(ms), "annotations": pod_annotations},
+            "metadata": {"labels": pod_labels(ms), "annotations": pod_annotations(ms, context)},
             "spec": pod_spec,
         },
     }
     if not spec.get("autoscaling"):
         deployment_spec["replicas"] = spec["replicas"]
+    elif replicas is not None:
+        deployment_spec["replicas"] = replicas
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(ms), "spec": deployment_spec}
+
+
+def _migration_template(ms: Manifest, context: RenderContext) -> dict[str, Any]:
+    container = {"name": "migrate", **_base_container(ms, context), "args": ["migrate"]}
+    return {
+        "metadata": {
+            "labels": {**ms["spec"].get("podLabels", {}), **migration_labels(ms)},
+            "annotations": pod_annotations(ms, context),
+        },
+        # Migrations talk to their database, never to the Kubernetes API: no token, whatever the account.
+        "spec": {
+            "containers": [container],
+            **_base_pod(ms),
+            "automountServiceAccountToken": False,
+            "restartPolicy": "Never",
+        },
+    }
+
+
+def migration_revision(ms: Manifest, context: RenderContext) -> str:
+    """8 hex of a hash of everything the migration pod runs with (image, env, envFrom, volumes, config).
+
+    The whole pod template goes in: a Job's template cannot change, so any change is a new Job.
+    """
+    template = _migration_template(ms, context)
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def migration_job_name(name: str, revision: str) -> str:
+    """``N-migrate-<revision>``, shortened so that it stays a valid label value (63 characters)."""
+    return f"{name[:46].rstrip('-')}-migrate-{revision}"
+
+
+def migration_job(ms: Manifest, context: RenderContext) -> Manifest | None:
+    """The Job running the image with ``migrate`` once per revision, when ``spec.migrate`` is set."""
+    if not ms["spec"].get("migrate"):
+        return None
+    revision = migration_revision(ms, context)
+    metadata = _metadata(ms, annotations={REVISION_ANNOTATION: revision})
+    metadata["name"] = migration_job_name(ms["metadata"]["name"], revision)
+    metadata["labels"] = migration_labels(ms)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata,
+        "spec": {
+            "backoffLimit": MIGRATION_BACKOFF_LIMIT,
+            "activeDeadlineSeconds": MIGRATION_DEADLINE_SECONDS,
+            "template": _migration_template(ms, context),
+        },
+    }
 
 
 def service(ms: Manifest) -> Manifest:
@@ -221,25 +363,24 @@ def service(ms: Manifest) -> Manifest:
 
 
 def ingress(ms: Manifest) -> Manifest | None:
-    """The Ingress route, when ``spec.ingress`` is set."""
+    """One Ingress with every route, when ``spec.ingress`` is set."""
     spec = ms["spec"].get("ingress")
     if not spec:
         return None
+    backend = {"service": {"name": ms["metadata"]["name"], "port": {"name": "http"}}}
+    path_type = spec.get("pathType", "Prefix")
     rule: dict[str, Any] = {
         "http": {
             "paths": [
-                {
-                    "path": spec["path"],
-                    "pathType": "Prefix",
-                    "backend": {"service": {"name": ms["metadata"]["name"], "port": {"name": "http"}}},
-                }
+                {"path": path, "pathType": path_type, "backend": backend}
+                for path in ingress_paths(ms["spec"])
             ]
         }
     }
     if spec.get("host"):
         rule["host"] = spec["host"]
     body: dict[str, Any] = {"rules": [rule]}
-    if spec.get("className"):
+    if spec.get("className"):  # unset: the cluster's default IngressClass
         body["ingressClassName"] = spec["className"]
     annotations: dict[str, str] = {}
     tls = spec.get("tls")
@@ -251,6 +392,44 @@ def ingress(ms: Manifest) -> Manifest | None:
     if annotations:
         metadata["annotations"] = annotations
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata, "spec": body}
+
+
+def _namespace_peer(namespace: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
+
+
+def network_policy_peers(ms: Manifest, context: RenderContext) -> list[dict[str, Any]]:
+    """Who may call this service: its callers' pods, the ingress controller, Prometheus, ``from``."""
+    spec = ms["spec"]
+    peers: list[dict[str, Any]] = [
+        {"podSelector": {"matchLabels": selector_labels(caller)}} for caller in sorted(set(context.callers))
+    ]
+    if spec.get("ingress"):
+        peers.append(_namespace_peer(context.ingress_namespace))
+    if spec.get("metrics", {}).get("enabled", True):
+        peers.append(_namespace_peer(context.prometheus_namespace))
+    peers.extend((spec.get("networkPolicy") or {}).get("from", []))
+    return peers
+
+
+def network_policy(ms: Manifest, context: RenderContext) -> Manifest | None:
+    """The NetworkPolicy admitting only the declared peers on port ``http``, unless disabled."""
+    settings = ms["spec"].get("networkPolicy") or {}
+    if not settings.get("enabled", True):
+        return None
+    peers = network_policy_peers(ms, context)
+    # A rule without peers would admit everyone: no peers, no rule (nothing is admitted).
+    rules = [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]}] if peers else []
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(ms),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(ms["metadata"]["name"])},
+            "policyTypes": ["Ingress"],
+            "ingress": rules,
+        },
+    }
 
 
 def service_monitor(ms: Manifest, context: RenderContext) -> Manifest | None:
@@ -302,19 +481,32 @@ def autoscaler(ms: Manifest) -> Manifest | None:
 
 
 def disruption_budget(ms: Manifest) -> Manifest | None:
-    """The PodDisruptionBudget, when ``spec.disruptionBudget`` is set."""
+    """The PodDisruptionBudget, when ``spec.disruptionBudget`` is set; unhealthy pods never block a drain."""
     spec = ms["spec"].get("disruptionBudget")
     if not spec:
         return None
     body = {key: spec[key] for key in ("minAvailable", "maxUnavailable") if key in spec}
     body["selector"] = {"matchLabels": selector_labels(ms["metadata"]["name"])}
+    body["unhealthyPodEvictionPolicy"] = "AlwaysAllow"
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _metadata(ms), "spec": body}
 
 
 def render(ms: Manifest, context: RenderContext) -> list[Manifest]:
-    """Every child this Microservice should have right now."""
-    optional = [ingress(ms), service_monitor(ms, context), autoscaler(ms), disruption_budget(ms)]
-    return [deployment(ms, context), service(ms), *[child for child in optional if child is not None]]
+    """Every child this Microservice should have right now (the migration Job first)."""
+    optional = [
+        ingress(ms),
+        service_monitor(ms, context),
+        autoscaler(ms),
+        disruption_budget(ms),
+        network_policy(ms, context),
+    ]
+    job = migration_job(ms, context)
+    return [
+        *([job] if job else []),
+        deployment(ms, context),
+        service(ms),
+        *[child for child in optional if child is not None],
+    ]
 
 
 def config_references(spec: dict[str, Any]) -> tuple[set[str], set[str]]:

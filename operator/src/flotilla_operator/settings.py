@@ -23,6 +23,15 @@ def _number(name: str, default: float, minimum: float) -> float:
     return value
 
 
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name}: must be true or false, not {raw!r}")
+    return raw in ("true", "1", "yes")
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     """How often to resync, how many workers, where to serve health and metrics."""
@@ -35,10 +44,13 @@ class OperatorSettings:
     namespace: str | None
     watch_timeout_seconds: float
     crd_cache_seconds: float
+    apply_crd: bool
+    ingress_namespace: str
+    prometheus_namespace: str
 
     @classmethod
     def load(cls) -> OperatorSettings:
-        """Read FLOTILLA_OPERATOR_* (and WATCH_NAMESPACE); raise ``ConfigError`` naming a bad one."""
+        """Read FLOTILLA_* and WATCH_NAMESPACE; raise ``ConfigError`` naming a bad one."""
         return cls(
             resync_seconds=_number("FLOTILLA_OPERATOR_RESYNC_SECONDS", 60, 1),
             reapply_seconds=_number("FLOTILLA_OPERATOR_REAPPLY_SECONDS", 600, 0),
@@ -48,4 +60,9 @@ class OperatorSettings:
             namespace=os.environ.get("WATCH_NAMESPACE") or None,
             watch_timeout_seconds=_number("FLOTILLA_OPERATOR_WATCH_TIMEOUT_SECONDS", 300, 10),
             crd_cache_seconds=_number("FLOTILLA_OPERATOR_CRD_CACHE_SECONDS", 30, 0),
+            # Off where the operator may not write CRDs: then whoever installs it upgrades the CRD.
+            apply_crd=_flag("FLOTILLA_OPERATOR_APPLY_CRD", True),
+            # Where the ingress controller and Prometheus run: their pods may call every service.
+            ingress_namespace=os.environ.get("FLOTILLA_INGRESS_NAMESPACE") or "ingress-nginx",
+            prometheus_namespace=os.environ.get("FLOTILLA_PROMETHEUS_NAMESPACE") or "monitoring",
         )

@@ -11,6 +11,7 @@ PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 DEPENDENCIES_READY = "DependenciesReady"
 MONITORING = "MonitoringConfigured"
+MIGRATED = "Migrated"
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,47 @@ def rollout_conditions(deployment: dict[str, Any] | None, desired: int | None) -
         conditions.append(Condition(DEGRADED, True, reason, message or reason))
     else:
         conditions.append(Condition(DEGRADED, False, "AsExpected", "Nothing has failed."))
+    return conditions
+
+
+def job_finished(job: dict[str, Any]) -> str | None:
+    """``Complete`` or ``Failed`` once a Job is over (its pods gone), else None."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+            return str(condition["type"])
+    return None
+
+
+def migration_condition(job: dict[str, Any]) -> Condition:
+    """Migrated, read from the migration Job of the current revision."""
+    name = job["metadata"]["name"]
+    finished = job_finished(job)
+    if finished == "Complete":
+        return Condition(MIGRATED, True, "Succeeded", f"The migration Job {name} succeeded.")
+    if finished == "Failed":
+        failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+        detail = failed.get("message") or failed.get("reason") or "it failed"
+        return Condition(
+            MIGRATED,
+            False,
+            "Failed",
+            f"The migration Job {name} failed: {detail} (delete it to run it again).",
+        )
+    return Condition(MIGRATED, False, "Running", f"The migration Job {name} is running.")
+
+
+def with_migration(conditions: list[Condition], migrated: Condition) -> list[Condition]:
+    """Degraded=True when the migration failed, Progressing while it runs; Ready stays the Deployment's."""
+    if migrated.reason == "Failed":
+        return [
+            Condition(DEGRADED, True, "MigrationFailed", migrated.message) if c.type == DEGRADED else c
+            for c in conditions
+        ]
+    if migrated.reason == "Running":
+        return [
+            Condition(PROGRESSING, True, "Migrating", migrated.message) if c.type == PROGRESSING else c
+            for c in conditions
+        ]
     return conditions
 
 

@@ -1,0 +1,337 @@
+"""The Microservice CRD rejects bad values of every field, naming the field (server-side dry runs)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.rest import ApiException
+
+from tests.support.kube import temporary_namespace
+from tests.support.operator import GROUP, PLURAL, VERSION, microservice
+
+
+@pytest.fixture(scope="module")
+def space(kube: ApiClient, microservice_crd: None) -> Iterator[str]:
+    """One namespace for every dry run of this module (nothing is stored)."""
+    with temporary_namespace(kube) as name:
+        yield name
+
+
+def dry_run(kube: ApiClient, namespace: str, spec: dict[str, Any]) -> str | None:
+    """The API server's rejection message for a Microservice with ``spec``, or None if accepted."""
+    body = microservice("invalid")
+    body["spec"].update(spec)
+    try:
+        client.CustomObjectsApi(kube).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body, dry_run="All", field_validation="Strict"
+        )
+    except ApiException as exc:
+        assert exc.status in (400, 422), exc.body
+        return str(json.loads(exc.body)["message"])
+    return None
+
+
+def test_a_full_valid_spec_is_accepted(kube: ApiClient, space: str) -> None:
+    """The baseline the invalid cases differ from by one field."""
+    spec = {
+        "replicas": 2,
+        "migrate": True,
+        "env": [
+            {"name": "A", "value": "1"},
+            {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            {"name": "C", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ],
+        "envFrom": [{"configMapRef": {"name": "cm"}}, {"prefix": "X_", "secretRef": {"name": "s"}}],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": 1, "memory": "1Gi"}},
+        "ingress": {
+            "host": "shop.example.com",
+            "paths": ["/users", "/auth"],
+            "pathType": "Exact",
+            "tls": {"secretName": "shop-tls"},
+        },
+        "metrics": {"labels": {"release": "prometheus"}},
+        "disruptionBudget": {"minAvailable": "50%"},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [
+            {
+                "key": "dedicated",
+                "operator": "Equal",
+                "value": "shop",
+                "effect": "NoExecute",
+                "tolerationSeconds": 30,
+            },
+            {"operator": "Exists"},
+        ],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}
+        ],
+        "podAnnotations": {"example.com/team": "shop"},
+        "podLabels": {"team": "shop"},
+        "imagePullSecrets": [{"name": "registry"}],
+        "priorityClassName": "business-critical",
+        "volumes": [{"name": "cache", "emptyDir": {}}],
+        "volumeMounts": [{"name": "cache", "mountPath": "/var/cache/app"}],
+        "networkPolicy": {
+            "from": [
+                {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "test"}}},
+                {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}},
+            ]
+        },
+    }
+    assert dry_run(kube, space, spec) is None
+    assert dry_run(kube, space, {"ingress": {"path": "/orders"}}) is None  # the deprecated form
+
+
+INVALID_SPECS = [
+    ({"disruptionBudget": {"minAvailable": -1}}, "spec.disruptionBudget.minAvailable"),
+    ({"disruptionBudget": {"maxUnavailable": "150%"}}, "spec.disruptionBudget.maxUnavailable"),
+    ({"disruptionBudget": {"minAvailable": "half"}}, "spec.disruptionBudget.minAvailable"),
+    ({"ingress": {"path": "/a", "paths": ["/b"]}}, "spec.ingress"),
+    ({"ingress": {}}, "spec.ingress"),
+    ({"ingress": {"paths": ["users"]}}, "spec.ingress.paths"),
+    ({"ingress": {"paths": []}}, "spec.ingress.paths"),
+    ({"ingress": {"paths": ["/a"], "pathType": "ImplementationSpecific"}}, "spec.ingress.pathType"),
+    ({"ingress": {"paths": ["/a"], "className": "Not A Class"}}, "spec.ingress.className"),
+    ({"resources": {"requests": {"cpu": "lots"}}}, "spec.resources"),
+    ({"resources": {"requests": {"memory": "-1Gi"}}}, "spec.resources"),
+    ({"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}}, "spec.resources.limits"),
+    ({"metrics": {"labels": {"release": "not a value"}}}, "spec.metrics.labels"),
+    ({"metrics": {"labels": {"bad key!": "x"}}}, "spec.metrics.labels"),
+    ({"metrics": {"labels": {"app.kubernetes.io/managed-by": "me"}}}, "spec.metrics.labels"),
+    ({"env": [{"name": "A", "valueFrom": {}}]}, "spec.env[0].valueFrom"),
+    (
+        {"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s"}}}]},
+        "spec.env[0].valueFrom.secretKeyRef",
+    ),
+    ({"env": [{"name": "A", "valueFrom": {"somethingElse": {}}}]}, "spec.env[0].valueFrom"),
+    ({"envFrom": [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]}, "spec.envFrom"),
+    ({"envFrom": [{"configMap": {"name": "a"}}]}, "spec.envFrom"),
+    ({"nodeSelector": {"disk": "not valid!"}}, "spec.nodeSelector"),
+    ({"tolerations": [{"key": "a", "operator": "Maybe"}]}, "spec.tolerations[0].operator"),
+    ({"tolerations": [{"key": "a", "effect": "Sometimes"}]}, "spec.tolerations[0].effect"),
+    ({"tolerations": [{"key": "a", "operator": "Exists", "value": "x"}]}, "spec.tolerations"),
+    ({"tolerations": [{"key": "a", "tolerationSeconds": 10, "effect": "NoSchedule"}]}, "spec.tolerations"),
+    ({"affinity": {"nodeAffinityy": {}}}, "spec.affinity"),
+    (
+        {
+            "topologySpreadConstraints": [
+                {"maxSkew": 0, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}
+            ]
+        },
+        "spec.topologySpreadConstraints[0].maxSkew",
+    ),
+    (
+        {
+            "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "Whenever"}
+            ]
+        },
+        "spec.topologySpreadConstraints[0].whenUnsatisfiable",
+    ),
+    (
+        {"topologySpreadConstraints": [{"maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}]},
+        "spec.topologySpreadConstraints[0].topologyKey",
+    ),
+    ({"podLabels": {"app.kubernetes.io/name": "other"}}, "spec.podLabels"),
+    ({"podLabels": {"app.kubernetes.io/instance": "other"}}, "spec.podLabels"),
+    ({"podAnnotations": {"flotilla.dev/config-hash": "x"}}, "spec.podAnnotations"),
+    ({"imagePullSecrets": [{"name": "Bad_Name"}]}, "spec.imagePullSecrets[0].name"),
+    ({"imagePullSecrets": [{}]}, "spec.imagePullSecrets[0].name"),
+    ({"priorityClassName": "High Priority"}, "spec.priorityClassName"),
+    ({"volumes": [{"name": "tmp", "emptyDir": {}}]}, "spec.volumes[0].name"),
+    ({"volumes": [{"name": "secret-0", "emptyDir": {}}]}, "spec.volumes[0].name"),
+    ({"volumes": [{"emptyDir": {}}]}, "spec.volumes[0].name"),
+    (
+        {"volumes": [{"name": "c", "emptyDir": {}}], "volumeMounts": [{"name": "c", "mountPath": "rel"}]},
+        "spec.volumeMounts[0].mountPath",
+    ),
+    ({"volumeMounts": [{"name": "nowhere", "mountPath": "/x"}]}, "spec.volumeMounts"),
+    ({"networkPolicy": {"enabled": "yes"}}, "spec.networkPolicy.enabled"),
+    (
+        {"networkPolicy": {"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}},
+        "spec.networkPolicy.from[0].ipBlock.cidr",
+    ),
+    ({"networkPolicy": {"from": [{}]}}, "spec.networkPolicy.from[0]"),
+    ({"dependsOn": ["invalid"]}, "spec.dependsOn"),
+    ({"secretMounts": [{"secretName": "Bad Name", "mountPath": "/k"}]}, "spec.secretMounts[0].secretName"),
+    ({"probes": {"liveness": {"path": "/live z"}}}, "spec.probes.liveness.path"),
+    ({"image": "registry.example/app: 1.0"}, "spec.image"),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"), INVALID_SPECS, ids=[f"{f}-{i}" for i, (_, f) in enumerate(INVALID_SPECS)]
+)
+def test_an_invalid_value_is_rejected_naming_the_field(
+    kube: ApiClient, space: str, spec: dict[str, Any], field: str
+) -> None:
+    message = dry_run(kube, space, spec)
+    assert message is not None, f"accepted: {spec}"
+    assert field in message, message
+
+
+def test_every_spec_field_is_described(kube: ApiClient, microservice_crd: None) -> None:
+    """`kubectl explain microservice.spec.<field>` prints a description for every field, nested too."""
+    crd = client.ApiextensionsV1Api(kube).read_custom_resource_definition("microservices.flotilla.dev")
+    schema = kube.sanitize_for_serialization(crd)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    missing: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        for name, child in (node.get("properties") or {}).items():
+            here = f"{path}.{name}"
+            if not child.get("description"):
+                missing.append(here)
+            walk(child, here)
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+
+    walk(schema["properties"]["spec"], "spec")
+    walk(schema["properties"]["status"], "status")
+    assert not missing
+
+
+# --- Property-based: invalid values of each field, generated --------------------------------
+
+PRINTABLE = st.characters(min_codepoint=32, max_codepoint=126)
+TEXT = st.text(PRINTABLE, max_size=40) | st.text(max_size=10).filter(lambda s: s.isprintable())
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+PERCENT = re.compile(r"(100|[1-9]?[0-9])%")
+INT32 = {"min_value": -(2**31), "max_value": 2**31 - 1}
+
+
+def _not(pattern: re.Pattern[str], max_length: int = 253) -> st.SearchStrategy[str]:
+    return TEXT.filter(lambda s: not pattern.fullmatch(s) or len(s) > max_length)
+
+
+def _count_or_percent() -> st.SearchStrategy[Any]:
+    return st.integers(min_value=-(2**31), max_value=-1) | TEXT.filter(lambda s: not PERCENT.fullmatch(s))
+
+
+def _quantity() -> st.SearchStrategy[Any]:
+    # A character no quantity has (or nothing at all): never a valid quantity, whatever else.
+    words = TEXT.filter(lambda s: s == "" or re.search(r"[^0-9.eEinumkKMGTP+-]", s) is not None)
+    return st.integers(min_value=-(2**31), max_value=-1) | words
+
+
+# (field named in the message, strategy of spec fragments with one invalid value)
+GENERATED: list[tuple[str, st.SearchStrategy[dict[str, Any]]]] = [
+    ("spec.port", st.integers(**INT32).filter(lambda n: not 1 <= n <= 65535).map(lambda n: {"port": n})),
+    (
+        "spec.replicas",
+        st.integers(**INT32).filter(lambda n: not 0 <= n <= 1000).map(lambda n: {"replicas": n}),
+    ),
+    (
+        "spec.disruptionBudget.minAvailable",
+        _count_or_percent().map(lambda v: {"disruptionBudget": {"minAvailable": v}}),
+    ),
+    (
+        "spec.disruptionBudget.maxUnavailable",
+        _count_or_percent().map(lambda v: {"disruptionBudget": {"maxUnavailable": v}}),
+    ),
+    (
+        "spec.ingress.paths",
+        TEXT.filter(lambda s: not re.fullmatch(r"/[!-~]*", s)).map(lambda p: {"ingress": {"paths": [p]}}),
+    ),
+    (
+        "spec.ingress.pathType",
+        TEXT.filter(lambda s: s not in ("Prefix", "Exact")).map(
+            lambda t: {"ingress": {"paths": ["/"], "pathType": t}}
+        ),
+    ),
+    ("spec.ingress.host", _not(DNS_NAME).map(lambda h: {"ingress": {"paths": ["/"], "host": h}})),
+    (
+        "spec.ingress.className",
+        _not(DNS_SUBDOMAIN).map(lambda c: {"ingress": {"paths": ["/"], "className": c}}),
+    ),
+    ("spec.resources", _quantity().map(lambda q: {"resources": {"requests": {"cpu": q}}})),
+    (
+        "spec.metrics.interval",
+        TEXT.filter(lambda s: not re.fullmatch(r"[0-9]+(ms|s|m|h)", s)).map(
+            lambda i: {"metrics": {"interval": i}}
+        ),
+    ),
+    ("spec.metrics.labels", _not(LABEL_VALUE, 63).map(lambda v: {"metrics": {"labels": {"release": v}}})),
+    (
+        "spec.autoscaling.targetCPUUtilizationPercentage",
+        st.integers(**INT32)
+        .filter(lambda n: not 1 <= n <= 100)
+        .map(lambda n: {"autoscaling": {"maxReplicas": 2, "targetCPUUtilizationPercentage": n}}),
+    ),
+    ("spec.nodeSelector", _not(LABEL_VALUE, 63).map(lambda v: {"nodeSelector": {"disk": v}})),
+    (
+        "spec.tolerations",
+        TEXT.filter(lambda s: s not in ("Exists", "Equal")).map(
+            lambda o: {"tolerations": [{"key": "k", "operator": o}]}
+        ),
+    ),
+    (
+        "spec.topologySpreadConstraints",
+        st.integers(**INT32)
+        .filter(lambda n: not 1 <= n <= 1000)
+        .map(
+            lambda n: {
+                "topologySpreadConstraints": [
+                    {"maxSkew": n, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}
+                ]
+            }
+        ),
+    ),
+    ("spec.podLabels", _not(LABEL_VALUE, 63).map(lambda v: {"podLabels": {"team": v}})),
+    ("spec.priorityClassName", _not(DNS_SUBDOMAIN).map(lambda n: {"priorityClassName": n})),
+    ("spec.imagePullSecrets", _not(DNS_SUBDOMAIN).map(lambda n: {"imagePullSecrets": [{"name": n}]})),
+    (
+        "spec.volumes",
+        (
+            st.just("tmp")
+            | TEXT.map(lambda s: f"secret-{s}")
+            | _not(re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"), 63)
+        ).map(lambda n: {"volumes": [{"name": n, "emptyDir": {}}]}),
+    ),
+    (
+        "spec.volumeMounts",
+        TEXT.filter(lambda s: not s.startswith("/") or s in ("/", "/tmp")).map(
+            lambda p: {
+                "volumes": [{"name": "v", "emptyDir": {}}],
+                "volumeMounts": [{"name": "v", "mountPath": p}],
+            }
+        ),
+    ),
+    (
+        "spec.networkPolicy.from",
+        TEXT.filter(lambda s: not re.fullmatch(r"[0-9a-fA-F.:]+/[0-9]{1,3}", s)).map(
+            lambda c: {"networkPolicy": {"from": [{"ipBlock": {"cidr": c}}]}}
+        ),
+    ),
+    ("spec.serviceAccountName", _not(DNS_SUBDOMAIN).map(lambda n: {"serviceAccountName": n})),
+]
+
+
+@pytest.mark.parametrize(("field", "invalid"), GENERATED, ids=[field for field, _ in GENERATED])
+def test_generated_invalid_values_are_rejected_naming_the_field(
+    kube: ApiClient, space: str, field: str, invalid: st.SearchStrategy[dict[str, Any]]
+) -> None:
+    @settings(
+        max_examples=15,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+    )
+    @given(invalid)
+    def rejected(spec: dict[str, Any]) -> None:
+        message = dry_run(kube, space, spec)
+        assert message is not None, f"accepted: {spec}"
+        assert field in message, message
+
+    rejected()
