@@ -6,14 +6,14 @@ PY := $(VENV)/bin/python
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: venv
 venv: ## Create or refresh the virtualenv (.venv) with the services and tools
 	@scripts/venv.sh
 
 .PHONY: run
-run: ## Run the three services on embedded defaults, with an example flow (Ctrl-C stops)
+run: ## Run every service of the list on embedded defaults, with an example flow (Ctrl-C stops)
 	@scripts/run.sh
 
 .PHONY: lint
@@ -22,7 +22,7 @@ lint: venv ## ruff (lint and format check) and mypy
 	@$(VENV)/bin/ruff check services operator scripts tests
 	@$(VENV)/bin/ruff format --check services operator scripts tests
 	@echo "==> mypy"
-	@$(VENV)/bin/mypy services/kit/src services/users/src services/catalog/src services/orders/src operator/src scripts/dashboards.py services/kit/tests operator/tests tests
+	@$(VENV)/bin/mypy services/*/src operator/src scripts/dashboards.py scripts/services.py services/kit/tests operator/tests tests
 
 .PHONY: postgres-up
 postgres-up: ## Start the test PostgreSQL (installs it from apt when missing)
@@ -49,7 +49,7 @@ node-up: ## Start (or reuse) the control plane and a real node: containerd, kube
 	@scripts/cluster/node-up.sh
 
 .PHONY: images
-images: ## Build the platform's images with buildah and import them into the node's containerd
+images: ## Build the platform's images (every service from services/Dockerfile) with buildah and import them into the node's containerd
 	@scripts/images.sh platform >/dev/null
 
 .PHONY: up
@@ -73,7 +73,7 @@ kind-up: ## Create the kind cluster of k8s/kind-config.yaml (needs Docker and ki
 	@kubectl --context kind-flotilla apply -f k8s/namespace.yaml
 
 .PHONY: deploy
-deploy: ## helm upgrade --install the umbrella chart into the current KUBECONFIG (namespace flotilla)
+deploy: ## helm upgrade --install the umbrella chart (operator, services, PostgreSQL) into the current KUBECONFIG (namespace flotilla)
 	@helm dependency build charts/flotilla >/dev/null
 	@helm upgrade --install flotilla charts/flotilla --namespace flotilla --create-namespace --wait
 

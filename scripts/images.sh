@@ -3,8 +3,9 @@
 # registry is used), and import them into the node's containerd (namespace k8s.io).
 #   scripts/images.sh base        the Debian base with Python (debootstrap)
 #   scripts/images.sh node        the base, pause, CoreDNS, Traefik and local-path images
-#   scripts/images.sh platform    PostgreSQL, the three services and the operator (the project's
-#                                 own Dockerfiles); prints KEY=IMAGE lines for helm on stdout
+#   scripts/images.sh platform    PostgreSQL, every service of the list (scripts/services.py,
+#                                 each from services/Dockerfile) and the operator; prints
+#                                 NAME=IMAGE lines for helm on stdout
 # An image is rebuilt only when the hash of its inputs changes; its archive is kept in
 # ~/.cache/flotilla/images.
 set -euo pipefail
@@ -45,7 +46,8 @@ import_image() {  # import_image REFERENCE ARCHIVE
 
 # Keep the image's archive (for import after `make down`) and import it.
 publish() {  # publish REFERENCE
-  local reference=$1 archive="$ARCHIVES/$(echo "$1" | tr '/:' '__').tar"
+  local reference=$1 archive
+  archive="$ARCHIVES/$(echo "$1" | tr '/:' '__').tar"
   if [ ! -f "$archive" ]; then
     rm -f "$archive.new"
     bh push --quiet "$reference" "docker-archive:$archive.new:$reference" >/dev/null
@@ -129,17 +131,21 @@ build_pause() {
   build_binary_image "$PAUSE_IMAGE" "$binary" 65535:65535
 }
 
-# An image of one of the project's Dockerfiles, built on the local base.
+# An image of one of the project's Dockerfiles, built on the local base. BUILD_ARGS (an array
+# of KEY=VALUE) adds build arguments; they are part of the image's inputs.
+BUILD_ARGS=()
 build_dockerfile() {  # build_dockerfile NAME DOCKERFILE CONTEXT INPUT...
   local name=$1 dockerfile=$2 context=$3; shift 3
-  local reference started=$SECONDS
-  reference="localhost/flotilla/$name:$(inputs_hash "$name $(bh images --quiet --no-trunc "$BASE_IMAGE")" -- "$@")"
+  local reference started=$SECONDS words=$name argument build_args=()
+  for argument in "${BUILD_ARGS[@]}"; do build_args+=(--build-arg "$argument"); words+=" $argument"; done
+  reference="localhost/flotilla/$name:$(inputs_hash "$words $(bh images --quiet --no-trunc "$BASE_IMAGE")" \
+    -- "$@")"
   if ! built "$reference"; then
-    log_step "building $reference from ${dockerfile#"$ROOT"/}"
+    log_step "building $reference from ${dockerfile#"$ROOT"/}${BUILD_ARGS[*]:+ (${BUILD_ARGS[*]})}"
     # The build stage installs from PyPI: it shares the host's network (and its DNS).
     with_progress "building $name" logged "$IMAGE_CACHE/build-$name.log" bh build --quiet --layers --pull=never \
       --network host --build-arg "PYTHON_IMAGE=$BASE_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-      -f "$dockerfile" -t "$reference" "$context" \
+      "${build_args[@]}" -f "$dockerfile" -t "$reference" "$context" \
       || { tail -n 30 "$IMAGE_CACHE/build-$name.log" >&2; die "building the $name image failed"; }
     log_note "$name built in $(elapsed $((SECONDS - started)))"
     remove_stale "$reference"
@@ -163,9 +169,11 @@ case $what in
     build_base
     echo "postgresql=$(build_dockerfile postgresql "$CLUSTER_SCRIPTS/images/postgresql/Dockerfile" \
       "$CLUSTER_SCRIPTS/images/postgresql" scripts/cluster/images/postgresql)"
-    for service in users catalog orders; do
-      echo "$service=$(build_dockerfile "$service" "$ROOT/services/$service/Dockerfile" "$ROOT/services" \
-        services/kit "services/$service")"
+    services=$(service_names)
+    for service in $services; do
+      # In the substitution's subshell: the build argument stays with this one build.
+      echo "$service=$(BUILD_ARGS=("SERVICE=$service"); build_dockerfile "$service" "$ROOT/services/Dockerfile" \
+        "$ROOT/services" services/Dockerfile services/.dockerignore services/kit "services/$service")"
     done
     echo "operator=$(build_dockerfile operator "$ROOT/operator/Dockerfile" "$ROOT/operator" operator)"
     ;;

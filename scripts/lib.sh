@@ -1,4 +1,5 @@
 # Shared shell helpers for the project's scripts (sourced, not run).
+# shellcheck shell=bash
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${FLOTILLA_VENV:-$ROOT/.venv}"
@@ -7,6 +8,17 @@ PYTHON_BIN="${PYTHON:-python3}"
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 note() { printf '    %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The platform's services, one name a line, in the order of the umbrella chart's services map
+# (scripts/services.py reads it).
+service_names() {
+  local python="$VENV/bin/python" listed
+  [ -x "$python" ] || python=$PYTHON_BIN
+  listed=$("$python" "$ROOT/scripts/services.py" names) \
+    || die "cannot read the list of services (scripts/services.py names; it needs PyYAML)"
+  [ -n "$listed" ] || die "the services map of charts/flotilla/values.yaml has no enabled service"
+  echo "$listed"
+}
 
 # Run a command as root: directly when we are root, else through sudo.
 as_root() {

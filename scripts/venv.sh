@@ -13,10 +13,12 @@ fi
 step "preparing the Python virtualenv in ${VENV#"$ROOT"/}"
 [ -x "$VENV/bin/python" ] || "$PYTHON_BIN" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
-note "installing the kit, the three services, the operator and the development tools"
+note "installing the kit, every service, the operator and the development tools"
+# Every folder of services/ with a pyproject.toml: the kit and the services (a new service's
+# console script, flotilla-N, is there as soon as its folder is).
+packages=()
+for project in "$ROOT"/services/*/pyproject.toml; do packages+=(-e "$(dirname "$project")"); done
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-  -r "$ROOT/requirements-dev.txt" \
-  -e "$ROOT/services/kit" -e "$ROOT/services/users" -e "$ROOT/services/catalog" -e "$ROOT/services/orders" \
-  -e "$ROOT/operator"
+  -r "$ROOT/requirements-dev.txt" "${packages[@]}" -e "$ROOT/operator"
 echo "$inputs" > "$stamp"
 note "virtualenv ready"

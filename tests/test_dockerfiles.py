@@ -1,4 +1,5 @@
-"""Every Dockerfile passes hadolint and keeps the image rules: multi-stage, non-root, no compilers."""
+"""Every Dockerfile passes hadolint and keeps the image rules: multi-stage, non-root, no compilers;
+one Dockerfile builds any service."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCKERFILES = sorted([*ROOT.glob("services/*/Dockerfile"), ROOT / "operator" / "Dockerfile"])
+SERVICE_DOCKERFILE = ROOT / "services" / "Dockerfile"
+DOCKERFILES = [SERVICE_DOCKERFILE, ROOT / "operator" / "Dockerfile"]
 # Images of the local node only (make up), not published: hadolint checks them too.
 NODE_DOCKERFILES = sorted(ROOT.glob("scripts/cluster/images/*/Dockerfile"))
 HADOLINT = Path(sys.executable).parent / "hadolint"
@@ -31,6 +33,23 @@ def test_images_are_multi_stage_non_root_and_parametrised(dockerfile: Path) -> N
     assert "org.opencontainers.image.source" in text
     final_stage = text.split("\nFROM ")[-1]
     assert "pip wheel" not in final_stage and "gcc" not in final_stage
-    assert (dockerfile.parent.parent / ".dockerignore").exists() or (
-        dockerfile.parent / ".dockerignore"
-    ).exists()
+    assert (dockerfile.parent / ".dockerignore").exists()
+
+
+def test_no_service_has_a_dockerfile_of_its_own() -> None:
+    """Adding a service is a folder and a map entry: services/Dockerfile builds it by name."""
+    assert sorted(ROOT.glob("services/*/Dockerfile")) == []
+
+
+def test_the_service_dockerfile_builds_the_named_service_and_runs_its_console_script() -> None:
+    text = SERVICE_DOCKERFILE.read_text()
+    build_stage, final_stage = text.split("\nFROM ")[1:]
+    assert re.search(r"^ARG SERVICE$", build_stage, flags=re.MULTILINE)
+    assert re.search(r"^ARG SERVICE$", final_stage, flags=re.MULTILINE)
+    # Refuses to build without a name, before copying anything.
+    assert build_stage.index('"" )') < build_stage.index("COPY")
+    assert "COPY kit ./kit" in build_stage and "COPY ${SERVICE} ./${SERVICE}" in build_stage
+    assert 'org.opencontainers.image.title="flotilla-${SERVICE}"' in final_stage
+    assert 'org.opencontainers.image.version="${VERSION}"' in final_stage
+    assert "exec flotilla-%s" in final_stage and 'command -v "flotilla-${SERVICE}"' in final_stage
+    assert final_stage.rstrip().endswith('ENTRYPOINT ["/usr/local/bin/flotilla-service"]\nCMD ["serve"]')

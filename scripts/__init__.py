@@ -1,0 +1,1 @@
+"""The project's scripts; ``scripts.services`` is importable for the tests."""
