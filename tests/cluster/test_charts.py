@@ -1,28 +1,91 @@
-"""The Helm charts, checked by helm itself and by the real API server (server-side dry run)."""
+"""The Helm charts, checked by helm itself and by the real API server (server-side dry run).
+
+The umbrella chart deploys the services as Microservice resources only, one per entry of its
+``services:`` map; the operator renders their workloads (the install test runs it)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from tests.support.kube import ROOT, temporary_namespace, tool
+from scripts.services import services
+from tests.support.kube import BIN, ROOT, temporary_namespace, tool, wait_for
+from tests.support.operator import GROUP, PLURAL, VERSION, OperatorProcess
 
 CHARTS = ROOT / "charts"
-SERVICE_CHARTS = ["users", "catalog", "orders"]
-ALL_CHARTS = ["flotilla-lib", *SERVICE_CHARTS, "flotilla-operator", "flotilla"]
+UMBRELLA = str(CHARTS / "flotilla")
+ALL_CHARTS = ["flotilla-lib", "flotilla-operator", "flotilla"]
 MONITORING_API = "monitoring.coreos.com/v1/ServiceMonitor"
 RULES_API = "monitoring.coreos.com/v1/PrometheusRule"
+# The kinds that only the operator may render for a service.
+WORKLOAD_KINDS = {
+    "Deployment",
+    "Service",
+    "Ingress",
+    "NetworkPolicy",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "ServiceMonitor",
+}
+SERVICES = services()
+DATABASES = [name for name, entry in SERVICES.items() if entry.get("database")]
+FOURTH = {"image": "registry.example/flotilla/hello:1.0", "ingress": {"paths": ["/hello"]}}
+
+Documents = list[dict[str, Any]]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def dependencies() -> None:
-    for chart in [*SERVICE_CHARTS, "flotilla-operator", "flotilla"]:  # the umbrella last: it packs the others
+    for chart in ("flotilla-operator", "flotilla"):  # the umbrella last: it packs the operator's
         built = tool("helm", "dependency", "build", str(CHARTS / chart))
         assert built.returncode == 0, built.stderr
+
+
+def template(*args: str, release: str = "fl", namespace: str = "default") -> Documents:
+    """``helm template`` of the umbrella chart, as documents."""
+    rendered = tool("helm", "template", release, UMBRELLA, "-n", namespace, *args)
+    assert rendered.returncode == 0, rendered.stderr
+    return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+
+
+def of_kind(documents: Documents, kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == kind}
+
+
+def env_of(microservice: dict[str, Any]) -> dict[str, Any]:
+    """name -> value, or name -> (secret, key) for a secretKeyRef."""
+    found: dict[str, Any] = {}
+    for entry in microservice["spec"].get("env", []):
+        reference = (entry.get("valueFrom") or {}).get("secretKeyRef")
+        found[entry["name"]] = (reference["name"], reference["key"]) if reference else entry.get("value")
+    return found
+
+
+def pod_specs(documents: Documents) -> dict[str, dict[str, Any]]:
+    """kind/name -> pod spec of every pod the chart itself makes."""
+    specs = {}
+    for doc in documents:
+        if doc["kind"] == "Pod":
+            specs[f"Pod/{doc['metadata']['name']}"] = doc["spec"]
+        elif "template" in (doc.get("spec") or {}) and doc["kind"] != "Microservice":
+            specs[f"{doc['kind']}/{doc['metadata']['name']}"] = doc["spec"]["template"]["spec"]
+    return specs
+
+
+def sets(values: dict[str, str]) -> list[str]:
+    return [argument for key, value in values.items() for argument in ("--set", f"{key}={value}")]
+
+
+# --- helm itself ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("chart", ALL_CHARTS)
@@ -32,130 +95,382 @@ def test_helm_lint_strict(chart: str) -> None:
     assert "0 chart(s) failed" in result.stdout
 
 
-@pytest.mark.parametrize("chart", SERVICE_CHARTS)
-def test_service_charts_render_what_the_api_server_accepts(chart: str, namespace: str) -> None:
-    rendered = tool("helm", "template", chart, str(CHARTS / chart), "--namespace", namespace)
-    assert rendered.returncode == 0, rendered.stderr
-    kinds = {doc["kind"] for doc in yaml.safe_load_all(rendered.stdout) if doc}
-    assert kinds == {"Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"}
-    checked = tool("kubectl", "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=rendered.stdout)
-    assert checked.returncode == 0, checked.stderr
-
-
-def test_no_pod_gets_docker_link_variables() -> None:
-    """A Service named like a setting (flotilla-operator-metrics) would set FLOTILLA_OPERATOR_METRICS_PORT."""
-    rendered = tool(
-        "helm", "template", "flotilla", str(CHARTS / "flotilla"), "--set", "operator.enabled=true"
+def test_helm_template_works_without_a_cluster(tmp_path: Any) -> None:
+    """GitOps renders with no cluster to look up: the generated Secrets are simply new."""
+    result = subprocess.run(
+        [str(BIN / "helm"), "template", "fl", UMBRELLA],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "KUBECONFIG": str(tmp_path / "no-such-kubeconfig")},
     )
-    assert rendered.returncode == 0, rendered.stderr
-    workloads = [
-        doc
-        for doc in yaml.safe_load_all(rendered.stdout)
-        if doc and doc["kind"] in {"Deployment", "StatefulSet"}
-    ]
-    assert {doc["metadata"]["name"] for doc in workloads} >= {
-        "users",
-        "catalog",
-        "orders",
-        "flotilla-operator",
+    assert result.returncode == 0, result.stderr
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert kinds.count("Microservice") == len(SERVICES) and kinds.count("Secret") == 2
+
+
+# --- what the umbrella renders ----------------------------------------------------------------
+
+
+def test_the_umbrella_renders_the_services_only_as_microservices() -> None:
+    documents = template("--api-versions", MONITORING_API)
+    microservices = of_kind(documents, "Microservice")
+    assert list(microservices) == sorted(SERVICES)
+    for kind in WORKLOAD_KINDS:
+        assert not set(of_kind(documents, kind)) & set(SERVICES), f"a {kind} of a service in the chart"
+    # The operator's own Deployment is the chart's one Deployment.
+    assert list(of_kind(documents, "Deployment")) == ["flotilla-operator"]
+    assert set(of_kind(documents, "StatefulSet")) == {f"fl-{name}-postgresql" for name in DATABASES}
+    assert set(of_kind(documents, "NetworkPolicy")) == {f"fl-{name}-postgresql" for name in DATABASES}
+    for name, microservice in microservices.items():
+        labels = microservice["metadata"]["labels"]
+        assert (
+            labels["app.kubernetes.io/instance"] == "fl" and labels["app.kubernetes.io/managed-by"] == "Helm"
+        )
+        assert microservice["spec"]["image"] == f"flotilla/{name}:0.1.0"
+        assert not {"enabled", "database", "oauthClient", "tokenIssuer"} & set(microservice["spec"]), name
+
+
+def test_the_microservices_carry_the_wiring_of_the_map() -> None:
+    microservices = of_kind(template(), "Microservice")
+    users, catalog, orders = (microservices[name]["spec"] for name in ("users", "catalog", "orders"))
+    assert "dependsOn" not in users
+    assert catalog["dependsOn"] == ["users"] and orders["dependsOn"] == ["users", "catalog"]
+    assert users["ingress"]["paths"] == ["/users", "/auth", "/oauth", "/.well-known"]
+    assert catalog["ingress"]["paths"] == ["/products"] and orders["ingress"]["paths"] == ["/orders"]
+    assert env_of(microservices["users"]) == {
+        "DATABASE_URL": ("fl-flotilla", "users-database-url"),
+        "JWT_KEYS_DIR": "/etc/flotilla/jwt-keys",
+        "OAUTH_CLIENTS": "orders",
+        "OAUTH_CLIENT_ORDERS_SECRET": ("fl-flotilla", "orders-client-secret"),
+        "OAUTH_CLIENT_ORDERS_SCOPES": "reservations:write",
+        "ADMIN_EMAIL": "admin@flotilla.local",
+        "ADMIN_PASSWORD": ("fl-flotilla", "admin-password"),
     }
-    assert all(doc["spec"]["template"]["spec"]["enableServiceLinks"] is False for doc in workloads)
+    assert users["secretMounts"] == [{"secretName": "fl-jwt-keys", "mountPath": "/etc/flotilla/jwt-keys"}]
+    assert env_of(microservices["catalog"]) == {"DATABASE_URL": ("fl-flotilla", "catalog-database-url")}
+    assert env_of(microservices["orders"]) == {
+        "DATABASE_URL": ("fl-flotilla", "orders-database-url"),
+        "ORDERS_CLIENT_SECRET": ("fl-flotilla", "orders-client-secret"),
+    }
+    test_pod = {
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/component": "test", "app.kubernetes.io/instance": "fl"}
+        }
+    }
+    for spec in (users, catalog, orders):
+        assert spec["replicas"] == 2 and spec["migrate"] is True
+        assert spec["disruptionBudget"] == {"minAvailable": 1}
+        assert spec["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
+        assert spec["networkPolicy"] == {"enabled": True, "from": [test_pod]}
+        assert "host" not in spec["ingress"] and "className" not in spec["ingress"]
 
 
-def test_service_chart_values_are_validated_by_the_schema() -> None:
-    result = tool("helm", "template", "x", str(CHARTS / "users"), "--set", "containerPort=70000")
-    assert result.returncode != 0
-    assert "containerPort" in result.stderr
-
-
-def test_a_service_monitor_renders_when_the_cluster_has_its_crd() -> None:
-    rendered = tool(
-        "helm",
-        "template",
-        "users",
-        str(CHARTS / "users"),
-        "--api-versions",
-        "monitoring.coreos.com/v1/ServiceMonitor",
-        "--set",
-        "serviceMonitor.labels.release=prom",
+def test_release_wide_ingress_metrics_and_image_settings_reach_every_entry() -> None:
+    documents = template(
+        *sets(
+            {
+                "ingress.host": "shop.example.com",
+                "ingress.className": "traefik",
+                "ingress.tls.enabled": "true",
+                "ingress.tls.clusterIssuer": "letsencrypt",
+                "global.serviceMonitor.labels.release": "prom",
+                "services.catalog.metrics.labels.team": "shop",
+                "global.imageRegistry": "registry.example:5000",
+                "global.imageTag": "2.0",
+                "services.orders.image": "mirror.example/orders@sha256:" + "a" * 64,
+            }
+        )
     )
-    assert rendered.returncode == 0, rendered.stderr
-    monitors = [d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "ServiceMonitor"]
-    assert len(monitors) == 1
-    assert monitors[0]["metadata"]["labels"]["release"] == "prom"
+    microservices = of_kind(documents, "Microservice")
+    for name, microservice in microservices.items():
+        assert microservice["spec"]["ingress"] | {"paths": None} == {
+            "paths": None,
+            "host": "shop.example.com",
+            "className": "traefik",
+            "tls": {"secretName": "flotilla-tls", "clusterIssuer": "letsencrypt"},
+        }, name
+        expected = {"release": "prom"} | ({"team": "shop"} if name == "catalog" else {})
+        assert microservice["spec"]["metrics"]["labels"] == expected
+    assert microservices["users"]["spec"]["image"] == "registry.example:5000/flotilla/users:2.0"
+    assert microservices["orders"]["spec"]["image"] == "mirror.example/orders@sha256:" + "a" * 64
+    operator = of_kind(documents, "Deployment")["flotilla-operator"]
+    assert operator["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example:5000/flotilla/operator:2.0"
+    )
 
 
-MATRIX = {
-    "default": [],
-    "operator-mode": ["--set", "global.mode=operator", "--set", "operator.enabled=true"],
-    "monitoring-off": [
-        *("--set", "users.serviceMonitor.enabled=false", "--set", "catalog.serviceMonitor.enabled=false"),
-        *("--set", "orders.serviceMonitor.enabled=false", "--set", "networkPolicy.enabled=false"),
-        *("--set", "monitoring.alerts.enabled=false", "--set", "monitoring.dashboards.enabled=false"),
+def _masked(documents: Documents) -> list[str]:
+    """The documents as text, with the random generated values and the test pod's list of
+    services left out (everything else must be identical between renders)."""
+    masked = []
+    for original in documents:
+        doc = json.loads(json.dumps(original))
+        if doc["kind"] == "Secret":
+            doc["data"] = sorted(doc["data"])
+        if doc["kind"] == "Pod":
+            doc["spec"]["containers"][0]["args"] = doc["spec"]["containers"][0]["args"][:1]
+        masked.append(json.dumps(doc, sort_keys=True))
+    return masked
+
+
+def test_a_fourth_map_entry_renders_a_fourth_microservice_and_nothing_else() -> None:
+    before = template()
+    after = template("--set-json", f"services.hello={json.dumps(FOURTH)}")
+    added = [doc for doc in _masked(after) if doc not in _masked(before)]
+    assert [json.loads(doc)["kind"] + "/" + json.loads(doc)["metadata"]["name"] for doc in added] == [
+        "Microservice/hello"
+    ]
+    assert len(after) == len(before) + 1
+    hello = of_kind(after, "Microservice")["hello"]["spec"]
+    assert hello["image"] == FOURTH["image"] and hello["ingress"]["paths"] == ["/hello"]
+    assert hello["replicas"] == 2 and "env" not in hello  # no database, no client: nothing injected
+    test_pod = next(doc for doc in after if doc["kind"] == "Pod")
+    assert test_pod["spec"]["containers"][0]["args"][1:] == sorted([*SERVICES, "hello"])
+
+
+def test_a_disabled_entry_renders_nothing() -> None:
+    documents = template("--set", "services.catalog.enabled=false")
+    assert "catalog" not in of_kind(documents, "Microservice")
+    assert "fl-catalog-postgresql" not in of_kind(documents, "StatefulSet")
+    test_pod = next(doc for doc in documents if doc["kind"] == "Pod")
+    assert "catalog" not in test_pod["spec"]["containers"][0]["args"]
+
+
+def test_each_database_admits_only_its_own_service() -> None:
+    documents = template()
+    policies = of_kind(documents, "NetworkPolicy")
+    for name in DATABASES:
+        policy = policies[f"fl-{name}-postgresql"]["spec"]
+        statefulset = of_kind(documents, "StatefulSet")[f"fl-{name}-postgresql"]
+        pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+        assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+        assert pod_labels["app.kubernetes.io/component"] == f"{name}-database"
+        assert policy["policyTypes"] == ["Ingress"]
+        assert policy["ingress"] == [
+            {
+                "ports": [{"port": 5432, "protocol": "TCP"}],
+                "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}],
+            }
+        ]
+        # The selector picks this database's pods, no other's.
+        others = [
+            of_kind(documents, "StatefulSet")[f"fl-{other}-postgresql"]["spec"]["template"]["metadata"][
+                "labels"
+            ]
+            for other in DATABASES
+            if other != name
+        ]
+        assert not any(policy["podSelector"]["matchLabels"].items() <= labels.items() for labels in others)
+        environment = {e["name"]: e for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert environment["FLOTILLA_DATABASE"]["value"] == name
+
+
+def test_network_policies_off_turns_them_off_on_every_microservice() -> None:
+    documents = template("--set", "networkPolicy.enabled=false")
+    assert not of_kind(documents, "NetworkPolicy")
+    for microservice in of_kind(documents, "Microservice").values():
+        assert microservice["spec"]["networkPolicy"] == {"enabled": False}
+
+
+def test_existing_secrets_render_no_secret_and_are_referenced() -> None:
+    documents = template(
+        *sets({"secrets.existingSecret": "shop-credentials", "secrets.existingJwtKeysSecret": "shop-jwt"})
+    )
+    assert not of_kind(documents, "Secret")
+    users = of_kind(documents, "Microservice")["users"]
+    assert env_of(users)["ADMIN_PASSWORD"] == ("shop-credentials", "admin-password")
+    assert users["spec"]["secretMounts"][0]["secretName"] == "shop-jwt"
+    for name in DATABASES:
+        microservice = of_kind(documents, "Microservice")[name]
+        assert env_of(microservice)["DATABASE_URL"] == ("shop-credentials", f"{name}-database-url")
+        container = of_kind(documents, "StatefulSet")[f"fl-{name}-postgresql"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        references = {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
+        assert references == {"shop-credentials"}
+
+
+def test_each_external_database_needs_its_url() -> None:
+    *given, missing = DATABASES
+    urls = {f"externalDatabase.{name}.url": f"postgresql://{name}:pw@db:5432/{name}" for name in given}
+    rendered = tool("helm", "template", "fl", UMBRELLA, "--set", "postgresql.enabled=false", *sets(urls))
+    assert rendered.returncode != 0
+    assert f"externalDatabase.{missing}.url is required when postgresql.enabled is false" in rendered.stderr
+
+
+# A bad value -> what the error must name.
+BAD_VALUES = {
+    "services.users.replicas=-1": "replicas",
+    "services.Bad_Name.port=8000": "Bad_Name",
+    "services.orders.oauthClient.scopes=": "scopes",
+    "services.catalog.database=yes": "database",
+    "services.catalog.ingress.paths[0]=products": "paths",
+    "global.mode=operator": "mode",
+    "networkPolicy.ingressControllerNamespace=": "ingressControllerNamespace",
+    "operator.replicaCount=2": "replicaCount",
+    "externalDatabase.users.url=mysql://db/users": "url",
+}
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_the_schema_rejects_a_bad_value_naming_it(value: str) -> None:
+    result = tool("helm", "template", "fl", UMBRELLA, "--set", value)
+    assert result.returncode != 0, f"{value} accepted"
+    assert BAD_VALUES[value] in result.stderr, result.stderr
+
+
+def test_a_token_issuer_is_needed_by_an_oauth_client() -> None:
+    result = tool("helm", "template", "fl", UMBRELLA, "--set", "services.users.enabled=false")
+    assert result.returncode != 0
+    assert "services.orders.oauthClient needs an enabled service with tokenIssuer" in result.stderr
+
+
+# --- every pod: requests, no links; the operator's Deployment and RBAC -------------------------
+
+
+def test_every_pod_the_charts_make_has_resource_requests_and_no_docker_links() -> None:
+    """A Service named like a setting (flotilla-operator-metrics) would set FLOTILLA_OPERATOR_METRICS_PORT."""
+    specs = pod_specs(template())
+    assert set(specs) >= {
+        "Deployment/flotilla-operator",
+        "Pod/fl-test-readyz",
+        *(f"StatefulSet/fl-{name}-postgresql" for name in DATABASES),
+    }
+    for what, spec in specs.items():
+        assert spec["enableServiceLinks"] is False, what
+        for container in spec["containers"] + spec.get("initContainers", []):
+            assert container["resources"]["requests"], f"{what}: {container['name']} has no requests"
+
+
+def test_the_operator_is_ready_on_healthz_and_takes_its_namespaces_from_the_release() -> None:
+    documents = template("--set", "networkPolicy.ingressControllerNamespace=traefik")
+    container = of_kind(documents, "Deployment")["flotilla-operator"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == container["readinessProbe"]["httpGet"]
+    environment = {e["name"]: e for e in container["env"]}
+    settings = of_kind(documents, "ConfigMap")["fl-operator-settings"]["data"]
+    for variable, value in (
+        ("FLOTILLA_INGRESS_NAMESPACE", "traefik"),
+        ("FLOTILLA_PROMETHEUS_NAMESPACE", "monitoring"),
+    ):
+        assert environment[variable]["valueFrom"]["configMapKeyRef"] == {
+            "name": "fl-operator-settings",
+            "key": variable,
+        }
+        assert settings[variable] == value
+
+
+def _rules(role: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (group, resource)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+
+
+def test_a_watched_namespace_confines_the_reads_of_secrets_and_configmaps_to_it() -> None:
+    everywhere = template()
+    cluster_role = next(iter(of_kind(everywhere, "ClusterRole").values()))
+    assert {("", "secrets"), ("", "configmaps")} <= _rules(cluster_role)
+    assert not of_kind(everywhere, "Role")
+
+    confined = template("--set", "operator.watchNamespace=shop")
+    cluster_role = next(iter(of_kind(confined, "ClusterRole").values()))
+    role = next(iter(of_kind(confined, "Role").values()))
+    binding = next(iter(of_kind(confined, "RoleBinding").values()))
+    assert not {("", "secrets"), ("", "configmaps")} & _rules(cluster_role)
+    assert _rules(role) == {("", "secrets"), ("", "configmaps")}
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "shop"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "flotilla-operator", "namespace": "default"}
+    ]
+    # Every other rule of the operator's ClusterRole is kept.
+    assert _rules(cluster_role) | _rules(role) == _rules(
+        next(iter(of_kind(everywhere, "ClusterRole").values()))
+    )
+
+
+# --- the API server accepts every combination ---------------------------------------------------
+
+MATRIX: dict[str, Callable[[str], list[str]]] = {
+    "default": lambda namespace: [],
+    "monitoring-and-policies-off": lambda namespace: [
+        *sets({f"services.{name}.metrics.enabled": "false" for name in SERVICES}),
+        *sets({"networkPolicy.enabled": "false", "monitoring.alerts.enabled": "false"}),
+        *sets({"monitoring.dashboards.enabled": "false", "operator.serviceMonitor.enabled": "false"}),
     ],
-    "tls-on": [
-        *("--set", "ingress.host=shop.example.com", "--set", "ingress.tls.enabled=true"),
-        *("--set", "ingress.tls.clusterIssuer=letsencrypt", "--set", "ingress.className=nginx"),
-    ],
-    "external-database": [
+    "tls-on": lambda namespace: sets(
+        {
+            "ingress.host": "shop.example.com",
+            "ingress.tls.enabled": "true",
+            "ingress.tls.clusterIssuer": "letsencrypt",
+            "ingress.className": "nginx",
+        }
+    ),
+    "external-database": lambda namespace: [
         "--set",
         "postgresql.enabled=false",
-        *(
-            arg
-            for svc in SERVICE_CHARTS
-            for arg in ("--set", f"externalDatabase.{svc}.url=postgresql://{svc}:pw@db:5432/{svc}")
+        *sets(
+            {f"externalDatabase.{name}.url": f"postgresql://{name}:pw@db:5432/{name}" for name in DATABASES}
         ),
     ],
+    "existing-secrets": lambda namespace: sets(
+        {"secrets.existingSecret": "mine", "secrets.existingJwtKeysSecret": "my-keys"}
+    ),
+    "watch-namespace": lambda namespace: sets({"operator.watchNamespace": namespace}),
+    "fourth-service": lambda namespace: ["--set-json", f"services.hello={json.dumps(FOURTH)}"],
 }
 
 
 @pytest.mark.usefixtures("microservice_crd")
 @pytest.mark.parametrize("case", MATRIX, ids=list(MATRIX))
 def test_the_umbrella_chart_renders_what_the_api_server_accepts(case: str, namespace: str) -> None:
-    rendered = tool(
-        "helm",
-        "template",
-        "fl",
-        str(CHARTS / "flotilla"),
-        "-n",
-        namespace,
+    release = f"fl-{uuid.uuid4().hex[:6]}"  # cluster-scoped RBAC objects are named after it
+    documents = template(
         "--api-versions",
         MONITORING_API,
         "--api-versions",
         RULES_API,
-        *MATRIX[case],
+        *MATRIX[case](namespace),
+        release=release,
+        namespace=namespace,
     )
-    assert rendered.returncode == 0, rendered.stderr
-    documents = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
     kinds = [doc["kind"] for doc in documents]
-    if case == "operator-mode":
-        assert kinds.count("Microservice") == 3 and "ClusterRole" in kinds
-        operator = next(d for d in documents if d["kind"] == "Deployment")
-        assert operator["metadata"]["name"] == "flotilla-operator"
-    else:
-        assert kinds.count("Deployment") == 3 and "Microservice" not in kinds
-    assert ("StatefulSet" in kinds) == (case != "external-database")
-    assert ("ServiceMonitor" in kinds) == (case != "monitoring-off")
-    assert ("PrometheusRule" in kinds) == (case != "monitoring-off")
+    expected_services = len(SERVICES) + (case == "fourth-service")
+    assert kinds.count("Microservice") == expected_services
+    assert kinds.count("Deployment") == 1 and "ClusterRole" in kinds
+    assert kinds.count("StatefulSet") == (0 if case == "external-database" else len(DATABASES))
+    assert ("ServiceMonitor" in kinds) == (case != "monitoring-and-policies-off")  # the operator's
+    assert ("PrometheusRule" in kinds) == (case != "monitoring-and-policies-off")
+    assert ("Secret" in kinds) == (case != "existing-secrets")
     dashboards = [
         d
         for d in documents
         if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"
     ]
-    assert len(dashboards) == (0 if case == "monitoring-off" else 4)
+    assert len(dashboards) == (0 if case == "monitoring-and-policies-off" else 4)
     if case == "tls-on":
-        ingress = next(d for d in documents if d["kind"] == "Ingress")
-        assert ingress["spec"]["tls"][0]["hosts"] == ["shop.example.com"]
-    cluster_scoped = [d for d in documents if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
-    namespaced = yaml.safe_dump_all([d for d in documents if d not in cluster_scoped])
-    checked = tool("kubectl", "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=namespaced)
+        for microservice in of_kind(documents, "Microservice").values():
+            assert microservice["spec"]["ingress"]["tls"]["secretName"] == "flotilla-tls"
+    checked = tool(
+        "kubectl",
+        "apply",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(documents),
+    )
     assert checked.returncode == 0, checked.stderr
 
 
-def test_external_database_needs_its_urls() -> None:
-    rendered = tool("helm", "template", "fl", str(CHARTS / "flotilla"), "--set", "postgresql.enabled=false")
-    assert rendered.returncode != 0
-    assert "externalDatabase.users.url is required" in rendered.stderr
+# --- install, upgrade, uninstall ----------------------------------------------------------------
 
 
 def _secret_data(namespace: str, name: str) -> dict[str, str]:
@@ -164,58 +479,86 @@ def _secret_data(namespace: str, name: str) -> dict[str, str]:
     return dict(json.loads(shown.stdout)["data"])
 
 
-def test_install_upgrade_and_uninstall_in_a_restricted_namespace(kube: ApiClient) -> None:
+def _microservices(kube: ApiClient, namespace: str) -> Documents:
+    listed = client.CustomObjectsApi(kube).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    return cast(Documents, cast(dict[str, Any], listed)["items"])
+
+
+def _all_ready(kube: ApiClient, namespace: str, names: Sequence[str]) -> bool:
+    ready = {
+        ms["metadata"]["name"]
+        for ms in _microservices(kube, namespace)
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in (ms.get("status") or {}).get("conditions", [])
+        )
+        and (ms.get("status") or {}).get("observedGeneration") == ms["metadata"]["generation"]
+    }
+    return ready == set(names)
+
+
+@pytest.mark.usefixtures("microservice_crd")
+def test_install_upgrade_and_uninstall_in_a_restricted_namespace(
+    kube: ApiClient, operator: OperatorProcess
+) -> None:
+    """kwok's pods do not run, so the operator's pod is scaled to 0 and the tests' operator
+    process (cluster-wide, under the operator's ClusterRole) reconciles the Microservices."""
     labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    release = f"fl-{uuid.uuid4().hex[:6]}"
     with temporary_namespace(kube, labels) as namespace:
-        values = ["--set", "postgresql.persistence.enabled=false"]
+        values = sets({"postgresql.persistence.enabled": "false", "operator.replicaCount": "0"})
         installed = tool(
             "helm",
             "upgrade",
             "--install",
-            "fl",
-            str(CHARTS / "flotilla"),
+            release,
+            UMBRELLA,
             "-n",
             namespace,
             "--wait",
             "--timeout",
             "180s",
             *values,
+            timeout=240,
         )
         assert installed.returncode == 0, installed.stdout + installed.stderr
         apps = client.AppsV1Api(kube)
-        deployments = apps.list_namespaced_deployment(namespace).items
-        assert sorted(str(d.metadata.name) for d in deployments) == ["catalog", "orders", "users"]
-        for deployment in deployments:
-            conditions = {c.type: c.status for c in deployment.status.conditions}
-            assert conditions["Available"] == "True", deployment.metadata.name
-        assert apps.read_namespaced_stateful_set("fl-postgresql", namespace).status.ready_replicas == 1
-        before = _secret_data(namespace, "fl-flotilla"), _secret_data(namespace, "fl-jwt-keys")
-        upgraded = tool("helm", "upgrade", "fl", str(CHARTS / "flotilla"), "-n", namespace, "--wait", *values)
-        assert upgraded.returncode == 0, upgraded.stderr
-        assert (_secret_data(namespace, "fl-flotilla"), _secret_data(namespace, "fl-jwt-keys")) == before
-        removed = tool("helm", "uninstall", "fl", "-n", namespace, "--wait")
-        assert removed.returncode == 0, removed.stderr
-        left = tool(
-            "kubectl", "get", "deploy,sts,svc,secret,networkpolicy,pdb,ingress", "-n", namespace, "-o", "name"
+        for name in DATABASES:
+            assert (
+                apps.read_namespaced_stateful_set(
+                    f"{release}-{name}-postgresql", namespace
+                ).status.ready_replicas
+                == 1
+            )
+        wait_for(
+            lambda: _all_ready(kube, namespace, list(SERVICES)),
+            timeout=180,
+            interval=1,
+            what="every Microservice Ready through the operator",
         )
-        # Only the generated secrets stay (helm.sh/resource-policy: keep), for a later reinstall.
-        assert sorted(left.stdout.split()) == ["secret/fl-flotilla", "secret/fl-jwt-keys"], left.stdout
+        deployments = {str(d.metadata.name): d for d in apps.list_namespaced_deployment(namespace).items}
+        assert set(deployments) == {*SERVICES, "flotilla-operator"}
+        for name in SERVICES:
+            owners = [ref.kind for ref in deployments[name].metadata.owner_references or []]
+            assert owners == ["Microservice"], name
+        assert deployments["flotilla-operator"].spec.replicas == 0
 
+        secrets = (f"{release}-flotilla", f"{release}-jwt-keys")
+        before = [_secret_data(namespace, name) for name in secrets]
+        upgraded = tool("helm", "upgrade", release, UMBRELLA, "-n", namespace, "--wait", *values, timeout=240)
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert [_secret_data(namespace, name) for name in secrets] == before
+        removed = tool("helm", "uninstall", release, "-n", namespace, "--wait", timeout=240)
+        assert removed.returncode == 0, removed.stderr
+        # The Microservices go, and the operator's children with them (garbage collection). Only
+        # the generated secrets stay (helm.sh/resource-policy: keep), for a later reinstall, and
+        # the namespace's own CA bundle.
+        wait_for(lambda: not _microservices(kube, namespace), timeout=60, what="the Microservices to go")
+        kept = ["configmap/kube-root-ca.crt", f"secret/{release}-flotilla", f"secret/{release}-jwt-keys"]
 
-@pytest.mark.parametrize("chart", SERVICE_CHARTS)
-def test_a_service_chart_can_route_its_own_ingress(chart: str, namespace: str) -> None:
-    rendered = tool(
-        "helm",
-        "template",
-        chart,
-        str(CHARTS / chart),
-        "-n",
-        namespace,
-        *("--set", "ingress.enabled=true", "--set", "ingress.host=shop.example.com"),
-        *("--set", "ingress.tlsSecretName=shop-tls", "--set", "ingress.className=nginx"),
-    )
-    assert rendered.returncode == 0, rendered.stderr
-    ingress = next(d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "Ingress")
-    assert ingress["spec"]["tls"] == [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}]
-    checked = tool("kubectl", "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=rendered.stdout)
-    assert checked.returncode == 0, checked.stderr
+        def left() -> list[str]:
+            kinds = "deploy,sts,svc,secret,networkpolicy,pdb,ingress,configmap,job"
+            listed = tool("kubectl", "get", kinds, "-n", namespace, "-o", "name")
+            return sorted(listed.stdout.split())
+
+        wait_for(lambda: left() == kept, timeout=120, what=f"only {kept} left")

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as TransportError
 
 from flotilla_operator.render import RenderContext, render
+from scripts.services import services
 from tests.support.cases import Case
 from tests.support.control_plane import is_local, restart_apiserver
 from tests.support.kube import ROOT, kubeconfig_path, temporary_namespace, tool, wait_for
@@ -36,6 +37,8 @@ from tests.support.operator import (
 )
 
 CHARTS = ROOT / "charts"
+SERVICES = list(services())
+DATABASES = [name for name, entry in services().items() if entry.get("database")]
 COUNT = 50
 KILL_AT = 10  # Deployments applied when the operator is killed: some, not all
 RESUME_BOUND = 30.0  # seconds from the API server answering again to a reconciled Microservice
@@ -341,24 +344,29 @@ RESTRICTED = {
     for mode in ("enforce", "warn", "audit")
     for suffix, value in (("", "restricted"), ("-version", "latest"))
 }
-MODES = {
-    "workloads": ["--set", "global.mode=workloads"],
-    "workloads-ephemeral-database": [
+# The chart's value combinations; every one makes the operator's Deployment, each service's
+# PostgreSQL and the test pod, and the operator makes a Deployment (and a migration Job) per
+# Microservice (so that the test cannot pass by checking nothing).
+VALUES = {
+    "default": [],
+    "ephemeral-database": ["--set", "postgresql.persistence.enabled=false"],
+    "external-database": [
         "--set",
-        "global.mode=workloads",
-        "--set",
-        "postgresql.persistence.enabled=false",
+        "postgresql.enabled=false",
+        *(
+            argument
+            for name in DATABASES
+            for argument in ("--set", f"externalDatabase.{name}.url=postgresql://{name}:pw@db:5432/{name}")
+        ),
     ],
-    "operator": ["--set", "global.mode=operator", "--set", "operator.enabled=true"],
 }
-# What each mode must at least make (so that the test cannot pass by checking nothing); the
-# operator mode's services are the operator's Deployments for the chart's Microservices.
-SERVICES = {"Deployment/users", "Deployment/catalog", "Deployment/orders"}
-ALWAYS = {"StatefulSet/fl-postgresql", "Pod/fl-test-readyz"}
+SERVICE_WORKLOADS = {f"Deployment/{name}" for name in SERVICES}
+OPERATOR = {"Deployment/flotilla-operator", "Pod/fl-test-readyz"}
+DATABASE_WORKLOADS = {f"StatefulSet/fl-{name}-postgresql" for name in DATABASES}
 EXPECTED = {
-    "workloads": SERVICES | ALWAYS,
-    "workloads-ephemeral-database": SERVICES | ALWAYS,
-    "operator": SERVICES | ALWAYS | {"Deployment/flotilla-operator"},
+    "default": SERVICE_WORKLOADS | OPERATOR | DATABASE_WORKLOADS,
+    "ephemeral-database": SERVICE_WORKLOADS | OPERATOR | DATABASE_WORKLOADS,
+    "external-database": SERVICE_WORKLOADS | OPERATOR,
 }
 
 
@@ -451,8 +459,8 @@ def pod_of(manifest: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def chart_dependencies() -> None:
-    """The umbrella chart packs its subcharts, which pack the library chart: build in that order."""
-    for chart in ("users", "catalog", "orders", "flotilla-operator", "flotilla"):
+    """The umbrella chart packs the operator's chart, which packs the library chart: in that order."""
+    for chart in ("flotilla-operator", "flotilla"):
         built = tool("helm", "dependency", "build", str(CHARTS / chart))
         assert built.returncode == 0, built.stderr
 
@@ -480,12 +488,12 @@ def operator_workloads(
 
 
 @pytest.mark.usefixtures("chart_dependencies", "microservice_crd")
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("values", VALUES)
 def test_every_pod_of_the_umbrella_chart_is_admitted_as_restricted(
-    kube: ApiClient, mode: str, case: Case
+    kube: ApiClient, values: str, case: Case
 ) -> None:
     with restricted_namespace(kube) as namespace:
-        rendered = tool("helm", "template", "fl", str(CHARTS / "flotilla"), "-n", namespace, *MODES[mode])
+        rendered = tool("helm", "template", "fl", str(CHARTS / "flotilla"), "-n", namespace, *VALUES[values])
         assert rendered.returncode == 0, rendered.stderr
         documents = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
         # Pods may only name service accounts that exist: the chart's own are created for real.
@@ -497,7 +505,14 @@ def test_every_pod_of_the_umbrella_chart_is_admitted_as_restricted(
         unknown = {doc["kind"] for doc in workloads} - set(_creators(kube))
         assert not unknown, f"pod-bearing kinds this test cannot create: {unknown}"
         checked = {f"{doc['kind']}/{doc['metadata']['name']}" for doc in workloads}
-        assert checked >= EXPECTED[mode], f"missing from the rendering: {EXPECTED[mode] - checked}"
+        assert checked >= EXPECTED[values], f"missing from the rendering: {EXPECTED[values] - checked}"
+        migrating = {
+            doc["metadata"]["name"]
+            for doc in documents
+            if doc["kind"] == "Microservice" and doc["spec"].get("migrate")
+        }
+        jobs = {doc["metadata"]["name"].split("-migrate-")[0] for doc in workloads if doc["kind"] == "Job"}
+        assert jobs == migrating, f"migration Jobs of {jobs}, Microservices that migrate: {migrating}"
 
         problems = []
         for workload in workloads:

@@ -1,13 +1,123 @@
-{{/* Name of the Secret holding every generated credential. */}}
-{{- define "flotilla.secretName" -}}{{ .Release.Name }}-flotilla{{- end -}}
+{{/* The Secret holding the credentials: the user's (secrets.existingSecret) or the generated one. */}}
+{{- define "flotilla.secretName" -}}
+{{- .Values.secrets.existingSecret | default (printf "%s-flotilla" .Release.Name) -}}
+{{- end -}}
 
-{{/* Name of the Secret holding the JWT signing keys. */}}
-{{- define "flotilla.jwtSecretName" -}}{{ .Release.Name }}-jwt-keys{{- end -}}
+{{/* The Secret holding the JWT signing keys. */}}
+{{- define "flotilla.jwtSecretName" -}}
+{{- .Values.secrets.existingJwtKeysSecret | default (printf "%s-jwt-keys" .Release.Name) -}}
+{{- end -}}
 
-{{/* The PostgreSQL host of the bundled database. */}}
-{{- define "flotilla.postgresql.host" -}}{{ .Release.Name }}-postgresql{{- end -}}
+{{/* The bundled PostgreSQL of one service: (list $ "users"). */}}
+{{- define "flotilla.postgresql.name" -}}
+{{- $name := printf "%s-%s-postgresql" (index . 0).Release.Name (index . 1) -}}
+{{- if gt (len $name) 52 -}}
+{{- fail (printf "%s: a StatefulSet name has at most 52 characters: shorten the release or service name" $name) -}}
+{{- end -}}
+{{- $name -}}
+{{- end -}}
 
-{{/* A value kept from the live Secret (so upgrades keep it), else generated once. */}}
+{{/* The enabled entries of services:, each merged over serviceDefaults, as YAML (fromYaml it). */}}
+{{- define "flotilla.services" -}}
+{{- $services := dict -}}
+{{- range $name, $entry := .Values.services -}}
+{{- $entry = $entry | default dict -}}
+{{- if not (eq (toString $entry.enabled) "false") -}}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$" $name) -}}
+{{- fail (printf "services.%s: a service name is lower-case letters, digits and '-', starts with a letter and has at most 40 characters" $name) -}}
+{{- end -}}
+{{- $_ := set $services $name (mergeOverwrite (deepCopy ($.Values.serviceDefaults | default dict)) (deepCopy $entry)) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $services -}}
+{{- end -}}
+
+{{/* A name as an environment variable prefix: orders -> ORDERS, my-svc -> MY_SVC. */}}
+{{- define "flotilla.envPrefix" -}}
+{{- . | upper | replace "-" "_" -}}
+{{- end -}}
+
+{{/* A secretKeyRef env entry: (list $ "NAME" "key"). */}}
+{{- define "flotilla.secretEnv" -}}
+{{- $root := index . 0 -}}
+{{- dict "name" (index . 1) "valueFrom" (dict "secretKeyRef" (dict "name" (include "flotilla.secretName" $root) "key" (index . 2))) | toJson -}}
+{{- end -}}
+
+{{/* The Microservice spec of one service: (list $ name entry $services), as YAML. The
+     chart-only keys become env, mounts and defaults; everything else is the entry's own. */}}
+{{- define "flotilla.microserviceSpec" -}}
+{{- $root := index . 0 -}}{{- $name := index . 1 -}}{{- $entry := index . 2 -}}{{- $services := index . 3 -}}
+{{- $spec := omit $entry "enabled" "database" "oauthClient" "tokenIssuer" -}}
+{{- $tag := $root.Values.global.imageTag | default $root.Chart.AppVersion -}}
+{{- $registry := $root.Values.global.imageRegistry | trimSuffix "/" -}}
+{{- $_ := set $spec "image" ($entry.image | default (printf "%sflotilla/%s:%s" (ternary (printf "%s/" $registry) "" (ne $registry "")) $name $tag)) -}}
+{{- /* Injected env first; an entry's own env entry of the same name replaces the injected one. */ -}}
+{{- $injected := list -}}
+{{- if $entry.database -}}
+{{- $injected = append $injected (include "flotilla.secretEnv" (list $root "DATABASE_URL" (printf "%s-database-url" $name)) | fromJson) -}}
+{{- end -}}
+{{- if $entry.tokenIssuer -}}
+{{- $clients := list -}}
+{{- range $client, $other := $services -}}
+{{- if $other.oauthClient -}}{{- $clients = append $clients $client -}}{{- end -}}
+{{- end -}}
+{{- $injected = append $injected (dict "name" "JWT_KEYS_DIR" "value" "/etc/flotilla/jwt-keys") -}}
+{{- $injected = append $injected (dict "name" "OAUTH_CLIENTS" "value" (join "," $clients)) -}}
+{{- range $client := $clients -}}
+{{- $prefix := printf "OAUTH_CLIENT_%s" (include "flotilla.envPrefix" $client) -}}
+{{- $injected = append $injected (include "flotilla.secretEnv" (list $root (printf "%s_SECRET" $prefix) (printf "%s-client-secret" $client)) | fromJson) -}}
+{{- $injected = append $injected (dict "name" (printf "%s_SCOPES" $prefix) "value" (required (printf "services.%s.oauthClient.scopes is required" $client) (index $services $client).oauthClient.scopes)) -}}
+{{- end -}}
+{{- $injected = append $injected (dict "name" "ADMIN_EMAIL" "value" $root.Values.global.adminEmail) -}}
+{{- $injected = append $injected (include "flotilla.secretEnv" (list $root "ADMIN_PASSWORD" "admin-password") | fromJson) -}}
+{{- $mounts := $spec.secretMounts | default list -}}
+{{- $_ := set $spec "secretMounts" (prepend $mounts (dict "secretName" (include "flotilla.jwtSecretName" $root) "mountPath" "/etc/flotilla/jwt-keys")) -}}
+{{- end -}}
+{{- if $entry.oauthClient -}}
+{{- $injected = append $injected (include "flotilla.secretEnv" (list $root (printf "%s_CLIENT_SECRET" (include "flotilla.envPrefix" $name)) (printf "%s-client-secret" $name)) | fromJson) -}}
+{{- end -}}
+{{- $own := $spec.env | default list -}}
+{{- $ownNames := list -}}
+{{- range $own -}}{{- $ownNames = append $ownNames .name -}}{{- end -}}
+{{- $env := list -}}
+{{- range $injected -}}{{- if not (has .name $ownNames) -}}{{- $env = append $env . -}}{{- end -}}{{- end -}}
+{{- $env = concat $env $own -}}
+{{- if $env -}}{{- $_ := set $spec "env" $env -}}{{- end -}}
+{{- /* The release's ingress settings under every routed service's own. */ -}}
+{{- if and $spec.ingress $root.Values.ingress.enabled -}}
+{{- $ingress := dict -}}
+{{- with $root.Values.ingress.host -}}{{- $_ := set $ingress "host" . -}}{{- end -}}
+{{- with $root.Values.ingress.className -}}{{- $_ := set $ingress "className" . -}}{{- end -}}
+{{- if $root.Values.ingress.tls.enabled -}}
+{{- $tls := dict "secretName" $root.Values.ingress.tls.secretName -}}
+{{- with $root.Values.ingress.tls.clusterIssuer -}}{{- $_ := set $tls "clusterIssuer" . -}}{{- end -}}
+{{- $_ := set $ingress "tls" $tls -}}
+{{- end -}}
+{{- $_ := set $spec "ingress" (mergeOverwrite $ingress $spec.ingress) -}}
+{{- if and $spec.ingress.tls (not $spec.ingress.host) -}}
+{{- fail (printf "services.%s: ingress TLS needs a host: set ingress.host" $name) -}}
+{{- end -}}
+{{- else -}}
+{{- $spec = omit $spec "ingress" -}}
+{{- end -}}
+{{- /* Metrics: the release's ServiceMonitor labels under the entry's own. */ -}}
+{{- $metrics := $spec.metrics | default dict -}}
+{{- $labels := merge ($metrics.labels | default dict) ($root.Values.global.serviceMonitor.labels | default dict) -}}
+{{- if $labels -}}{{- $_ := set $metrics "labels" $labels -}}{{- end -}}
+{{- if $metrics -}}{{- $_ := set $spec "metrics" $metrics -}}{{- end -}}
+{{- /* NetworkPolicy: the operator derives the peers; the chart adds its helm test pod. */ -}}
+{{- if $root.Values.networkPolicy.enabled -}}
+{{- $policy := $spec.networkPolicy | default dict -}}
+{{- $testPod := dict "podSelector" (dict "matchLabels" (dict "app.kubernetes.io/component" "test" "app.kubernetes.io/instance" $root.Release.Name)) -}}
+{{- $_ := set $policy "from" (prepend ($policy.from | default list) $testPod) -}}
+{{- $_ := set $spec "networkPolicy" (merge $policy (dict "enabled" true)) -}}
+{{- else -}}
+{{- $_ := set $spec "networkPolicy" (dict "enabled" false) -}}
+{{- end -}}
+{{- toYaml $spec -}}
+{{- end -}}
+
+{{/* A value kept from the live Secret (so upgrades keep it), else generated once: (list $existing key generated). */}}
 {{- define "flotilla.keep" -}}
 {{- $existing := index . 0 -}}{{- $key := index . 1 -}}{{- $generated := index . 2 -}}
 {{- if and $existing (hasKey $existing.data $key) -}}
@@ -15,12 +125,4 @@
 {{- else -}}
 {{- $generated | b64enc -}}
 {{- end -}}
-{{- end -}}
-
-{{/* The image of one service, from the umbrella's view: (list $ "users"). */}}
-{{- define "flotilla.serviceImage" -}}
-{{- $root := index . 0 -}}{{- $values := index $root.Values (index . 1) -}}
-{{- $tag := default $root.Chart.AppVersion (default $root.Values.global.imageTag $values.image.tag) -}}
-{{- $registry := $root.Values.global.imageRegistry -}}
-{{- if $registry -}}{{ printf "%s/%s:%s" $registry $values.image.repository $tag }}{{- else -}}{{ printf "%s:%s" $values.image.repository $tag }}{{- end -}}
 {{- end -}}
