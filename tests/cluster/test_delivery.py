@@ -1,12 +1,18 @@
-"""k8s/ manifests, skaffold.yaml and the GitHub workflows, checked by the real tools."""
+"""k8s/ manifests and examples, skaffold.yaml and the GitHub workflows, checked by the real tools;
+each takes the services from the one list (scripts/services.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 import yaml
@@ -14,10 +20,13 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
+from scripts.services import names
 from tests.cluster.test_charts import CHARTS
 from tests.support.kube import BIN, FAKE_NODE_ANNOTATIONS, ROOT, tool
 
 K8S = ROOT / "k8s"
+EXAMPLES = K8S / "examples"
+WORKFLOWS = ROOT / ".github" / "workflows"
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +53,6 @@ def test_the_namespace_enforces_the_restricted_standard(kube: ApiClient, flotill
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-@pytest.mark.usefixtures("microservice_crd")
-def test_example_microservices_are_accepted_by_the_api_server(flotilla_namespace: str) -> None:
-    examples = list(yaml.safe_load_all((K8S / "examples" / "microservices.yaml").read_text()))
-    assert {doc["metadata"]["namespace"] for doc in examples} == {"flotilla"}
-    for doc in examples:
-        doc["metadata"]["namespace"] = flotilla_namespace
-    checked = tool("kubectl", "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(examples))
-    assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.count("created (server dry run)") == 3
-
-
 def test_the_kind_config_maps_ingress_ports_to_a_labelled_node() -> None:
     config = yaml.safe_load((K8S / "kind-config.yaml").read_text())
     assert (config["apiVersion"], config["kind"]) == ("kind.x-k8s.io/v1alpha4", "Cluster")
@@ -64,6 +62,167 @@ def test_the_kind_config_maps_ingress_ports_to_a_labelled_node() -> None:
         443: 443,
     }
     assert "ingress-ready=true" in control_plane["kubeadmConfigPatches"][0]
+
+
+# The examples (k8s/examples/*): kustomizations applied with `kubectl apply -k DIR -n NAMESPACE`.
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    rendered = tool("kubectl", "kustomize", str(directory))
+    assert rendered.returncode == 0, rendered.stderr
+    return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+
+
+def overlay(tmp_path: Path, base: Path, extra: dict[str, Any]) -> Path:
+    """A kustomization of a user's own over ``base`` (kustomize wants a relative path)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    kustomization = {"resources": [os.path.relpath(base, tmp_path)], **extra}
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return tmp_path
+
+
+def of_kind(documents: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in documents if d["kind"] == kind}
+
+
+def bootstrap_module() -> ModuleType:
+    """k8s/examples/shop/bootstrap.py, the Job's script, imported as a module."""
+    spec = importlib.util.spec_from_file_location("shop_bootstrap", EXAMPLES / "shop" / "bootstrap.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pod_specs(documents: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for doc in documents:
+        if doc["kind"] in {"Deployment", "Job", "StatefulSet"}:
+            yield doc["spec"]["template"]["spec"]
+
+
+def test_the_examples_are_namespace_free_and_set_every_image_in_their_kustomization() -> None:
+    for example in ("hello", "shop"):
+        documents = kustomize(EXAMPLES / example)
+        assert all("namespace" not in d["metadata"] for d in documents), example
+        kustomization = yaml.safe_load((EXAMPLES / example / "kustomization.yaml").read_text())
+        assert "namespace" not in kustomization
+        listed = {f"{i['newName']}:{i['newTag']}" for i in kustomization["images"]}
+        used = {m["spec"]["image"] for m in of_kind(documents, "Microservice").values()}
+        used |= {c["image"] for spec in pod_specs(documents) for c in spec["containers"]}
+        assert used == listed, example
+    assert list(of_kind(kustomize(EXAMPLES / "hello"), "Microservice")) == ["hello"]
+
+
+def test_one_overlay_points_every_shop_image_at_a_registry_and_gives_every_route_a_host(
+    tmp_path: Path,
+) -> None:
+    shop = yaml.safe_load((EXAMPLES / "shop" / "kustomization.yaml").read_text())
+    images = [
+        {"name": i["name"], "newName": f"registry.example/acme/{i['name']}", "newTag": "9.9.9"}
+        for i in shop["images"]
+    ]
+    host_patch = '[{"op": "add", "path": "/spec/ingress/host", "value": "shop.test"}]'
+    documents = kustomize(
+        overlay(
+            tmp_path,
+            EXAMPLES / "shop",
+            {"images": images, "patches": [{"target": {"kind": "Microservice"}, "patch": host_patch}]},
+        )
+    )
+    microservices = of_kind(documents, "Microservice")
+    assert {n: m["spec"]["image"] for n, m in microservices.items()} == {
+        n: f"registry.example/acme/flotilla/{n}:9.9.9" for n in ("users", "catalog", "orders")
+    }
+    assert {m["spec"]["ingress"]["host"] for m in microservices.values()} == {"shop.test"}
+    containers = {c["name"]: c["image"] for spec in pod_specs(documents) for c in spec["containers"]}
+    assert containers == {
+        "bootstrap": "registry.example/acme/flotilla/users:9.9.9",
+        "postgresql": "registry.example/acme/postgres:9.9.9",
+    }
+
+
+def test_the_shop_routes_migrates_and_isolates_its_database() -> None:
+    documents = kustomize(EXAMPLES / "shop")
+    microservices = of_kind(documents, "Microservice")
+    assert set(microservices) == {"users", "catalog", "orders"}
+    spec = {name: m["spec"] for name, m in microservices.items()}
+    assert spec["users"]["ingress"]["paths"] == ["/users", "/auth", "/oauth", "/.well-known"]
+    assert spec["catalog"]["ingress"]["paths"] == ["/products"]
+    assert spec["orders"]["ingress"]["paths"] == ["/orders"]
+    assert all("className" not in s["ingress"] and "host" not in s["ingress"] for s in spec.values())
+    assert (spec["catalog"]["dependsOn"], spec["orders"]["dependsOn"]) == (["users"], ["users", "catalog"])
+    assert all(s["migrate"] is True and s["disruptionBudget"] == {"minAvailable": 1} for s in spec.values())
+    policy = of_kind(documents, "NetworkPolicy")["shop-postgresql"]["spec"]
+    database = of_kind(documents, "Deployment")["shop-postgresql"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= database.items()
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": "postgresql", "protocol": "TCP"}]
+    assert rule["from"] == [
+        {
+            "podSelector": {
+                "matchExpressions": [
+                    {
+                        "key": "app.kubernetes.io/name",
+                        "operator": "In",
+                        "values": ["users", "catalog", "orders"],
+                    }
+                ]
+            }
+        }
+    ]
+
+
+def test_every_pod_of_the_shop_meets_the_restricted_standard_with_requests() -> None:
+    for spec in pod_specs(kustomize(EXAMPLES / "shop")):
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert container["resources"]["requests"]
+
+
+def test_the_shop_reads_only_secrets_and_keys_its_bootstrap_job_makes() -> None:
+    bootstrap = bootstrap_module()
+    made = {"shop-secrets": set(bootstrap.shop_secrets()), "shop-jwt-keys": set(bootstrap.jwt_keys())}
+    documents = kustomize(EXAMPLES / "shop")
+    text = yaml.safe_dump_all(documents)
+    referenced = re.findall(r"secretKeyRef:\s+key: (\S+)\s+name: (\S+)", text)
+    assert referenced, "no secretKeyRef found"
+    for key, name in referenced:
+        assert key in made.get(name, set()), (name, key)
+    mounts = [
+        s["secretName"]
+        for m in of_kind(documents, "Microservice").values()
+        for s in m["spec"].get("secretMounts", [])
+    ]
+    assert mounts == ["shop-jwt-keys"]
+    (pem,) = bootstrap.jwt_keys().values()
+    assert pem.startswith("-----BEGIN PRIVATE KEY-----")
+    secrets = bootstrap.shop_secrets()
+    assert secrets["orders-database-url"] == (
+        f"postgresql://orders:{secrets['orders-db-password']}@shop-postgresql:5432/orders"
+    )
+    role = of_kind(documents, "Role")["shop-bootstrap"]
+    assert {tuple(rule["verbs"]) for rule in role["rules"]} == {("create",), ("get",)}
+    assert next(r for r in role["rules"] if r["verbs"] == ["get"])["resourceNames"] == sorted(
+        made, reverse=True
+    )
+
+
+@pytest.mark.usefixtures("microservice_crd")
+@pytest.mark.parametrize("example", ["hello", "shop"])
+def test_the_examples_are_accepted_by_the_api_server(flotilla_namespace: str, example: str) -> None:
+    checked = tool(
+        "kubectl", "apply", "-k", str(EXAMPLES / example), "-n", flotilla_namespace, "--dry-run=server"
+    )
+    assert checked.returncode == 0, checked.stderr
+    created = re.findall(r"^(\S+) created \(server dry run\)$", checked.stdout, flags=re.MULTILINE)
+    assert len(created) == len(kustomize(EXAMPLES / example)), checked.stdout
+
+
+# skaffold: one artifact per service of the list, all from services/Dockerfile.
 
 
 def skaffold(*args: str) -> subprocess.CompletedProcess[str]:
@@ -78,35 +237,49 @@ def skaffold(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_skaffold_diagnose_reads_the_config_and_its_profiles() -> None:
-    for profile in ([], ["--profile", "kind"], ["--profile", "operator"]):
+def test_skaffold_builds_exactly_the_listed_services_and_the_operator() -> None:
+    for profile in ([], ["--profile", "kind"]):
         diagnosed = skaffold("diagnose", "--yaml-only", *profile)
         assert diagnosed.returncode == 0, diagnosed.stderr
         config = yaml.safe_load(diagnosed.stdout)
-        assert [a["image"] for a in config["build"]["artifacts"]] == [
-            "flotilla/users",
-            "flotilla/catalog",
-            "flotilla/orders",
-            "flotilla/operator",
+        artifacts = config["build"]["artifacts"]
+        assert [a["image"] for a in artifacts] == [f"flotilla/{n}" for n in names()] + ["flotilla/operator"]
+        for artifact, name in zip(artifacts, names(), strict=False):
+            assert Path(artifact["context"]) == ROOT / "services"
+            assert artifact["docker"]["dockerfile"] == "Dockerfile"
+            assert artifact["docker"]["buildArgs"] == {"SERVICE": name}
+        forwarded = [(p["resourceName"], p["localPort"]) for p in config["portForward"]]
+        assert forwarded == [(n, 8001 + i) for i, n in enumerate(names())]
+        release = config["manifests"]["helm"]["releases"][0]
+        assert not any("mode" in key or "image" in key for key in release.get("setValues", {}))
+        # No value per service: skaffold rewrites the Microservices' spec.image itself.
+        assert release["setValueTemplates"] == {"global.imageTag": "{{.IMAGE_TAG_flotilla_operator}}"}
+        assert config["resourceSelector"]["allow"] == [
+            {"groupKind": "Microservice.flotilla.dev", "image": [".spec.image"]}
         ]
-    operator = yaml.safe_load(skaffold("diagnose", "--yaml-only", "--profile", "operator").stdout)
-    values = operator["manifests"]["helm"]["releases"][0]["setValues"]
-    assert values["global.mode"] == "operator"
+    kind = yaml.safe_load(skaffold("diagnose", "--yaml-only", "--profile", "kind").stdout)
+    values = kind["manifests"]["helm"]["releases"][0]["setValues"]
+    assert values["networkPolicy.ingressControllerNamespace"] == "ingress-nginx"
+    assert "ingress.className" not in values
+    assert skaffold("diagnose", "--yaml-only", "--profile", "operator").returncode != 0
 
 
 @pytest.mark.usefixtures("microservice_crd")
-def test_skaffold_renders_the_umbrella_chart_offline(flotilla_namespace: str) -> None:
+def test_skaffold_renders_the_umbrella_chart_offline_with_the_built_images(flotilla_namespace: str) -> None:
     tool("helm", "dependency", "build", str(CHARTS / "flotilla"))
     rendered = skaffold("render", "--offline=true", "--digest-source=tag", "--default-repo=", "--tag=test")
     assert rendered.returncode == 0, rendered.stderr
     documents = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
-    images = {
-        c["image"]
-        for d in documents
-        if d["kind"] == "Deployment"
-        for c in d["spec"]["template"]["spec"]["containers"]
+    microservices = of_kind(documents, "Microservice")
+    assert {n: m["spec"]["image"] for n, m in microservices.items()} == {
+        n: f"flotilla/{n}:test" for n in names()
     }
-    assert images == {"flotilla/users:test", "flotilla/catalog:test", "flotilla/orders:test"}
+    deployments = of_kind(documents, "Deployment")
+    # Only the operator is a Deployment of the chart: the services' come from the operator.
+    assert [
+        c["image"] for d in deployments.values() for c in d["spec"]["template"]["spec"]["containers"]
+    ] == ["flotilla/operator:test"]
+    applied = [d for d in documents if d["kind"] != "CustomResourceDefinition"]
     checked = tool(
         "kubectl",
         "apply",
@@ -115,9 +288,12 @@ def test_skaffold_renders_the_umbrella_chart_offline(flotilla_namespace: str) ->
         flotilla_namespace,
         "-f",
         "-",
-        stdin=yaml.safe_dump_all(documents),
+        stdin=yaml.safe_dump_all(applied),
     )
     assert checked.returncode == 0, checked.stderr
+
+
+# The workflows: actionlint, and the release takes its images from the list.
 
 
 def test_the_github_workflows_pass_actionlint() -> None:
@@ -130,3 +306,34 @@ def test_the_github_workflows_pass_actionlint() -> None:
     )
     assert linted.returncode == 0, linted.stdout + linted.stderr
     assert json.loads(linted.stdout or "[]") == []
+
+
+def test_the_release_builds_an_image_per_listed_service_with_the_one_dockerfile() -> None:
+    release = yaml.safe_load((WORKFLOWS / "release.yml").read_text())
+    jobs = release["jobs"]
+    listing = "\n".join(step.get("run", "") for step in jobs["services"]["steps"])
+    assert "python3 scripts/services.py names --json" in listing
+    assert jobs["images"]["strategy"]["matrix"]["service"] == "${{ fromJSON(needs.services.outputs.names) }}"
+    (build,) = [s for s in jobs["images"]["steps"] if str(s.get("uses", "")).startswith("docker/build-push")]
+    assert (build["with"]["context"], build["with"]["file"]) == ("services", "services/Dockerfile")
+    assert "SERVICE=${{ matrix.service }}" in build["with"]["build-args"]
+    registry = "${{ needs.services.outputs.registry }}"
+    version = "${{ needs.services.outputs.version }}"
+    assert build["with"]["tags"] == f"{registry}/flotilla/${{{{ matrix.service }}}}:{version}"
+    packaging = "\n".join(step.get("run", "") for step in jobs["charts"]["steps"])
+    assert (
+        "helm package charts/flotilla " in packaging and "helm package charts/flotilla-operator " in packaging
+    )
+
+
+def test_no_script_makefile_or_workflow_names_a_service() -> None:
+    """The list is charts/flotilla/values.yaml's: these files read it (the shop's example flow,
+    scripts/demo-flow.sh, and make up's demo seeding are the shop's own, not the list)."""
+    files = [ROOT / "Makefile", *WORKFLOWS.glob("*.yml"), *(ROOT / "scripts").glob("*.sh")]
+    files.remove(ROOT / "scripts" / "demo-flow.sh")
+    pattern = re.compile(r"\b(users|catalog|orders)\b")
+    for path in files:
+        text = path.read_text()
+        if path.name == "up.sh":
+            text = re.sub(r".*(seed-demo|_URL=\$INGRESS).*", "", text)
+        assert not pattern.search(text), f"{path.relative_to(ROOT)}: {pattern.search(text)}"
