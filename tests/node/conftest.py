@@ -12,8 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from tests.support.kube import temporary_namespace
-from tests.support.node import NODE_NAME, RELEASE, Platform, helm, platform_images
+from tests.support.node import NODE_NAME, Platform, installed_platform, platform_images
 
 HERE = Path(__file__).parent
 
@@ -42,25 +41,9 @@ def images(real_node: str) -> dict[str, str]:
     return platform_images()
 
 
-def _installed(kube: ApiClient, images: dict[str, str], mode: str) -> Iterator[Platform]:
-    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
-    with temporary_namespace(kube, labels, fake_nodes=False) as namespace:
-        platform = Platform(kube, namespace, host=f"{namespace}.flotilla.test", images=images)
-        try:
-            platform.install(mode)
-            yield platform
-        finally:
-            if platform.installed:
-                helm("uninstall", RELEASE, "--namespace", namespace, "--wait", "--timeout", "120s")
-
-
-@pytest.fixture(scope="module")
-def workloads_platform(kube: ApiClient, images: dict[str, str]) -> Iterator[Platform]:
-    """The umbrella chart in workloads mode, every pod Ready."""
-    yield from _installed(kube, images, "workloads")
-
-
-@pytest.fixture(scope="module")
-def operator_platform(kube: ApiClient, images: dict[str, str]) -> Iterator[Platform]:
-    """The umbrella chart in operator mode: Microservice resources and the operator's own pod."""
-    yield from _installed(kube, images, "operator")
+@pytest.fixture(scope="session")
+def platform(kube: ApiClient, images: dict[str, str]) -> Iterator[Platform]:
+    """The umbrella chart in a restricted namespace of its own: the operator's pod (watching
+    that namespace) has made every Microservice Ready, and the ingress routes to them."""
+    with installed_platform(kube, images) as platform:
+        yield platform

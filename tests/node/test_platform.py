@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from functools import partial
+from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -15,23 +16,39 @@ from kubernetes.client import ApiClient
 
 from tests.support.cases import Case
 from tests.support.kube import wait_for
-from tests.support.node import NODE_NAME, SERVICES, Platform, exec_in
+from tests.support.node import (
+    DATABASES,
+    NODE_NAME,
+    RELEASE,
+    SERVICE_ENTRIES,
+    SERVICES,
+    Platform,
+    exec_in,
+    helm,
+)
+from tests.support.policies import check_network_policies
 
 
-def test_the_customer_flow_through_the_ingress(workloads_platform: Platform) -> None:
-    result = workloads_platform.customer_flow()
+def service_pods(name: str) -> str:
+    """The selector of a service's own pods (its migration Job's pods share the name, not the instance)."""
+    return f"app.kubernetes.io/name={name},app.kubernetes.io/instance={name}"
+
+
+def test_the_customer_flow_through_the_ingress(platform: Platform) -> None:
+    result = platform.customer_flow()
 
     assert result["order"]["status"] == "confirmed"
     assert result["total"] == 2500
     assert result["stock"] == 3  # 5 in stock, 2 ordered: the catalog's stock really moved
 
 
-def test_every_pod_runs_on_the_real_node(kube: ApiClient, workloads_platform: Platform) -> None:
-    pods = client.CoreV1Api(kube).list_namespaced_pod(workloads_platform.namespace).items
+def test_every_pod_runs_on_the_real_node(kube: ApiClient, platform: Platform) -> None:
+    pods = client.CoreV1Api(kube).list_namespaced_pod(platform.namespace).items
     running = [pod for pod in pods if pod.status.phase == "Running"]
 
     assert {pod.spec.node_name for pod in running} == {NODE_NAME}
-    assert len(running) >= 1 + 2 * len(SERVICES)  # PostgreSQL and two replicas of each service
+    # The operator, each service's PostgreSQL and two replicas of each service.
+    assert len(running) >= 1 + len(DATABASES) + 2 * len(SERVICES)
     assert all(
         status.ready and status.container_id.startswith("containerd://")
         for pod in running
@@ -39,22 +56,23 @@ def test_every_pod_runs_on_the_real_node(kube: ApiClient, workloads_platform: Pl
     )
 
 
-def test_orders_finds_users_and_catalog_by_kubernetes_dns(
-    kube: ApiClient, workloads_platform: Platform
-) -> None:
-    namespace = workloads_platform.namespace
+def test_orders_finds_users_and_catalog_by_kubernetes_dns(kube: ApiClient, platform: Platform) -> None:
+    """The operator injects <NAME>_URL for every dependsOn entry: the Service's DNS name, which
+    the cluster's DNS resolves to the Service."""
+    namespace = platform.namespace
     core = client.CoreV1Api(kube)
     orders_env = {
-        env.name
+        env.name: env.value
         for container in client.AppsV1Api(kube)
         .read_namespaced_deployment("orders", namespace)
         .spec.template.spec.containers
         for env in container.env or []
     }
-    assert not orders_env & {"USERS_URL", "CATALOG_URL"}  # no address given: discovery is DNS
-
-    for service in ("users", "catalog"):
+    dependencies = SERVICE_ENTRIES["orders"]["dependsOn"]
+    assert set(dependencies) == {"users", "catalog"}
+    for service in dependencies:
         name = f"{service}.{namespace}.svc.cluster.local"
+        assert urlparse(orders_env[f"{service.upper()}_URL"]).hostname == name, orders_env
         resolved = exec_in(
             namespace,
             "deploy/orders",
@@ -65,9 +83,9 @@ def test_orders_finds_users_and_catalog_by_kubernetes_dns(
         assert resolved.returncode == 0, resolved.stderr
         assert resolved.stdout.strip() == core.read_namespaced_service(service, namespace).spec.cluster_ip
 
-    workloads_platform.customer_flow()
+    platform.customer_flow()
     catalog_calls = 0.0
-    for pod in core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=orders").items:
+    for pod in core.list_namespaced_pod(namespace, label_selector=service_pods("orders")).items:
         metrics = exec_in(
             namespace, f"pod/{pod.metadata.name}", "python", "-c",
             "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())",
@@ -85,14 +103,14 @@ def test_orders_finds_users_and_catalog_by_kubernetes_dns(
 
 @pytest.mark.reliability
 def test_five_pods_sent_sigterm_in_a_row_under_steady_traffic_fail_no_request(
-    kube: ApiClient, workloads_platform: Platform, case: Case
+    kube: ApiClient, platform: Platform, case: Case
 ) -> None:
     """Graceful drain: kubelet sends SIGTERM after the preStop pause while reads and orders flow
     through the ingress; five deletions one after another, and not one request may fail."""
-    namespace = workloads_platform.namespace
+    namespace = platform.namespace
     core = client.CoreV1Api(kube)
-    customer = workloads_platform.customer_token()
-    product_id = workloads_platform.create_product(stock=100_000)
+    customer = platform.customer_token()
+    product_id = platform.create_product(stock=100_000)
     outcomes: Counter[str] = Counter()
     failures: list[str] = []
     placed: dict[str, dict[str, object]] = {}
@@ -100,7 +118,7 @@ def test_five_pods_sent_sigterm_in_a_row_under_steady_traffic_fail_no_request(
 
     def traffic(worker: int) -> None:
         session = requests.Session()
-        headers = {"Host": workloads_platform.host}
+        headers = {"Host": platform.host}
         sent = 0
         while not stop.is_set():
             sent += 1
@@ -108,7 +126,7 @@ def test_five_pods_sent_sigterm_in_a_row_under_steady_traffic_fail_no_request(
                 if sent % 4 == 0:  # every fourth request places an order
                     key = f"drain-{worker}-{sent}-{time.time_ns()}"
                     response = session.post(
-                        workloads_platform.url("/orders"),
+                        platform.url("/orders"),
                         json={"items": [{"product_id": product_id, "quantity": 1}]},
                         headers={**headers, "Authorization": f"Bearer {customer}", "Idempotency-Key": key},
                         timeout=30,
@@ -117,9 +135,7 @@ def test_five_pods_sent_sigterm_in_a_row_under_steady_traffic_fail_no_request(
                     if response.status_code == expected:
                         placed[key] = response.json()
                 else:
-                    response = session.get(
-                        workloads_platform.url("/products?limit=5"), headers=headers, timeout=30
-                    )
+                    response = session.get(platform.url("/products?limit=5"), headers=headers, timeout=30)
                     expected = 200
                 outcomes[str(response.status_code)] += 1
                 if response.status_code != expected:
@@ -138,11 +154,11 @@ def test_five_pods_sent_sigterm_in_a_row_under_steady_traffic_fail_no_request(
     try:
         time.sleep(3)
         for service in ("catalog", "users", "orders", "catalog", "users"):
-            pods = core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/name={service}")
+            pods = core.list_namespaced_pod(namespace, label_selector=service_pods(service))
             victim = sorted(str(p.metadata.name) for p in pods.items if not p.metadata.deletion_timestamp)[0]
             core.delete_namespaced_pod(victim, namespace)
             wait_for(partial(pod_gone, victim), timeout=120, interval=0.5, what=f"pod {victim} gone")
-            workloads_platform.wait_available(service, timeout=180)
+            platform.wait_available(service, timeout=180)
             deleted.append(service)
             time.sleep(2)
     finally:
@@ -161,16 +177,14 @@ def test_five_pods_sent_sigterm_in_a_row_under_steady_traffic_fail_no_request(
     assert failures == [], f"{outcomes}: {failures[:5]}"
     sample = list(placed.items())[:: max(1, len(placed) // 20)]
     for key, order in sample:  # every acknowledged order reads back as it was acknowledged
-        read = workloads_platform.request(
+        read = platform.request(
             "GET", f"/orders/{order['id']}", headers={"Authorization": f"Bearer {customer}"}
         )
         assert read.status_code == 200 and read.json() == order, (key, read.text)
 
 
-def test_pods_run_under_the_restricted_pod_security_standard(
-    kube: ApiClient, workloads_platform: Platform
-) -> None:
-    namespace = workloads_platform.namespace
+def test_pods_run_under_the_restricted_pod_security_standard(kube: ApiClient, platform: Platform) -> None:
+    namespace = platform.namespace
     labels = client.CoreV1Api(kube).read_namespace(namespace).metadata.labels
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
@@ -181,7 +195,54 @@ def test_pods_run_under_the_restricted_pod_security_standard(
         write = exec_in(namespace, f"deploy/{service}", "touch", "/usr/local/lib/probe")
         assert write.returncode != 0
         assert "Read-only file system" in write.stderr
-    postgres = exec_in(namespace, "statefulset/flotilla-postgresql", "id", "-u")
-    assert postgres.stdout.strip() == "999", postgres.stderr
-    write = exec_in(namespace, "statefulset/flotilla-postgresql", "touch", "/usr/local/lib/probe")
-    assert "Read-only file system" in write.stderr
+    for database in DATABASES:
+        postgres = exec_in(namespace, f"statefulset/{RELEASE}-{database}-postgresql", "id", "-u")
+        assert postgres.stdout.strip() == "999", postgres.stderr
+        write = exec_in(
+            namespace, f"statefulset/{RELEASE}-{database}-postgresql", "touch", "/usr/local/lib/probe"
+        )
+        assert "Read-only file system" in write.stderr
+
+
+def test_the_operator_pod_renders_every_service_from_its_microservice(
+    kube: ApiClient, platform: Platform
+) -> None:
+    """The chart makes Microservices only; the operator (its own image, in a pod) makes the
+    Deployments, and reports each Microservice Ready."""
+    namespace = platform.namespace
+    microservices = platform.microservices()
+    assert {m["metadata"]["name"] for m in microservices} == set(SERVICES)
+    for microservice in microservices:
+        conditions = {c["type"]: c["status"] for c in microservice.get("status", {}).get("conditions", [])}
+        assert conditions.get("Ready") == "True", microservice.get("status")
+
+    operator_pods = (
+        client.CoreV1Api(kube)
+        .list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=flotilla-operator")
+        .items
+    )
+    assert [pod.status.phase for pod in operator_pods] == ["Running"]
+    assert all(status.ready for status in operator_pods[0].status.container_statuses)
+    deployments = client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
+    owners = {d.metadata.name: [ref.kind for ref in d.metadata.owner_references or []] for d in deployments}
+    assert owners == {**{name: ["Microservice"] for name in SERVICES}, "flotilla-operator": []}
+
+
+# --- NetworkPolicies: each pod admits what the resources declare, nothing else -----------------
+
+
+def test_every_service_and_database_pod_admits_only_what_the_resources_declare(
+    kube: ApiClient, platform: Platform
+) -> None:
+    checked = check_network_policies(kube, platform)
+    replicas = sum(ms["spec"]["replicas"] for ms in platform.microservices())
+    assert len(checked) == replicas + len(DATABASES), checked
+
+
+def test_helm_test_reaches_every_service_through_its_network_policy(platform: Platform) -> None:
+    """`helm test` (NOTES.txt tells users to run it): its pod, admitted by the services' policies
+    through `networkPolicy.from`, reads every service's /readyz through its Service."""
+    output = helm("test", RELEASE, "--namespace", platform.namespace, "--logs", "--timeout", "300s")
+    assert "Phase:          Succeeded" in output, output
+    for name in platform.entries:
+        assert f"{name} 200 " in output, output

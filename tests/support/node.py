@@ -8,20 +8,30 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import requests
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from tests.support.kube import ROOT, tool, wait_for
+from scripts.services import services
+from tests.support.kube import ROOT, temporary_namespace, tool, wait_for
 
 NODE_NAME = os.environ.get("FLOTILLA_NODE_NAME", "flotilla-node")
 INGRESS_URL = f"http://127.0.0.1:{os.environ.get('FLOTILLA_INGRESS_PORT', '8080')}"
 RELEASE = "flotilla"
-SERVICES = ("users", "catalog", "orders")
+# The services, from the umbrella chart's services: map (scripts/services.py reads it).
+SERVICE_ENTRIES = services()
+SERVICES = tuple(SERVICE_ENTRIES)
+DATABASES = tuple(name for name, entry in SERVICE_ENTRIES.items() if entry.get("database"))
+INGRESS_NAMESPACE = "traefik"
+PROMETHEUS_NAMESPACE = "monitoring"
+GROUP, VERSION, PLURAL = "flotilla.dev", "v1alpha1", "microservices"
 
 
 def helm(*args: str, timeout: float = 600) -> str:
@@ -31,17 +41,39 @@ def helm(*args: str, timeout: float = 600) -> str:
     return result.stdout
 
 
-def platform_images() -> dict[str, str]:
-    """Build (when their inputs changed) and import the platform's images: name -> reference."""
+def platform_images(root: Path = ROOT) -> dict[str, str]:
+    """Build (when their inputs changed) and import the platform's images: name -> reference.
+
+    ``root`` is a checkout of the project: this one, or a copy with a service added (its images
+    go into this checkout's node).
+    """
     result = subprocess.run(
-        [str(ROOT / "scripts" / "images.sh"), "platform"],
+        [str(root / "scripts" / "images.sh"), "platform"],
         capture_output=True,
         text=True,
         timeout=3600,
         check=False,
+        env={**os.environ, "FLOTILLA_CLUSTER_DIR": str(ROOT / ".cluster")},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return dict(line.split("=", 1) for line in result.stdout.split())
+
+
+@contextmanager
+def installed_platform(kube: ApiClient, images: dict[str, str], **options: Any) -> Iterator[Platform]:
+    """The umbrella chart in a restricted namespace of its own, uninstalled afterwards.
+
+    ``options`` go to ``Platform`` (``root`` and ``entries``: a chart of another checkout).
+    """
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    with temporary_namespace(kube, labels, fake_nodes=False) as namespace:
+        platform = Platform(kube, namespace, host=f"{namespace}.flotilla.test", images=images, **options)
+        try:
+            platform.install()
+            yield platform
+        finally:
+            if platform.installed:
+                helm("uninstall", RELEASE, "--namespace", namespace, "--wait", "--timeout", "120s")
 
 
 def exec_in(namespace: str, target: str, *command: str) -> subprocess.CompletedProcess[str]:
@@ -59,46 +91,56 @@ class Platform:
     images: dict[str, str]
     installed: bool = False
     session: requests.Session = field(default_factory=requests.Session)
+    # The checkout whose umbrella chart is installed, and its services map.
+    root: Path = ROOT
+    entries: dict[str, dict[str, Any]] = field(default_factory=lambda: SERVICE_ENTRIES)
 
-    def values(self, mode: str) -> list[str]:
-        """helm --set arguments: the local images (never pulled), this host, the given mode."""
+    def values(self) -> list[str]:
+        """helm --set arguments: the local images (never pulled), this host, the operator
+        watching this namespace only."""
+        repository, tag = self.images["operator"].rsplit(":", 1)
         sets = {
-            "global.mode": mode,
             "postgresql.image": self.images["postgresql"],
             "ingress.host": self.host,
-            "networkPolicy.ingressControllerNamespace": "traefik",
+            "networkPolicy.ingressControllerNamespace": INGRESS_NAMESPACE,
+            "networkPolicy.prometheusNamespace": PROMETHEUS_NAMESPACE,
+            "operator.watchNamespace": self.namespace,
+            "operator.image.repository": repository,
+            "operator.image.tag": tag,
+            "operator.image.pullPolicy": "Never",
         }
-        for service in SERVICES:
-            repository, tag = self.images[service].rsplit(":", 1)
-            sets |= {f"{service}.image.repository": repository, f"{service}.image.tag": tag}
-            sets[f"{service}.image.pullPolicy"] = "Never"
-        if mode == "operator":
-            repository, tag = self.images["operator"].rsplit(":", 1)
-            sets |= {
-                "operator.enabled": "true",
-                "operator.watchNamespace": self.namespace,
-                "operator.image.repository": repository,
-                "operator.image.tag": tag,
-                "operator.image.pullPolicy": "Never",
-            }
+        sets |= {f"services.{service}.image": self.images[service] for service in self.entries}
         return [argument for key, value in sets.items() for argument in ("--set", f"{key}={value}")]
 
-    def install(self, mode: str) -> None:
-        """helm install, then wait until every Deployment and StatefulSet is fully available."""
-        helm("dependency", "build", str(ROOT / "charts" / "flotilla"))
-        helm("install", RELEASE, str(ROOT / "charts" / "flotilla"), "--namespace", self.namespace,
-             *self.values(mode), "--wait", "--timeout", "600s")  # fmt: skip
-        self.installed = True
-        apps = client.AppsV1Api(self.kube)
-        wait_for(
-            lambda: (
-                {d.metadata.name for d in apps.list_namespaced_deployment(self.namespace).items}
-                >= set(SERVICES)
-            ),
-            timeout=120,
-            what="the services' Deployments",
+    def microservices(self) -> list[dict[str, Any]]:
+        listed = client.CustomObjectsApi(self.kube).list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL
         )
-        for name in SERVICES:
+        return list(listed["items"])
+
+    def install(self) -> None:
+        """helm install, then wait until the operator has made every Microservice Ready and its
+        Deployment is fully available, and the ingress routes this host here."""
+        chart = str(self.root / "charts" / "flotilla")
+        helm("dependency", "build", chart)
+        helm("install", RELEASE, chart, "--namespace", self.namespace,
+             *self.values(), "--wait", "--timeout", "600s")  # fmt: skip
+        self.installed = True
+
+        def all_ready() -> bool:
+            ready = {
+                ms["metadata"]["name"]
+                for ms in self.microservices()
+                if (ms.get("status") or {}).get("observedGeneration") == ms["metadata"]["generation"]
+                and any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in (ms.get("status") or {}).get("conditions", [])
+                )
+            }
+            return ready == set(self.entries)
+
+        wait_for(all_ready, timeout=600, interval=2, what="every Microservice Ready through the operator")
+        for name in self.entries:
             self.wait_available(name)
         self.wait_routed()
 
@@ -142,7 +184,8 @@ class Platform:
             )
 
         wait_for(routed_here, timeout=120, interval=1, what=f"the ingress route of {self.host}")
-        for path in ("/products?limit=1", "/orders", "/users/me"):
+        # Each routed service answers its first path (a problem document, at least).
+        for path in [entry["ingress"]["paths"][0] for entry in self.entries.values() if entry.get("ingress")]:
             wait_for(
                 partial(answered_by_service, path),
                 timeout=120,

@@ -1,0 +1,78 @@
+"""Adding a service is its folder under services/ and one entry in the services map: in a copy
+of this repository, a fourth service (tests/support/new_service.py) is built by the copy's own
+scripts/images.sh, installed with the copy's umbrella chart, and comes up through the operator
+on the real node, routed, scraped and isolated like the three others."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+from kubernetes.client import ApiClient
+
+from scripts.services import services
+from tests.support import new_service
+from tests.support.cases import Case
+from tests.support.node import Platform, exec_in, installed_platform, platform_images
+from tests.support.policies import check_network_policies
+
+
+@pytest.fixture(scope="module")
+def extended(
+    kube: ApiClient, images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    """The copy with the fourth service, its images built, its chart installed in a namespace."""
+    root = new_service.copy_of_the_repository(tmp_path_factory.mktemp("repository"))
+    new_service.add_the_service(root)
+    entries = services(chart_values=root / "charts" / "flotilla" / "values.yaml")
+    assert list(entries)[-1] == new_service.NAME  # one map entry, read by the one reader
+    built = platform_images(root)
+    with installed_platform(kube, built, root=root, entries=entries) as platform:
+        yield platform
+
+
+def test_a_fourth_service_is_built_deployed_and_routed_like_the_others(
+    kube: ApiClient, extended: Platform, images: dict[str, str], case: Case
+) -> None:
+    name, namespace = new_service.NAME, extended.namespace
+    # The three services' images are the same builds (same inputs): only the new one was added.
+    assert {key: extended.images[key] for key in images} == images
+    assert extended.images[name].startswith(f"localhost/flotilla/{name}:")
+
+    microservice = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+        "flotilla.dev", "v1alpha1", namespace, "microservices", name
+    )
+    deployment = client.AppsV1Api(kube).read_namespaced_deployment(name, namespace)
+    assert [ref.kind for ref in deployment.metadata.owner_references] == ["Microservice"]
+    assert deployment.spec.template.spec.containers[0].image == extended.images[name]
+
+    greeted = extended.get(f"{new_service.PATH}/ada")
+    assert greeted.status_code == 200, greeted.text
+    assert greeted.json() == {"greeting": "Hello, ada!"}
+    assert greeted.headers["X-Request-ID"]
+
+    # Scraped: a ServiceMonitor of the operator's (the real node's cluster has its CRD) selects
+    # the Service, whose endpoint answers /metrics with the kit's metrics of that request.
+    monitor = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+        "monitoring.coreos.com", "v1", namespace, "servicemonitors", name
+    )
+    service = client.CoreV1Api(kube).read_namespaced_service(name, namespace)
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service.metadata.labels.items()
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    metrics = exec_in(
+        namespace, f"deploy/{name}", "python", "-c",
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())",
+    )  # fmt: skip
+    assert metrics.returncode == 0, metrics.stderr
+    served = f'http_requests_total{{method="GET",route="{new_service.PATH}/{{name}}",status="200"}}'
+    assert served in metrics.stdout, metrics.stdout[-2000:]
+
+    # Isolated: its pods and every other one admit exactly what the resources declare.
+    checked = check_network_policies(kube, extended)
+    assert any(pod.startswith(f"{name}-") for pod in checked), checked
+    assert microservice["status"]["url"] == f"http://{name}.{namespace}.svc.cluster.local"
+    case.saw(
+        f"{name}: image {extended.images[name]}, GET {new_service.PATH}/ada -> {greeted.json()}, "
+        f"ServiceMonitor {monitor['metadata']['name']}, {len(checked)} pods' NetworkPolicies as declared"
+    )
