@@ -424,6 +424,14 @@ MATRIX: dict[str, Callable[[str], list[str]]] = {
     ),
     "watch-namespace": lambda namespace: sets({"operator.watchNamespace": namespace}),
     "fourth-service": lambda namespace: ["--set-json", f"services.hello={json.dumps(FOURTH)}"],
+    # An entry's key replaces the default's whole: maxUnavailable does not meet the default
+    # minAvailable, a memory limit below the default request does not meet that request.
+    "entry-keys-replace-defaults": lambda namespace: sets(
+        {
+            f"services.{next(iter(SERVICES))}.disruptionBudget.maxUnavailable": "1",
+            f"services.{next(iter(SERVICES))}.resources.limits.memory": "64Mi",
+        }
+    ),
 }
 
 

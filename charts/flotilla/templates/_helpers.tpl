@@ -17,7 +17,7 @@
 {{- $name -}}
 {{- end -}}
 
-{{/* The enabled entries of services:, each merged over serviceDefaults, as YAML (fromYaml it). */}}
+{{/* The enabled entries of services:, each over serviceDefaults, as YAML (fromYaml it). */}}
 {{- define "flotilla.services" -}}
 {{- $services := dict -}}
 {{- range $name, $entry := .Values.services -}}
@@ -26,7 +26,11 @@
 {{- if not (regexMatch "^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$" $name) -}}
 {{- fail (printf "services.%s: a service name is lower-case letters, digits and '-', starts with a letter and has at most 40 characters" $name) -}}
 {{- end -}}
-{{- $_ := set $services $name (mergeOverwrite (deepCopy ($.Values.serviceDefaults | default dict)) (deepCopy $entry)) -}}
+{{- /* Key by key: an entry's key replaces the default's whole, so an entry's
+       disruptionBudget {maxUnavailable: 1} or its resources never mix with the defaults'. */ -}}
+{{- $merged := deepCopy ($.Values.serviceDefaults | default dict) -}}
+{{- range $key, $value := $entry -}}{{- $_ := set $merged $key (deepCopy $value) -}}{{- end -}}
+{{- $_ := set $services $name $merged -}}
 {{- end -}}
 {{- end -}}
 {{- toYaml $services -}}
