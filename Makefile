@@ -49,11 +49,11 @@ node-up: ## Start (or reuse) the control plane and a real node: containerd, kube
 	@scripts/cluster/node-up.sh
 
 .PHONY: images
-images: ## Build the platform's images (every service from services/Dockerfile) with buildah and import them into the node's containerd
+images: venv ## Build the platform's images (every service from services/Dockerfile) with buildah and import them into the node's containerd
 	@scripts/images.sh platform >/dev/null
 
 .PHONY: up
-up: ## Run the whole platform on the real local node (root): prints the ingress URL and an example flow
+up: venv ## Run the whole platform on the real local node (root): prints the ingress URL and an example flow
 	@scripts/up.sh
 
 .PHONY: down

@@ -13,7 +13,9 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # (scripts/services.py reads it).
 service_names() {
   local python="$VENV/bin/python" listed
-  [ -x "$python" ] || python=$PYTHON_BIN
+  # The list is read with PyYAML: the project's virtualenv has it (made here when missing, its
+  # progress on stderr, since stdout carries the names).
+  [ -x "$python" ] || "$ROOT/scripts/venv.sh" >&2
   listed=$("$python" "$ROOT/scripts/services.py" names) \
     || die "cannot read the list of services (scripts/services.py names; it needs PyYAML)"
   [ -n "$listed" ] || die "the services map of charts/flotilla/values.yaml has no enabled service"

@@ -38,6 +38,11 @@ failing_pod() {
   kubectl -n "$NAMESPACE" get pods -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.creationTimestamp}{" "}{.status.initContainerStatuses[*].state.waiting.reason}{" "}{.status.containerStatuses[*].state.waiting.reason}{"\n"}{end}' \
     | awk -v since="$installed_at" '$2 >= since && /CrashLoopBackOff|ErrImageNeverPull|ErrImagePull|ImagePullBackOff|CreateContainerConfigError|InvalidImageName/ {print $1; exit}'
 }
+# A migration Job that failed holds its service's Deployment back: end the wait at once too.
+failed_migration() {
+  kubectl -n "$NAMESPACE" get microservices -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.conditions[?(@.type=="Migrated")].reason}{"\n"}{end}' \
+    | awk '$2 == "Failed" {print $1; exit}'
+}
 waited=$SECONDS
 wait_ready() {  # wait_ready OBJECT CHECK...: until CHECK succeeds, or a pod fails, or 15 minutes
   local object=$1 next=20; shift
@@ -48,6 +53,11 @@ wait_ready() {  # wait_ready OBJECT CHECK...: until CHECK succeeds, or a pod fai
       kubectl -n "$NAMESPACE" logs "$pod" --all-containers --previous --tail=30 >&2 2>/dev/null \
         || kubectl -n "$NAMESPACE" describe pod "$pod" | tail -n 15 >&2
       die "pod $pod cannot start (above: its pods, and its logs or events)"
+    fi
+    failed=$(failed_migration)
+    if [ -n "$failed" ]; then
+      kubectl -n "$NAMESPACE" logs "job/$(kubectl -n "$NAMESPACE" get jobs -l "app.kubernetes.io/instance=$failed-migrate" -o name | head -n1 | cut -d/ -f2)" --tail=30 >&2 || true
+      die "the migration of $failed failed (above: its Job's logs; kubectl -n $NAMESPACE describe microservice $failed)"
     fi
     (( SECONDS - waited < 900 )) || die "$object was not ready after 15 minutes"
     if (( SECONDS - waited >= next )); then note "still waiting for $object ($(elapsed $((SECONDS - waited))))"; next=$((next + 20)); fi

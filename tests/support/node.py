@@ -53,7 +53,11 @@ def platform_images(root: Path = ROOT) -> dict[str, str]:
         text=True,
         timeout=3600,
         check=False,
-        env={**os.environ, "FLOTILLA_CLUSTER_DIR": str(ROOT / ".cluster")},
+        env={
+            **os.environ,
+            "FLOTILLA_CLUSTER_DIR": str(ROOT / ".cluster"),
+            "FLOTILLA_VENV": str(ROOT / ".venv"),
+        },
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return dict(line.split("=", 1) for line in result.stdout.split())

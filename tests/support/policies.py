@@ -60,7 +60,10 @@ def check_network_policies(kube: ApiClient, platform: Platform) -> list[str]:
             selector = peer["namespaceSelector"]
             named = (selector.get("matchLabels") or {}).get("kubernetes.io/metadata.name")
             found = {named} if named else {n for n, labels in namespaces.items() if selects(selector, labels)}
+            if "podSelector" in peer:  # only those pods of those namespaces: not the namespace
+                return {f"pods {peer['podSelector']} of namespace/{name}" for name in found}
             return {f"namespace/{name}" for name in found}
+        # Pods of this namespace: every candidate the selector matches (an empty one matches all).
         found = {
             name for name, sets in candidates.items() if any(selects(peer["podSelector"], s) for s in sets)
         }
