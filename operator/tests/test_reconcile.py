@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, cast
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import DynamicApiError
 
 from flotilla_operator import FIELD_MANAGER
 from flotilla_operator.kube import Kube
 from flotilla_operator.reconcile import HANDOVER_MANAGER, Dependents, reconcile
+from flotilla_operator.render import ConfigMissing, ConfigRef, config_digest
 
 BASE: dict[str, Any] = {
     "apiVersion": "flotilla.dev/v1alpha1",
@@ -39,19 +45,32 @@ class FakeKube:
         self.replica_history: list[int] = []
         self.deleted: list[tuple[str, str]] = []
         self.status: dict[str, Any] | None = None
+        self.applied: list[tuple[str, str]] = []  # every apply, in order
+        self.created: list[tuple[str, str]] = []
+        self.refuse: dict[str, int] = {}  # kind -> the HTTP status its applies get
+        self.config: dict[tuple[str, str], dict[str, str] | None] = {}  # (kind, name) -> data
 
     def crd_installed(self, _: str) -> bool:
         return True
 
-    def config_hash(self, *_: Any) -> str:
-        return ""
+    def config_hash(self, _: str, refs: list[ConfigRef]) -> str:
+        return config_digest(refs, self.config)
 
     def forget_crds(self) -> None:
         pass
 
     def apply(self, manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
+        if kind in self.refuse:
+            error = ApiException(status=self.refuse[kind], reason="Invalid")
+            error.body = json.dumps(
+                {"message": f"{kind} {name} is invalid: spec.rules[0].host: Invalid value"}
+            )
+            raise DynamicApiError(error)  # type: ignore[no-untyped-call]
+        self.applied.append((kind, name))
         live = self.objects.get((kind, name))
+        if live is None:
+            self.created.append((kind, name))
         merged = copy.deepcopy(manifest) if live is None else {**live, **copy.deepcopy(manifest)}
         if live is not None:
             merged["spec"] = {**live["spec"], **manifest["spec"]}
@@ -154,15 +173,19 @@ def test_a_new_release_keeps_the_old_template_until_its_migration_succeeded() ->
     first = _finish(kube, "Complete")
     run(kube, ms(migrate=True))
     status = run(kube, ms(2, migrate=True, image="registry.example/orders:2.0"))
-    deployment = kube.objects[("Deployment", "orders")]
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.0")
+    assert image(kube).endswith(":1.0")
     assert ("Job", first) in kube.deleted  # the old revision's Job is pruned
     _finish(kube, "Failed", "BackoffLimitExceeded")
     status = run(kube, ms(2, migrate=True, image="registry.example/orders:2.0"))
     assert conditions(status)["Migrated"]["reason"] == "Failed"
     assert conditions(status)["Degraded"]["status"] == "True"
     assert "BackoffLimitExceeded" in conditions(status)["Degraded"]["message"]
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.0")
+    assert image(kube).endswith(":1.0")  # read again: each apply stores a new object
+
+
+def image(kube: FakeKube) -> str:
+    """The image of the live Deployment's template."""
+    return str(kube.objects[("Deployment", "orders")]["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
 def test_dependents_report_who_joined_or_left_and_who_calls_whom() -> None:
@@ -175,3 +198,120 @@ def test_dependents_report_who_joined_or_left_and_who_calls_whom() -> None:
     assert dependents.callers("shop", "users") == ()
     assert dependents.update("shop", "cart", None) == {"catalog"}
     assert dependents.callers("shop", "catalog") == ("orders",)
+
+
+def test_a_rejected_child_leaves_the_others_applied_and_status_saying_why() -> None:
+    kube = FakeKube()
+    kube.refuse["Ingress"] = 422
+    body = ms(ingress={"paths": ["/orders"]}, disruptionBudget={"minAvailable": 1}, migrate=True)
+    kube.config = {}
+    with pytest.raises(DynamicApiError) as raised:
+        run(kube, body)
+    assert raised.value.status == 422  # handlers map it to a retry, as before
+    assert kube.applied[:2] == [("NetworkPolicy", "orders"), ("Job", kube.applied[1][1])]
+    assert {kind for kind, _ in kube.objects} >= {"NetworkPolicy", "Service", "PodDisruptionBudget", "Job"}
+    assert kube.status is not None
+    degraded = conditions(kube.status)["Degraded"]
+    assert (degraded["status"], degraded["reason"]) == ("True", "ChildRejected")
+    assert "Ingress" in degraded["message"]
+    assert "spec.rules[0].host: Invalid value" in degraded["message"]
+
+
+def test_a_rejected_network_policy_keeps_every_pod_away() -> None:
+    kube = FakeKube()
+    kube.refuse["NetworkPolicy"] = 422
+    with pytest.raises(DynamicApiError):
+        run(kube, ms(migrate=True))
+    assert not [kind for kind, _ in kube.objects if kind in ("Job", "Deployment")]
+    assert kube.status is not None
+    assert "NetworkPolicy" in conditions(kube.status)["Degraded"]["message"]
+
+
+def test_a_server_error_propagates_before_any_status_is_written() -> None:
+    kube = FakeKube()
+    kube.refuse["Service"] = 503
+    with pytest.raises(DynamicApiError):
+        run(kube, ms())
+    assert kube.status is None
+
+
+def test_a_migration_job_is_created_once_and_never_applied_again() -> None:
+    kube = FakeKube()
+    run(kube, ms(migrate=True))
+    job = _finish(kube, "Complete")
+    changes: list[dict[str, Any]] = [
+        {"resources": {"requests": {"cpu": "1"}}},
+        {"nodeSelector": {"disk": "ssd"}},
+        {"replicas": 5},
+    ]
+    for generation, change in enumerate(changes, start=2):
+        run(kube, ms(generation, migrate=True, **change))
+    assert [name for kind, name in kube.applied if kind == "Job"] == [job]
+    assert kube.objects[("Deployment", "orders")]["spec"]["replicas"] == 5
+
+
+SHOP_ENV = [
+    {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "shop-secrets", "key": "orders-db"}}}
+]
+
+
+def test_missing_config_holds_the_job_and_the_deployment_until_it_exists() -> None:
+    """The shop example's Microservices come before the bootstrap Job made shop-secrets."""
+    kube = FakeKube()
+    for _ in range(2):  # kopf's retry and the resync find it still missing
+        with pytest.raises(ConfigMissing, match="Secret shop-secrets"):
+            run(kube, ms(migrate=True, env=SHOP_ENV))
+    assert not [kind for kind, _ in kube.objects if kind in ("Job", "Deployment")]
+    assert ("NetworkPolicy", "orders") in kube.objects
+    assert kube.status is not None
+    migrated = conditions(kube.status)["Migrated"]
+    assert (migrated["status"], migrated["reason"]) == ("False", "ConfigMissing")
+    assert "Secret shop-secrets (key orders-db)" in migrated["message"]
+    kube.config[("Secret", "shop-secrets")] = {"orders-db": "b3JkZXJz", "users-db": "dXNlcnM="}
+    run(kube, ms(migrate=True, env=SHOP_ENV))
+    _finish(kube, "Complete")
+    kube.config[("Secret", "shop-secrets")] = {"orders-db": "b3JkZXJz", "users-db": "cm90YXRlZA=="}
+    status = run(kube, ms(migrate=True, env=SHOP_ENV))  # another service's key rotated
+    assert len([name for kind, name in kube.created if kind == "Job"]) == 1
+    assert conditions(status)["Migrated"]["status"] == "True"
+    assert ("Deployment", "orders") in kube.objects
+
+
+def test_missing_config_holds_nothing_of_a_service_without_migrations() -> None:
+    """Its pods wait for the Secret themselves (CreateContainerConfigError); no retry loop."""
+    kube = FakeKube()
+    run(kube, ms())
+    run(kube, ms(2, image="registry.example/orders:2.0", env=SHOP_ENV))
+    assert image(kube).endswith(":2.0")
+    assert "Migrated" not in conditions(kube.status or {"conditions": []})
+
+
+def _listed(namespace: str, name: str, depends_on: list[str] | None = None) -> dict[str, Any]:
+    return {"metadata": {"namespace": namespace, "name": name}, "spec": {"dependsOn": depends_on}}
+
+
+def test_a_rebuild_replaces_the_callers_and_names_the_callees_that_changed() -> None:
+    dependents = Dependents()
+    dependents.update("shop", "orders", ["users", "catalog"])
+    dependents.update("shop", "till", ["catalog"])  # its DELETED is missed in a watch gap
+    dependents.update("other", "x", ["catalog"])
+    mark = dependents.mark()
+    listing = [_listed("shop", "orders", ["users", "catalog"]), _listed("other", "x", ["payments"])]
+    assert dependents.rebuild(listing, mark) == {
+        ("shop", "catalog"),
+        ("other", "catalog"),
+        ("other", "payments"),
+    }
+    assert dependents.callers("shop", "catalog") == ("orders",)
+    assert dependents.callers("other", "payments") == ("x",)
+    assert dependents.rebuild(listing, dependents.mark()) == set()
+
+
+def test_a_rebuild_keeps_what_events_changed_after_its_listing_began() -> None:
+    dependents = Dependents()
+    mark = dependents.mark()
+    listing = [_listed("shop", "orders", ["users"])]  # listed before these events arrived
+    dependents.update("shop", "cart", ["users"])
+    dependents.update("shop", "orders", None)
+    assert dependents.rebuild(listing, mark) == set()
+    assert dependents.callers("shop", "users") == ("cart",)

@@ -9,7 +9,10 @@ import pytest
 
 from flotilla_operator.render import (
     CONFIG_HASH_ANNOTATION,
+    ConfigMissing,
+    ConfigRef,
     RenderContext,
+    config_digest,
     config_references,
     deployment,
     disruption_budget,
@@ -154,7 +157,12 @@ def test_the_config_hash_lands_on_the_pod_template() -> None:
             "envFrom": [{"configMapRef": {"name": "cm2"}}, {"secretRef": {"name": "s2"}}],
         }
     )
-    assert refs == ({"cm1", "cm2"}, {"s1", "s2"})
+    assert refs == [
+        ConfigRef("ConfigMap", "cm1", "a"),
+        ConfigRef("ConfigMap", "cm2"),
+        ConfigRef("Secret", "s1", "b"),
+        ConfigRef("Secret", "s2"),
+    ]
 
 
 def test_the_service_exposes_port_80_named_http() -> None:
@@ -262,10 +270,9 @@ def test_secret_mounts_become_read_only_volumes_that_roll_the_pods() -> None:
     assert {"name": "secret-0", "mountPath": "/etc/keys", "readOnly": True} in pod["containers"][0][
         "volumeMounts"
     ]
-    assert config_references({"secretMounts": [{"secretName": "jwt-keys", "mountPath": "/etc/keys"}]}) == (
-        set(),
-        {"jwt-keys"},
-    )
+    assert config_references({"secretMounts": [{"secretName": "jwt-keys", "mountPath": "/etc/keys"}]}) == [
+        ConfigRef("Secret", "jwt-keys")
+    ]
 
 
 def test_a_variable_of_the_users_own_replaces_an_injected_one() -> None:
@@ -503,22 +510,103 @@ def test_migration_pods_are_not_selected_by_the_service_but_by_the_database() ->
     assert not all(labels.get(key) == value for key, value in selector.items())
 
 
-def test_the_job_name_follows_the_revision_of_image_env_and_config() -> None:
-    def name(body: dict[str, Any], config_hash: str = "") -> str:
-        job = migration_job(body, RenderContext(config_hash=config_hash))
-        assert job is not None
-        return str(job["metadata"]["name"])
+def _job_name(body: dict[str, Any], config_hash: str = "", **context: Any) -> str:
+    job = migration_job(body, RenderContext(config_hash=config_hash, **context))
+    assert job is not None
+    return str(job["metadata"]["name"])
 
-    first = name(ms(migrate=True))
+
+def test_the_job_name_follows_the_revision_of_image_env_and_config() -> None:
+    first = _job_name(ms(migrate=True))
     assert first.startswith("orders-migrate-")
     assert len(first) == len("orders-migrate-") + 8
-    assert name(ms(migrate=True)) == first
-    assert name(ms(migrate=True, replicas=7)) == first  # a scale is no release
-    assert name(ms(migrate=True, image="registry.example/orders:1.4.3")) != first
-    assert name(ms(migrate=True, env=[{"name": "A", "value": "1"}])) != first
-    assert name(ms(migrate=True, envFrom=[{"secretRef": {"name": "s"}}])) != first
-    assert name(ms(migrate=True), config_hash="abc") != first
+    assert _job_name(ms(migrate=True)) == first
+    assert _job_name(ms(migrate=True, image="registry.example/orders:1.4.3")) != first
+    assert _job_name(ms(migrate=True, env=[{"name": "A", "value": "1"}])) != first
+    assert _job_name(ms(migrate=True, envFrom=[{"secretRef": {"name": "s"}}])) != first
+    assert _job_name(ms(migrate=True, secretMounts=[{"secretName": "k", "mountPath": "/k"}])) != first
+    assert _job_name(ms(migrate=True, volumes=[{"name": "v", "emptyDir": {}}])) != first
+    assert _job_name(ms(migrate=True), config_hash="abc") != first
     assert len(migration_job_name("x" * 63, "abcdef12")) <= 63
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"replicas": 7},
+        {"resources": {"requests": {"cpu": "2"}, "limits": {"memory": "1Gi"}}},
+        {"nodeSelector": {"disk": "ssd"}},
+        {"tolerations": [{"operator": "Exists"}]},
+        {"podAnnotations": {"example.com/team": "shop"}},
+        {"podLabels": {"team": "shop"}},
+        {"dependsOn": ["users"]},
+        {"port": 9000},
+    ],
+    ids=[
+        "replicas",
+        "resources",
+        "nodeSelector",
+        "tolerations",
+        "podAnnotations",
+        "podLabels",
+        "dependsOn",
+        "port",
+    ],
+)
+def test_what_the_migration_does_not_run_with_keeps_the_revision(change: dict[str, Any]) -> None:
+    """A Job's template is immutable: a new revision would re-run the migration for nothing."""
+    assert _job_name(ms(migrate=True, **change)) == _job_name(ms(migrate=True))
+    assert _job_name(ms(migrate=True), callers=("cart",)) == _job_name(ms(migrate=True))
+
+
+SHARED = {"users-db": "dXNlcnM=", "orders-db": "b3JkZXJz", "admin": "YWRtaW4="}
+USERS_REFS = config_references(
+    {
+        "env": [{"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "shop", "key": "users-db"}}}],
+        "envFrom": [{"configMapRef": {"name": "settings"}}],
+    }
+)
+
+
+def _digest(secret: dict[str, str] | None, settings: dict[str, str] | None = None) -> str:
+    return config_digest(
+        USERS_REFS, {("Secret", "shop"): secret, ("ConfigMap", "settings"): settings or {"A": "1"}}
+    )
+
+
+def test_the_config_digest_reads_only_the_referenced_keys_and_whole_env_from_objects() -> None:
+    first = _digest(SHARED)
+    assert _digest({**SHARED, "orders-db": "cm90YXRlZA=="}) == first  # another service's key rotated
+    assert _digest({**SHARED, "users-db": "cm90YXRlZA=="}) != first
+    assert _digest(SHARED, {"A": "1", "B": "2"}) != first  # envFrom reads the whole ConfigMap
+    assert config_digest([], {}) == ""
+
+
+def test_required_config_that_is_absent_is_named_and_optional_config_is_not() -> None:
+    with pytest.raises(ConfigMissing, match=r"Secret shop \(key users-db\)") as raised:
+        _digest(None)
+    assert raised.value.missing == [ConfigRef("Secret", "shop", "users-db")]
+    with pytest.raises(ConfigMissing, match=r"Secret shop \(key users-db\)"):
+        _digest({"admin": "YWRtaW4="})
+    optional = [ConfigRef("Secret", "later", None, optional=True)]
+    assert config_digest(optional, {("Secret", "later"): None}) != ""
+
+
+def test_secret_and_config_map_volumes_are_read_whole() -> None:
+    refs = config_references(
+        {
+            "volumes": [
+                {"name": "a", "secret": {"secretName": "tls"}},
+                {"name": "b", "configMap": {"name": "conf", "optional": True}},
+                {"name": "c", "projected": {"sources": [{"secret": {"name": "extra"}}]}},
+            ]
+        }
+    )
+    assert refs == [
+        ConfigRef("ConfigMap", "conf", None, optional=True),
+        ConfigRef("Secret", "extra"),
+        ConfigRef("Secret", "tls"),
+    ]
 
 
 @pytest.mark.parametrize(

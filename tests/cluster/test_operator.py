@@ -558,7 +558,17 @@ def test_a_migrating_microservice_gets_its_deployment_only_after_the_job_succeed
     )
     assert held.spec.template.spec.containers[0].args == ["migrate"]
     assert held.spec.backoff_limit == 3
-    patch(kube, namespace, "ledger", {"spec": {"nodeSelector": None}})
+    # Scheduling is not what the migration runs: no new revision, the Job is left alone.
+    patch(kube, namespace, "ledger", {"spec": {"resources": {"requests": {"cpu": "200m"}}}})
+    time.sleep(3)
+    assert [j.metadata.name for j in _jobs(kube, namespace, "ledger")] == [held.metadata.name]
+    # A new release (env) is a new revision: its Job runs where the pods may go.
+    patch(
+        kube,
+        namespace,
+        "ledger",
+        {"spec": {"nodeSelector": None, "env": [{"name": "RELEASE", "value": "2"}]}},
+    )
     deployment = wait_for(lambda: _deployment(kube, namespace, "ledger"), timeout=60, what="the Deployment")
     (job,) = wait_for(
         lambda: [j for j in _jobs(kube, namespace, "ledger") if j.metadata.name != held.metadata.name],
@@ -668,3 +678,46 @@ def test_the_operator_upgrades_an_older_crd_at_start_up(
                 )
         finally:
             process.stop()
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_migration_waits_for_its_secret_and_runs_once(kube: ApiClient, namespace: str) -> None:
+    """As when the shop example's Microservices come before its bootstrap Job made the Secret."""
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def record() -> None:
+        while not stop.is_set():
+            seen.update(job.metadata.name for job in _jobs(kube, namespace, "waiting"))
+            time.sleep(0.1)
+
+    recorder = threading.Thread(target=record, daemon=True)
+    recorder.start()
+    env = [{"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "later-secrets", "key": "db"}}}]
+    try:
+        create(kube, namespace, microservice("waiting", migrate=True, env=env))
+        migrated = wait_for(
+            lambda: (
+                (c := condition(read(kube, namespace, "waiting"), "Migrated"))
+                and c["reason"] == "ConfigMissing"
+                and c
+            ),
+            timeout=20,
+            what="Migrated=False ConfigMissing",
+        )
+        assert "Secret later-secrets (key db)" in migrated["message"]
+        time.sleep(4)  # kopf's retry and a resync: still nothing runs
+        assert (seen, _deployment(kube, namespace, "waiting")) == (set(), None)
+        core = client.CoreV1Api(kube)
+        secret = client.V1Secret(
+            metadata=client.V1ObjectMeta(name="later-secrets"), string_data={"db": "a", "other": "b"}
+        )
+        core.create_namespaced_secret(namespace, secret)
+        wait_ready(kube, namespace, "waiting")
+        core.patch_namespaced_secret("later-secrets", namespace, {"stringData": {"other": "rotated"}})
+        time.sleep(7)  # two resyncs: another service's key rotated is no new release
+    finally:
+        stop.set()
+        recorder.join(5)
+    assert len(seen) == 1, seen
+    assert (condition(read(kube, namespace, "waiting"), "Migrated") or {}).get("status") == "True"

@@ -20,7 +20,7 @@ from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.kube import Kube
 from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS
 from flotilla_operator.reconcile import Reconciler, owner_of, slim
-from flotilla_operator.render import RenderContext
+from flotilla_operator.render import ConfigMissing, RenderContext
 from flotilla_operator.settings import OperatorSettings
 from flotilla_operator.status import is_ready
 
@@ -41,6 +41,7 @@ CHILD_RESOURCES = [
 # more than 5 s apart, so that the operator resumes within seconds of the server answering.
 API_RETRY_BACKOFFS = (0.5, 1, 1, 2, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5)
 UNREACHABLE_RETRY_SECONDS = 2
+CONFIG_RETRY_SECONDS = 5
 
 
 class _State:
@@ -82,16 +83,17 @@ def _reconciler() -> Reconciler:
 
 def _seed_dependents(reconciler: Reconciler) -> None:
     """Learn every ``dependsOn`` before the first reconcile, so no NetworkPolicy misses a caller."""
-    for ms in reconciler.kube.all_microservices(SETTINGS.namespace):
-        metadata = ms["metadata"]
-        reconciler.dependents.update(
-            metadata["namespace"], metadata["name"], (ms.get("spec") or {}).get("dependsOn")
-        )
+    mark = reconciler.dependents.mark()
+    reconciler.dependents.rebuild(reconciler.kube.all_microservices(SETTINGS.namespace), mark)
 
 
 def _request(namespace: str, name: str, ms: dict[str, Any] | None = None) -> None:
     try:
         _reconciler().request(namespace, name, ms)
+    except ConfigMissing as exc:
+        RECONCILE_ERRORS.labels("config_missing").inc()
+        # Status says what is missing; look again soon (the resync does as well).
+        raise kopf.TemporaryError(str(exc), delay=CONFIG_RETRY_SECONDS) from exc
     except (ResourceNotFoundError, NotFoundError) as exc:
         RECONCILE_ERRORS.labels("resource_missing").inc()
         raise kopf.TemporaryError(f"a resource went missing: {exc}", delay=2) from exc
@@ -185,17 +187,28 @@ def _resync_forever(stop: threading.Event) -> None:
     uninstalled operator, leaving the resource stuck in deletion.
     """
     while not stop.wait(SETTINGS.resync_seconds):
+        _resync_once(_reconciler())
+
+
+def _resync_once(reconciler: Reconciler) -> None:
+    """Rebuild the callers index from one listing, then reconcile: callees whose callers changed first."""
+    mark = reconciler.dependents.mark()
+    try:
+        items = reconciler.kube.all_microservices(SETTINGS.namespace)
+    except Exception:
+        log.exception("listing Microservices for the resync failed")
+        return
+    # A DELETED missed in a watch gap would otherwise leave its caller admitted for good.
+    changed = reconciler.dependents.rebuild(items, mark)
+    listed = [(ms["metadata"]["namespace"], ms["metadata"]["name"]) for ms in items]
+    for namespace, name in [*sorted(changed), *(key for key in listed if key not in changed)]:
         try:
-            items = _reconciler().kube.all_microservices(SETTINGS.namespace)
+            reconciler.request(namespace, name)
+        except ConfigMissing as exc:
+            log.info("waiting for configuration", extra={"microservice": name, "missing": str(exc)})
         except Exception:
-            log.exception("listing Microservices for the resync failed")
-            continue
-        for ms in items:
-            try:
-                _reconciler().request(ms["metadata"]["namespace"], ms["metadata"]["name"])
-            except Exception:
-                RECONCILE_ERRORS.labels("resync").inc()
-                log.exception("resync failed", extra={"microservice": ms["metadata"]["name"]})
+            RECONCILE_ERRORS.labels("resync").inc()
+            log.exception("resync failed", extra={"microservice": name})
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import socket
 import threading
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -17,7 +14,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 from flotilla_operator import FIELD_MANAGER, GROUP, KIND, MANAGED_BY, VERSION
-from flotilla_operator.render import migration_instance
+from flotilla_operator.render import ConfigRef, config_digest, migration_instance
 
 Manifest = dict[str, Any]
 CHILD_KINDS = {
@@ -220,24 +217,19 @@ class Kube:
             _content_type="application/apply-patch+yaml",
         )
 
-    def config_hash(self, namespace: str, config_maps: Iterable[str], secrets: Iterable[str]) -> str:
-        """A digest of the referenced ConfigMaps' and Secrets' data ('' when there are none)."""
+    def config_hash(self, namespace: str, refs: list[ConfigRef]) -> str:
+        """The digest of what ``refs`` read (``render.config_digest``); raises ``ConfigMissing``."""
         core = client.CoreV1Api(self.api_client)
-        digest = hashlib.sha256()
-        found = False
-        for kind, names, read in (
-            ("ConfigMap", sorted(config_maps), core.read_namespaced_config_map),
-            ("Secret", sorted(secrets), core.read_namespaced_secret),
-        ):
-            for name in names:
-                try:
-                    obj = read(name, namespace)
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
-                    data: Any = None
-                else:
-                    data = {"data": obj.data, "binary": getattr(obj, "binary_data", None)}
-                digest.update(json.dumps([kind, name, data], sort_keys=True, default=str).encode())
-                found = True
-        return digest.hexdigest()[:16] if found else ""
+        readers = {"ConfigMap": core.read_namespaced_config_map, "Secret": core.read_namespaced_secret}
+        found: dict[tuple[str, str], dict[str, str] | None] = {}
+        for kind, name in sorted({(ref.kind, ref.name) for ref in refs}):
+            try:
+                obj = readers[kind](name, namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                found[(kind, name)] = None
+            else:
+                data, binary = getattr(obj, "data", None), getattr(obj, "binary_data", None)
+                found[(kind, name)] = {**(data or {}), **(binary or {})}
+        return config_digest(refs, found)

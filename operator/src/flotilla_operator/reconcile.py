@@ -17,6 +17,7 @@ from flotilla_operator import FIELD_MANAGER, KIND
 from flotilla_operator.kube import CHILD_KINDS, SERVICE_MONITOR_CRD, Kube
 from flotilla_operator.metrics import MANAGED_RESOURCES, RECONCILE_DURATION, RECONCILES
 from flotilla_operator.render import (
+    ConfigMissing,
     RenderContext,
     config_references,
     external_url,
@@ -91,6 +92,7 @@ class Applied:
     children: dict[str, dict[str, Any]]
     at: float = field(default_factory=time.monotonic)
     intact: bool = True
+    rejected: tuple[Rejection, ...] = ()
 
     def observe(self, kind: str, body: dict[str, Any], deleted: bool) -> None:
         """A watch event on one of the children."""
@@ -184,29 +186,83 @@ def apply_deployment(kube: Kube, manifest: dict[str, Any], spec: dict[str, Any])
     return apply_child(kube, manifest)
 
 
-def apply_children(kube: Kube, desired: list[dict[str, Any]], spec: dict[str, Any], digest: str) -> Applied:
-    """Apply the migration Job first, the Deployment only once it succeeded, and everything else."""
+# Applied before the rest: the NetworkPolicy, so that no pod ever runs unprotected; the Job,
+# whose success lets the Deployment's new template out.
+FIRST = ("NetworkPolicy", "Job")
+# Client errors that are not the API refusing the object itself: a kind gone with its CRD (the
+# caller forgets its discovery), a conflict, throttling. They propagate and are retried.
+NOT_REJECTIONS = (404, 409, 429)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A child the API server refused (a 4xx answer), with its message."""
+
+    kind: str
+    error: DynamicApiError
+
+    def __str__(self) -> str:
+        try:
+            message = json.loads(self.error.body or "")["message"]
+        except (TypeError, ValueError, KeyError):
+            message = self.error.reason
+        return f"the API server rejected the {self.kind}: {message}"
+
+
+def _rejection(kind: str, error: DynamicApiError) -> Rejection:
+    """``error`` as a Rejection, or raised again when it is no verdict on the object."""
+    if error.status is None or not 400 <= error.status < 500 or error.status in NOT_REJECTIONS:
+        raise error
+    return Rejection(kind, error)
+
+
+def ensure_job(kube: Kube, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The migration Job of the current revision, created when absent and otherwise only read.
+
+    A Job's template is immutable and the Job is done, running or failed: fields outside the
+    revision (resources, scheduling) changing later need no new Job, and must not be re-applied.
+    """
+    metadata = manifest["metadata"]
+    return kube.get("Job", metadata["namespace"], metadata["name"]) or apply_child(kube, manifest)
+
+
+def apply_children(
+    kube: Kube, desired: list[dict[str, Any]], spec: dict[str, Any], digest: str, *, hold: bool = False
+) -> Applied:
+    """Apply every child on its own, the NetworkPolicy and Job first; collect the API's rejections.
+
+    The Deployment keeps its live template (or waits to be created) while ``hold`` is set, the
+    migration Job has not succeeded, or the NetworkPolicy or Job was rejected.
+    """
     children: dict[str, dict[str, Any]] = {}
-    job = next((manifest for manifest in desired if manifest["kind"] == "Job"), None)
-    if job is not None:
-        children["Job"] = slim(apply_child(kube, job))
-    held = job is not None and job_finished(children["Job"]) != "Complete"
-    for manifest in desired:
+    rejected: list[Rejection] = []
+    ordered = sorted(desired, key=lambda m: FIRST.index(m["kind"]) if m["kind"] in FIRST else len(FIRST))
+    for manifest in ordered:
         kind, metadata = manifest["kind"], manifest["metadata"]
-        if kind == "Job":
+        unprotected = any(r.kind == "NetworkPolicy" for r in rejected)
+        if kind == "Job" and unprotected:
             continue
-        if kind == "Deployment" and held:
-            # Before the new pods serve, the migration must have succeeded: a Deployment that
-            # exists keeps its old template meanwhile, a new one waits.
+        if kind == "Deployment" and (hold or unprotected or any(r.kind == "Job" for r in rejected)):
             live = kube.get(kind, metadata["namespace"], metadata["name"])
             if live is not None:
                 children[kind] = slim(live)
-        elif kind == "Deployment":
-            children[kind] = slim(apply_deployment(kube, manifest, spec))
-        else:
-            children[kind] = slim(apply_child(kube, manifest))
-    # Held back, the next reconcile (a Job event asks for it) must look again.
-    return Applied(digest, children, intact=not held)
+            hold = True
+            continue
+        try:
+            if kind == "Job":
+                live = ensure_job(kube, manifest)
+            elif kind == "Deployment":
+                live = apply_deployment(kube, manifest, spec)
+            else:
+                live = apply_child(kube, manifest)
+        except DynamicApiError as exc:
+            rejected.append(_rejection(kind, exc))
+            continue
+        children[kind] = slim(live)
+        # Before the new pods serve, the migration must have succeeded.
+        hold = hold or (kind == "Job" and job_finished(live) != "Complete")
+    # Held back or refused, the next reconcile (a Job event or the retry) must look again.
+    return Applied(digest, children, intact=not hold and not rejected, rejected=tuple(rejected))
 
 
 def prune_migrations(kube: Kube, namespace: str, name: str, uid: str, current: str) -> None:
@@ -228,6 +284,33 @@ def prune_kinds(kube: Kube, ms: dict[str, Any], rendered: set[str], crd_installe
                 log.info("removed child", extra={"kind": kind, "microservice": f"{namespace}/{name}"})
 
 
+def read_config(kube: Kube, namespace: str, spec: dict[str, Any]) -> tuple[str, ConfigMissing | None]:
+    """The config hash, or '' and why there is none yet (required config is missing)."""
+    try:
+        return kube.config_hash(namespace, config_references(spec)), None
+    except ConfigMissing as exc:
+        return "", exc
+
+
+def workload_conditions(
+    spec: dict[str, Any], record: Applied, missing: ConfigMissing | None
+) -> list[Condition]:
+    """Ready, Progressing, Degraded and Migrated, from the children applied and what was refused."""
+    applied = record.children
+    conditions = rollout_conditions(
+        applied.get("Deployment"), None if spec.get("autoscaling") else spec["replicas"]
+    )
+    if "Job" in applied:
+        migrated = migration_condition(applied["Job"])
+        conditions = [*with_migration(conditions, migrated), migrated]
+    elif missing is not None and spec.get("migrate"):
+        conditions.append(Condition(MIGRATED, False, "ConfigMissing", str(missing)))
+    if record.rejected:
+        rejected = Condition(DEGRADED, True, "ChildRejected", "; ".join(map(str, record.rejected)))
+        conditions = [rejected if c.type == DEGRADED else c for c in conditions]
+    return conditions
+
+
 def reconcile(
     kube: Kube,
     ms: dict[str, Any],
@@ -247,21 +330,24 @@ def reconcile(
     """
     metadata, spec = ms["metadata"], ms["spec"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
-    config_maps, secrets = config_references(spec)
+    config_hash, missing = read_config(kube, namespace, spec)
+    if not spec.get("migrate"):
+        # Nothing to hold for: the pods wait for their Secret themselves (the kubelet says so,
+        # CreateContainerConfigError), and roll once it exists and its hash joins the template.
+        missing = None
     crd_installed = kube.crd_installed(SERVICE_MONITOR_CRD)
-    context = replace(
-        base or RenderContext(),
-        config_hash=kube.config_hash(namespace, config_maps, secrets),
-        service_monitor_crd=crd_installed,
-    )
+    context = replace(base or RenderContext(), config_hash=config_hash, service_monitor_crd=crd_installed)
     desired = render(ms, context)
+    rendered = {manifest["kind"] for manifest in desired}
+    if missing is not None:
+        desired = [manifest for manifest in desired if manifest["kind"] != "Job"]
     digest = digest_of(desired)
     fresh = previous_apply is not None and time.monotonic() - previous_apply.at < reapply_seconds
     if previous_apply is not None and fresh and previous_apply.intact and previous_apply.digest == digest:
         record = previous_apply
     else:
         try:
-            record = apply_children(kube, desired, spec, digest)
+            record = apply_children(kube, desired, spec, digest, hold=missing is not None)
         except (ResourceNotFoundError, NotFoundError):
             kube.forget_crds()  # a CRD went away since it was last checked; the retry re-renders
             raise
@@ -269,17 +355,17 @@ def reconcile(
             prune_migrations(kube, namespace, name, uid, record.children["Job"]["metadata"]["name"])
     applied = record.children
     if prune:
-        prune_kinds(kube, ms, {manifest["kind"] for manifest in desired}, crd_installed)
+        prune_kinds(kube, ms, rendered, crd_installed)
     dependencies = {
         dependency: kube.microservice(namespace, dependency) for dependency in spec.get("dependsOn", [])
     }
     deployment = applied.get("Deployment")
     wanted = None if spec.get("autoscaling") else spec["replicas"]
-    conditions = rollout_conditions(deployment, wanted)
-    if "Job" in applied:
-        migrated = migration_condition(applied["Job"])
-        conditions = [*with_migration(conditions, migrated), migrated]
-    conditions += [dependencies_condition(dependencies), monitoring_condition(spec, crd_installed)]
+    conditions = [
+        *workload_conditions(spec, record, missing),
+        dependencies_condition(dependencies),
+        monitoring_condition(spec, crd_installed),
+    ]
     previous = (ms.get("status") or {}).get("conditions")
     stamped = stamp(conditions, previous, metadata["generation"])
     deployment_status = (deployment or {}).get("status") or {}
@@ -299,6 +385,22 @@ def reconcile(
         status["externalURL"] = public
     if status != ms.get("status"):
         kube.patch_status(namespace, name, status)
+    post_transitions(ms, post, previous, stamped)
+    # Status is written; now the retry (kopf's, with its error mapping, and the resync).
+    if missing is not None:
+        raise missing
+    if record.rejected:
+        raise record.rejected[0].error
+    return status, record
+
+
+def post_transitions(
+    ms: dict[str, Any],
+    post: EventPoster,
+    previous: list[dict[str, Any]] | None,
+    stamped: list[dict[str, Any]],
+) -> None:
+    """One Event per condition change worth one."""
     for condition in transitions(previous, stamped):
         if worth_an_event(condition):
             kind = "Normal" if condition["status"] == "True" and condition["type"] != DEGRADED else "Warning"
@@ -308,7 +410,6 @@ def reconcile(
                 condition["reason"],
                 f"{condition['type']}={condition['status']}: {condition['message']}",
             )
-    return status, record
 
 
 def worth_an_event(condition: dict[str, Any]) -> bool:
@@ -325,23 +426,59 @@ def worth_an_event(condition: dict[str, Any]) -> bool:
 class Dependents:
     """Who depends on whom: the ``dependsOn`` of every Microservice watched, by namespace.
 
-    Fed by the Microservice events and read by reconciles in kopf's handler threads and in the
+    Fed by the Microservice events and rebuilt from every resync's listing (an event missed in
+    a watch gap is not missed for long); read by reconciles in kopf's handler threads and in the
     resync thread. A kopf index would reach only handlers (as an argument), and kopf changes it
-    on its event loop without a lock; this map is complete from start-up (seeded by one list)
-    and safe across threads.
+    on its event loop without a lock; this map is safe across threads.
     """
 
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _depends: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    # Which update touched each entry last (a counter): a rebuild keeps what events changed
+    # after its listing began.
+    _updates: int = 0
+    _touched: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def update(self, namespace: str, name: str, depends_on: list[str] | None) -> set[str]:
         """Record what ``name`` depends on (None: it is gone); return the services it joined or left."""
         after = frozenset(depends_on or ())
         with self._guard:
+            self._updates += 1
+            self._touched[(namespace, name)] = self._updates
             before = self._depends.pop((namespace, name), frozenset())
             if after:
                 self._depends[(namespace, name)] = after
         return set(before ^ after)
+
+    def mark(self) -> int:
+        """Where the updates are now: take it before listing, pass it to ``rebuild``."""
+        with self._guard:
+            return self._updates
+
+    def rebuild(self, listing: list[dict[str, Any]], mark: int) -> set[tuple[str, str]]:
+        """Replace the map with ``listing`` in one step; return the (namespace, name) whose callers changed.
+
+        Entries updated by events after ``mark`` are newer than the listing and are kept.
+        """
+        listed: dict[tuple[str, str], frozenset[str]] = {}
+        for ms in listing:
+            metadata = ms["metadata"]
+            depends_on = frozenset((ms.get("spec") or {}).get("dependsOn") or ())
+            if depends_on and not metadata.get("deletionTimestamp"):
+                listed[(metadata["namespace"], metadata["name"])] = depends_on
+        with self._guard:
+            newer = {key: seen for key, seen in self._touched.items() if seen > mark}
+            for key in newer:
+                listed.pop(key, None)
+                if key in self._depends:
+                    listed[key] = self._depends[key]
+            before, self._depends, self._touched = self._depends, listed, newer
+        empty: frozenset[str] = frozenset()
+        return {
+            (key[0], callee)
+            for key in before.keys() | listed.keys()
+            for callee in before.get(key, empty) ^ listed.get(key, empty)
+        }
 
     def callers(self, namespace: str, name: str) -> tuple[str, ...]:
         """The Microservices of ``namespace`` that list ``name`` in their ``dependsOn``."""

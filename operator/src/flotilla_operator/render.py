@@ -314,13 +314,16 @@ def _migration_template(ms: Manifest, context: RenderContext) -> dict[str, Any]:
     }
 
 
-def migration_revision(ms: Manifest, context: RenderContext) -> str:
-    """8 hex of a hash of everything the migration pod runs with (image, env, envFrom, volumes, config).
+# What a migration runs with: a change of one of these (or of the config they read) is a new
+# release. Resources, scheduling, pod metadata, replicas and the injected URLs are not.
+REVISION_FIELDS = ("image", "env", "envFrom", "secretMounts", "volumes", "volumeMounts")
 
-    The whole pod template goes in: a Job's template cannot change, so any change is a new Job.
-    """
-    template = _migration_template(ms, context)
-    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:8]
+
+def migration_revision(ms: Manifest, context: RenderContext) -> str:
+    """8 hex of a hash of what the migration runs: ``REVISION_FIELDS`` and the config hash."""
+    spec = ms["spec"]
+    inputs = {**{key: spec.get(key) for key in REVISION_FIELDS}, "config": context.config_hash}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def migration_job_name(name: str, revision: str) -> str:
@@ -509,20 +512,88 @@ def render(ms: Manifest, context: RenderContext) -> list[Manifest]:
     ]
 
 
-def config_references(spec: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """Names of the ConfigMaps and Secrets the pods read (``env``, ``envFrom``, ``secretMounts``)."""
-    config_maps: set[str] = set()
-    secrets: set[str] = set()
+@dataclass(frozen=True)
+class ConfigRef:
+    """One ConfigMap or Secret the pods read: one ``key`` of it, or all of it (``key`` None)."""
+
+    kind: str
+    name: str
+    key: str | None = None
+    optional: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}" + (f" (key {self.key})" if self.key else "")
+
+
+class ConfigMissing(Exception):
+    """Required ConfigMaps, Secrets or keys are absent: nothing that depends on them is rendered."""
+
+    def __init__(self, missing: list[ConfigRef]) -> None:
+        self.missing = missing
+        super().__init__("Waiting for " + ", ".join(str(ref) for ref in missing) + ".")
+
+
+def _volume_references(volume: dict[str, Any]) -> list[ConfigRef]:
+    """The Secrets and ConfigMaps a pod volume mounts (directly or projected), whole."""
+    sources = [volume, *((volume.get("projected") or {}).get("sources") or [])]
+    refs = []
+    for source in sources:
+        if "secret" in source:
+            secret = source["secret"]
+            refs.append(
+                ConfigRef(
+                    "Secret",
+                    secret.get("secretName") or secret.get("name", ""),
+                    None,
+                    bool(secret.get("optional")),
+                )
+            )
+        if "configMap" in source:
+            refs.append(
+                ConfigRef(
+                    "ConfigMap", source["configMap"]["name"], None, bool(source["configMap"].get("optional"))
+                )
+            )
+    return refs
+
+
+def config_references(spec: dict[str, Any]) -> list[ConfigRef]:
+    """What the pods read: single keys (``*KeyRef``), whole objects (``envFrom``, mounts, volumes)."""
+    refs: set[ConfigRef] = set()
     for entry in spec.get("env", []):
         source = entry.get("valueFrom", {})
-        if "configMapKeyRef" in source:
-            config_maps.add(source["configMapKeyRef"]["name"])
-        if "secretKeyRef" in source:
-            secrets.add(source["secretKeyRef"]["name"])
-    secrets.update(mount["secretName"] for mount in spec.get("secretMounts", []))
+        for field_name, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+            if field_name in source:
+                ref = source[field_name]
+                refs.add(ConfigRef(kind, ref["name"], ref["key"], bool(ref.get("optional"))))
     for entry in spec.get("envFrom", []):
-        if "configMapRef" in entry:
-            config_maps.add(entry["configMapRef"]["name"])
-        if "secretRef" in entry:
-            secrets.add(entry["secretRef"]["name"])
-    return config_maps, secrets
+        for field_name, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+            if field_name in entry:
+                refs.add(
+                    ConfigRef(kind, entry[field_name]["name"], None, bool(entry[field_name].get("optional")))
+                )
+    refs.update(ConfigRef("Secret", mount["secretName"]) for mount in spec.get("secretMounts", []))
+    for volume in spec.get("volumes", []):
+        refs.update(_volume_references(volume))
+    return sorted(refs, key=lambda ref: (ref.kind, ref.name, ref.key or "", ref.optional))
+
+
+def config_digest(refs: list[ConfigRef], found: dict[tuple[str, str], dict[str, str] | None]) -> str:
+    """16 hex of what ``refs`` read from ``found`` ((kind, name) -> data, None when absent); '' without refs.
+
+    Only the referenced keys count, so rotating another service's key in a shared Secret changes
+    nothing here. Raises ``ConfigMissing`` naming each required object or key that is absent.
+    """
+    if not refs:
+        return ""
+    missing: list[ConfigRef] = []
+    read: list[Any] = []
+    for ref in refs:
+        data = found.get((ref.kind, ref.name))
+        value = data if ref.key is None or data is None else data.get(ref.key)
+        if value is None and not ref.optional:
+            missing.append(ref)
+        read.append([ref.kind, ref.name, ref.key, value])
+    if missing:
+        raise ConfigMissing(missing)
+    return hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()[:16]
