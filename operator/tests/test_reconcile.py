@@ -57,7 +57,7 @@ class FakeKube:
         return config_digest(refs, self.config)
 
     def forget_crds(self) -> None:
-        pass
+        """Nothing to forget: the fake has no discovery cache."""
 
     def apply(self, manifest: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
