@@ -9,31 +9,17 @@ from typing import Any, cast
 import pytest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
+from samples import microservice
 
 from flotilla_operator import FIELD_MANAGER
 from flotilla_operator.kube import Kube
 from flotilla_operator.reconcile import HANDOVER_MANAGER, Dependents, reconcile
 from flotilla_operator.render import ConfigMissing, ConfigRef, config_digest
 
-BASE: dict[str, Any] = {
-    "apiVersion": "flotilla.dev/v1alpha1",
-    "kind": "Microservice",
-    "metadata": {"name": "orders", "namespace": "shop", "uid": "uid-1", "generation": 1},
-    "spec": {
-        "image": "registry.example/orders:1.0",
-        "replicas": 3,
-        "port": 8000,
-        "probes": {"liveness": {"path": "/livez"}, "readiness": {"path": "/readyz"}},
-        "metrics": {"enabled": True, "path": "/metrics", "interval": "30s"},
-    },
-}
-
 
 def ms(generation: int = 1, **spec: Any) -> dict[str, Any]:
-    body = copy.deepcopy(BASE)
-    body["spec"].update(spec)
-    body["metadata"]["generation"] = generation
-    return body
+    """Version 1.0 of the sample at three replicas (what the hand-over tests start from)."""
+    return microservice(generation, **{"image": "registry.example/orders:1.0", "replicas": 3, **spec})
 
 
 class FakeKube:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
+from samples import microservice
 
 from flotilla_operator.render import (
     CONFIG_HASH_ANNOTATION,
@@ -36,26 +36,9 @@ from flotilla_operator.status import (
     with_migration,
 )
 
-# A Microservice as the API server hands it over: defaults applied.
-BASE: dict[str, Any] = {
-    "apiVersion": "flotilla.dev/v1alpha1",
-    "kind": "Microservice",
-    "metadata": {"name": "orders", "namespace": "shop", "uid": "uid-1", "generation": 3},
-    "spec": {
-        "image": "registry.example/orders:1.4.2",
-        "replicas": 2,
-        "port": 8000,
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
-        "probes": {"liveness": {"path": "/livez"}, "readiness": {"path": "/readyz"}},
-        "metrics": {"enabled": True, "path": "/metrics", "interval": "30s"},
-    },
-}
-
 
 def ms(**spec: Any) -> dict[str, Any]:
-    body = copy.deepcopy(BASE)
-    body["spec"].update(spec)
-    return body
+    return microservice(**spec)
 
 
 def kinds(manifests: list[dict[str, Any]]) -> list[str]:
@@ -205,6 +188,14 @@ def test_service_monitor_labels_include_the_extra_ones() -> None:
     assert rendered is not None
     assert rendered["metadata"]["labels"]["release"] == "prom"
     assert rendered["spec"]["endpoints"] == [{"port": "http", "path": "/m", "interval": "15s"}]
+
+
+def test_scraped_series_carry_the_operators_label_so_alerts_find_every_microservice() -> None:
+    rendered = service_monitor(ms(), RenderContext())
+    assert rendered is not None
+    assert rendered["spec"]["targetLabels"] == ["app.kubernetes.io/managed-by"]
+    # The label it copies is on the Service it selects, with the operator's value.
+    assert service(ms())["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "flotilla-operator"
 
 
 def test_image_tags_become_valid_label_values() -> None:
