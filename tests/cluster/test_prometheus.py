@@ -27,6 +27,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
+from flotilla_operator.render import SCRAPE_TARGET_LABELS, labels
 from tests.support.kube import temporary_namespace, wait_for
 from tests.support.monitoring import RULE_FILE, PanelQuery, alert_rules, dashboards, panel_queries
 from tests.support.monitoring import variable_queries as dashboard_variables
@@ -35,6 +36,11 @@ from tests.support.platform import Platform, start_platform
 from tests.support.prometheus import PrometheusServer, ScrapeJob
 
 OPERATOR_JOB = "flotilla-operator"
+# What a Microservice's ServiceMonitor puts on its targets (targetLabels: the Service's labels,
+# as Prometheus label names).
+MICROSERVICE_TARGET = {
+    re.sub(r"[^a-zA-Z0-9_]", "_", name): labels(microservice("x"))[name] for name in SCRAPE_TARGET_LABELS
+}
 # Which job each alert must name once the faults are in place.
 ALERTED_JOBS = {
     "FlotillaHighErrorRatio": "orders",
@@ -72,7 +78,7 @@ def observed(
             instance="prom",
         )
         stack.callback(platform.stop)
-        jobs = [ScrapeJob(s.name, [f"127.0.0.1:{s.port}"]) for s in platform.services()]
+        jobs = [ScrapeJob(s.name, [f"127.0.0.1:{s.port}"], MICROSERVICE_TARGET) for s in platform.services()]
         jobs.append(ScrapeJob(OPERATOR_JOB, [f"127.0.0.1:{operator.metrics_port}"]))
         prometheus = PrometheusServer(tmp_path_factory.mktemp("prometheus"), jobs, [RULE_FILE]).start()
         stack.callback(prometheus.stop)

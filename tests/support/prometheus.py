@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,11 @@ from tests.support.processes import free_port, wait_until_answering
 
 @dataclass(frozen=True)
 class ScrapeJob:
-    """One scrape job: its name (the ``job`` label) and ``host:port`` targets."""
+    """One scrape job: its name (the ``job`` label), ``host:port`` targets and extra target labels."""
 
     name: str
     targets: list[str]
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 class PrometheusServer:
@@ -47,7 +48,8 @@ class PrometheusServer:
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in self.rule_files],
             "scrape_configs": [
-                {"job_name": job.name, "static_configs": [{"targets": job.targets}]} for job in self.jobs
+                {"job_name": job.name, "static_configs": [{"targets": job.targets, "labels": job.labels}]}
+                for job in self.jobs
             ],
         }
         config_path = self.directory / "prometheus.yml"

@@ -435,6 +435,11 @@ def network_policy(ms: Manifest, context: RenderContext) -> Manifest | None:
     }
 
 
+# Copied by the Prometheus operator from the Service onto every series it scrapes (as
+# app_kubernetes_io_managed_by): the alerts find every Microservice by it, not by a list of names.
+SCRAPE_TARGET_LABELS = ("app.kubernetes.io/managed-by",)
+
+
 def service_monitor(ms: Manifest, context: RenderContext) -> Manifest | None:
     """The ServiceMonitor, when metrics are enabled and its CRD is installed."""
     metrics = ms["spec"].get("metrics", {})
@@ -450,6 +455,7 @@ def service_monitor(ms: Manifest, context: RenderContext) -> Manifest | None:
             "selector": {"matchLabels": selector_labels(ms["metadata"]["name"])},
             "namespaceSelector": {"matchNames": [ms["metadata"]["namespace"]]},
             "endpoints": [{"port": "http", "path": metrics["path"], "interval": metrics["interval"]}],
+            "targetLabels": list(SCRAPE_TARGET_LABELS),
         },
     }
 
