@@ -23,7 +23,7 @@ helm dependency build "$ROOT/charts/flotilla" >/dev/null
 operator_image=$(image operator)
 helm_args=(--namespace "$NAMESPACE" --create-namespace
   --set "postgresql.image=$(image postgresql)"
-  --set "networkPolicy.ingressControllerNamespace=$INGRESS_NAMESPACE"
+  --set "operator.ingressNamespace=$INGRESS_NAMESPACE"
   --set "operator.image.repository=${operator_image%:*}" --set "operator.image.tag=${operator_image##*:}")
 for service in $services; do
   helm_args+=(--set "services.$service.image=$(image "$service")")

@@ -308,7 +308,7 @@ BAD_VALUES = {
     "services.catalog.database=yes": "database",
     "services.catalog.ingress.paths[0]=products": "paths",
     "global.mode=operator": "mode",
-    "networkPolicy.ingressControllerNamespace=": "ingressControllerNamespace",
+    "operator.ingressNamespace=": "ingressNamespace",
     "operator.replicaCount=2": "replicaCount",
     "externalDatabase.users.url=mysql://db/users": "url",
 }
@@ -344,24 +344,16 @@ def test_every_pod_the_charts_make_has_resource_requests_and_no_docker_links() -
             assert container["resources"]["requests"], f"{what}: {container['name']} has no requests"
 
 
-def test_the_operator_is_ready_on_healthz_and_takes_its_namespaces_from_the_release() -> None:
-    documents = template("--set", "networkPolicy.ingressControllerNamespace=traefik")
+def test_the_operator_is_ready_on_healthz_and_takes_its_namespaces_from_the_values() -> None:
+    documents = template("--set", "operator.ingressNamespace=traefik")
     container = of_kind(documents, "Deployment")["flotilla-operator"]["spec"]["template"]["spec"][
         "containers"
     ][0]
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["livenessProbe"]["httpGet"] == container["readinessProbe"]["httpGet"]
-    environment = {e["name"]: e for e in container["env"]}
-    settings = of_kind(documents, "ConfigMap")["fl-operator-settings"]["data"]
-    for variable, value in (
-        ("FLOTILLA_INGRESS_NAMESPACE", "traefik"),
-        ("FLOTILLA_PROMETHEUS_NAMESPACE", "monitoring"),
-    ):
-        assert environment[variable]["valueFrom"]["configMapKeyRef"] == {
-            "name": "fl-operator-settings",
-            "key": variable,
-        }
-        assert settings[variable] == value
+    environment = {e["name"]: e.get("value") for e in container["env"]}
+    assert environment["FLOTILLA_INGRESS_NAMESPACE"] == "traefik"
+    assert environment["FLOTILLA_PROMETHEUS_NAMESPACE"] == "monitoring"
 
 
 def _rules(role: dict[str, Any]) -> set[tuple[str, str]]:

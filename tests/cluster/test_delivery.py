@@ -259,7 +259,7 @@ def test_skaffold_builds_exactly_the_listed_services_and_the_operator() -> None:
         ]
     kind = yaml.safe_load(skaffold("diagnose", "--yaml-only", "--profile", "kind").stdout)
     values = kind["manifests"]["helm"]["releases"][0]["setValues"]
-    assert values["networkPolicy.ingressControllerNamespace"] == "ingress-nginx"
+    assert values["operator.ingressNamespace"] == "ingress-nginx"
     assert "ingress.className" not in values
     assert skaffold("diagnose", "--yaml-only", "--profile", "operator").returncode != 0
 

@@ -106,8 +106,8 @@ class Platform:
         sets = {
             "postgresql.image": self.images["postgresql"],
             "ingress.host": self.host,
-            "networkPolicy.ingressControllerNamespace": INGRESS_NAMESPACE,
-            "networkPolicy.prometheusNamespace": PROMETHEUS_NAMESPACE,
+            "operator.ingressNamespace": INGRESS_NAMESPACE,
+            "operator.prometheusNamespace": PROMETHEUS_NAMESPACE,
             "operator.watchNamespace": self.namespace,
             "operator.image.repository": repository,
             "operator.image.tag": tag,
