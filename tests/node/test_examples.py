@@ -20,7 +20,15 @@ from kubernetes.client import ApiClient
 
 from tests.support.cases import Case
 from tests.support.kube import ROOT, temporary_namespace, tool, wait_for
-from tests.support.node import GROUP, INGRESS_NAMESPACE, INGRESS_URL, PLURAL, VERSION, helm
+from tests.support.node import (
+    GROUP,
+    INGRESS_NAMESPACE,
+    INGRESS_URL,
+    PLURAL,
+    VERSION,
+    helm,
+    wait_until_routed,
+)
 
 EXAMPLES = ROOT / "k8s" / "examples"
 OPERATOR_CHART = ROOT / "charts" / "flotilla-operator"
@@ -99,11 +107,10 @@ def test_the_shop_example_serves_a_customer_through_the_ingress(
     def call(method: str, path: str, **kwargs: Any) -> requests.Response:
         return session.request(method, f"{INGRESS_URL}{path}", timeout=30, **kwargs)
 
-    def catalog_routed() -> bool:
-        answer = call("GET", "/products?limit=10")
-        return answer.status_code == 200 and answer.headers["Content-Type"].startswith("application/json")
-
-    wait_for(catalog_routed, timeout=120, interval=1, what="the shop's /products through the ingress")
+    microservices = client.CustomObjectsApi(kube).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL
+    )
+    wait_until_routed(host, [ms["spec"] for ms in microservices["items"]])
     products = call("GET", "/products?limit=10").json()["items"]
     assert {p["name"] for p in products} >= {"Ceramic mug", "Hand grinder"}  # demo products, from migrate
 

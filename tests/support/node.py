@@ -63,6 +63,29 @@ def platform_images(root: Path = ROOT) -> dict[str, str]:
     return dict(line.split("=", 1) for line in result.stdout.split())
 
 
+def wait_until_routed(host: str, specs: list[dict[str, Any]], timeout: float = 120) -> None:
+    """Until the ingress hands each routed service's first path to the service under ``host``.
+
+    The services answer every error as a problem document; the ingress's own 404 is plain text,
+    and Traefik adds a path only once its Service has ready endpoints.
+    """
+
+    def answered_by_service(path: str) -> bool:
+        try:
+            response = requests.get(f"{INGRESS_URL}{path}", headers={"Host": host}, timeout=10)
+        except requests.ConnectionError:
+            return False
+        return response.headers.get("Content-Type", "").startswith(
+            ("application/json", "application/problem+json")
+        )
+
+    for spec in specs:
+        ingress = spec.get("ingress") or {}
+        for path in (ingress.get("paths") or [ingress.get("path")])[:1] if ingress else []:
+            wait_for(partial(answered_by_service, path), timeout=timeout, interval=1,
+                     what=f"the ingress route of {path}")  # fmt: skip
+
+
 @contextmanager
 def installed_platform(kube: ApiClient, images: dict[str, str], **options: Any) -> Iterator[Platform]:
     """The umbrella chart in a restricted namespace of its own, uninstalled afterwards.
@@ -179,23 +202,8 @@ class Platform:
             response = self.get("/.well-known/jwks.json")
             return response.status_code == 200 and response.json() == keys
 
-        def answered_by_service(path: str) -> bool:
-            # The services answer every error as a problem document; the ingress's own 404 is
-            # plain text, and Traefik adds a path only once its Service has ready endpoints.
-            response = self.get(path)
-            return response.headers.get("Content-Type", "").startswith(
-                ("application/json", "application/problem+json")
-            )
-
         wait_for(routed_here, timeout=120, interval=1, what=f"the ingress route of {self.host}")
-        # Each routed service answers its first path (a problem document, at least).
-        for path in [entry["ingress"]["paths"][0] for entry in self.entries.values() if entry.get("ingress")]:
-            wait_for(
-                partial(answered_by_service, path),
-                timeout=120,
-                interval=1,
-                what=f"the ingress route of {path}",
-            )
+        wait_until_routed(self.host, [ms["spec"] for ms in self.microservices()])
 
     def url(self, path: str) -> str:
         return f"{INGRESS_URL}{path}"
