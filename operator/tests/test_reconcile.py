@@ -166,7 +166,19 @@ def test_a_new_release_keeps_the_old_template_until_its_migration_succeeded() ->
     assert conditions(status)["Migrated"]["reason"] == "Failed"
     assert conditions(status)["Degraded"]["status"] == "True"
     assert "BackoffLimitExceeded" in conditions(status)["Degraded"]["message"]
+    # kstatus (Helm 4's --wait) reads Stalled=True as Failed: the wait ends, naming the cause.
+    stalled = conditions(status)["Stalled"]
+    assert (stalled["status"], stalled["reason"]) == ("True", "MigrationFailed")
+    assert "BackoffLimitExceeded" in stalled["message"]
     assert image(kube).endswith(":1.0")  # read again: each apply stores a new object
+
+
+def test_a_healthy_rollout_is_not_stalled_and_has_observed_its_generation() -> None:
+    kube = FakeKube()
+    status = run(kube, ms(4))
+    assert status["observedGeneration"] == 4
+    assert conditions(status)["Stalled"]["status"] == "False"
+    assert conditions(status)["Degraded"]["status"] == "False"
 
 
 def image(kube: FakeKube) -> str:

@@ -123,6 +123,16 @@ def test_a_microservice_gets_every_child_and_becomes_ready(kube: ApiClient, name
 
 
 @pytest.mark.usefixtures("microservice_crd")
+def test_a_new_microservice_reads_back_as_not_yet_observed(kube: ApiClient, namespace: str) -> None:
+    """Until the operator writes its status, a Microservice says its generation is unobserved,
+    so status-aware waits (kstatus, Helm 4's --wait) cannot take it for done."""
+    ms = create(kube, namespace, microservice("unseen"))
+    assert ms["metadata"]["generation"] == 1
+    # The create's answer is what the API server stored: no operator has written to it yet.
+    assert ms["status"] == {"observedGeneration": 0}
+
+
+@pytest.mark.usefixtures("microservice_crd")
 def test_an_event_is_posted_from_a_thread_kopf_did_not_start(kube: ApiClient, namespace: str) -> None:
     """The resync thread posts Events too (a migration finishing, Ready flipping): kopf's own
     poster only works in its handler threads, so the operator writes Events itself."""

@@ -38,6 +38,7 @@ from flotilla_operator.status import (
     stamp,
     transitions,
     with_migration,
+    with_stalled,
 )
 
 log = logging.getLogger("flotilla.operator")
@@ -362,7 +363,7 @@ def reconcile(
     deployment = applied.get("Deployment")
     wanted = None if spec.get("autoscaling") else spec["replicas"]
     conditions = [
-        *workload_conditions(spec, record, missing),
+        *with_stalled(workload_conditions(spec, record, missing)),
         dependencies_condition(dependencies),
         monitoring_condition(spec, crd_installed),
     ]

@@ -9,6 +9,8 @@ from typing import Any
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+# kstatus' name for a failure that needs a person (Helm 4's --wait stops on it): Degraded's twin.
+STALLED = "Stalled"
 DEPENDENCIES_READY = "DependenciesReady"
 MONITORING = "MonitoringConfigured"
 MIGRATED = "Migrated"
@@ -166,3 +168,14 @@ def transitions(before: list[dict[str, Any]] | None, after: list[dict[str, Any]]
     """The conditions whose status changed (each worth one Event)."""
     previous = {c["type"]: c.get("status") for c in before or []}
     return [c for c in after if previous.get(c["type"]) != c["status"]]
+
+
+def with_stalled(conditions: list[Condition]) -> list[Condition]:
+    """The conditions plus Stalled: what Degraded says, under the name status-aware tools read.
+
+    kstatus takes Stalled=True for Failed, so Helm 4's ``--wait`` ends on it.
+    """
+    degraded = next((c for c in conditions if c.type == DEGRADED), None)
+    if degraded is None:
+        return conditions
+    return [*conditions, Condition(STALLED, degraded.status, degraded.reason, degraded.message)]
