@@ -437,7 +437,7 @@ def test_the_network_policy_follows_the_spec_and_its_extra_peers() -> None:
     ]
     with_ingress = _peers(ms(ingress={"paths": ["/"]}, metrics={"enabled": False}), defaults)
     assert with_ingress == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}}
     ]
     extra = {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "test"}}}
     assert _peers(ms(networkPolicy={"enabled": True, "from": [extra]}), defaults)[-1] == extra

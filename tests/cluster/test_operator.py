@@ -514,7 +514,7 @@ def test_a_network_policy_follows_the_callers_depends_on(kube: ApiClient, namesp
         for peer in policy.spec.ingress[0]._from
         if peer.namespace_selector
     }
-    assert namespaces == {"ingress-nginx", "monitoring"}
+    assert namespaces == {"traefik", "monitoring"}
     assert [(port.port, port.protocol) for port in policy.spec.ingress[0].ports] == [("http", "TCP")]
     assert _callers(kube, namespace, "stock") == []
     create(kube, namespace, microservice("basket", dependsOn=["stock"]))

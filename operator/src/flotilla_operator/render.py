@@ -19,7 +19,8 @@ Manifest = dict[str, Any]
 CONFIG_HASH_ANNOTATION = "flotilla.dev/config-hash"
 REVISION_ANNOTATION = "flotilla.dev/migration-revision"
 CLUSTER_DOMAIN = "cluster.local"
-INGRESS_NAMESPACE = "ingress-nginx"
+# Traefik's, as its chart and `make up`/`make kind-up` install it (ingress-nginx is retired).
+INGRESS_NAMESPACE = "traefik"
 PROMETHEUS_NAMESPACE = "monitoring"
 MIGRATION_BACKOFF_LIMIT = 3
 MIGRATION_DEADLINE_SECONDS = 600

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from flotilla_operator.render import INGRESS_NAMESPACE, PROMETHEUS_NAMESPACE
+
 
 class ConfigError(RuntimeError):
     """A bad environment variable; the message names it."""
@@ -63,6 +65,6 @@ class OperatorSettings:
             # Off where the operator may not write CRDs: then whoever installs it upgrades the CRD.
             apply_crd=_flag("FLOTILLA_OPERATOR_APPLY_CRD", True),
             # Where the ingress controller and Prometheus run: their pods may call every service.
-            ingress_namespace=os.environ.get("FLOTILLA_INGRESS_NAMESPACE") or "ingress-nginx",
-            prometheus_namespace=os.environ.get("FLOTILLA_PROMETHEUS_NAMESPACE") or "monitoring",
+            ingress_namespace=os.environ.get("FLOTILLA_INGRESS_NAMESPACE") or INGRESS_NAMESPACE,
+            prometheus_namespace=os.environ.get("FLOTILLA_PROMETHEUS_NAMESPACE") or PROMETHEUS_NAMESPACE,
         )
