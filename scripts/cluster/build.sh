@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the control plane from Go modules, one binary at a time, into the cache
 # (~/.cache/flotilla/cluster/bin). A binary is rebuilt only when its pin changes.
-#   scripts/cluster/build.sh          the control plane, kwok, helm and the CI tools
+#   scripts/cluster/build.sh          the control plane, kwok, helm (4), helm3, kind and the CI tools
 #   scripts/cluster/build.sh --node   also the real node's: kubelet, kube-proxy, crictl, CoreDNS,
 #                                     Traefik and the local-path provisioner
 set -euo pipefail
@@ -117,13 +117,29 @@ fi
 install_tool kwok "$(pin_of "$KWOK_VERSION $KUBERNETES_VERSION")" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
   "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION"
 
-# helm: its default Kubernetes version follows the client-go it is built with (as its Makefile does).
-helm_dir=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-client_go=$(sed -n 's/^\tk8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$helm_dir/go.mod")
-install_tool helm "$(pin_of "$HELM_VERSION")" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
-  "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean
-   -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$client_go
-   -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$client_go"
+# Helm 4, as its Makefile stamps a tagged build (its Kubernetes version comes from the build info).
+install_tool helm "$(pin_of "$HELM_VERSION")" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" \
+  "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.metadata=
+   -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+
+# Helm 3 as helm3: its default Kubernetes version follows the client-go it is built with (as its
+# Makefile does). `go install` names the binary helm, so it is built into a directory of its own.
+helm3_dir=$(go mod download -json "helm.sh/helm/v3@$HELM3_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+client_go=$(sed -n 's/^\tk8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$helm3_dir/go.mod")
+helm3_pin=$(pin_of "$HELM3_VERSION")
+if ! fresh helm3 "$helm3_pin"; then
+  mkdir -p "$CACHE_DIR/helm3"
+  BIN_DIR="$CACHE_DIR/helm3" install_tool helm "$helm3_pin" "helm.sh/helm/v3/cmd/helm@$HELM3_VERSION" \
+    "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean
+     -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$client_go
+     -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$client_go"
+  cp "$CACHE_DIR/helm3/helm" "$BIN_DIR/helm3.new" && mv "$BIN_DIR/helm3.new" "$BIN_DIR/helm3"
+  built helm3 "$helm3_pin"
+else
+  note "helm3 is up to date"
+fi
+
+install_tool kind "$(pin_of "$KIND_VERSION")" "sigs.k8s.io/kind@$KIND_VERSION" "-s -w"
 
 install_tool actionlint "$(pin_of "$ACTIONLINT_VERSION")" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" \
   "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
