@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# Build the images of the local node with buildah, from a Debian base made by debootstrap (no
-# registry is used), and import them into the node's containerd (namespace k8s.io).
+# Build the images of the local node with buildah, from a Debian base made by debootstrap, and
+# push them to the node's registry ($REGISTRY, scripts/cluster/registry.sh), from which the
+# node's containerd pulls them.
 #   scripts/images.sh base        the Debian base with Python (debootstrap)
 #   scripts/images.sh node        the base, pause, CoreDNS, Traefik and local-path images
 #   scripts/images.sh platform    PostgreSQL, every service of the list (scripts/services.py,
 #                                 each from services/Dockerfile) and the operator; prints
 #                                 NAME=IMAGE lines for helm on stdout
-# An image is rebuilt only when the hash of its inputs changes; its archive is kept in
-# ~/.cache/flotilla/images.
+#   scripts/images.sh artifact NAME REFERENCE
+#                                 one service of the list (or operator) pushed as REFERENCE: the
+#                                 custom builder of `skaffold dev` (skaffold.yaml)
+# A platform image's tag is the hash of its inputs: it is rebuilt, and pushed, only when they change.
 set -euo pipefail
 source "$(dirname "$0")/cluster/lib.sh"
 
-what=${1:?usage: scripts/images.sh base|node|platform}
+what=${1:?usage: scripts/images.sh base|node|platform|artifact NAME REFERENCE}
 STORAGE="$IMAGE_CACHE/storage"
-ARCHIVES="$IMAGE_CACHE/archives"
-CONTAINERD_SOCKET="$STATE_DIR/node/run/containerd.sock"
-mkdir -p "$STORAGE" "$ARCHIVES"
+mkdir -p "$STORAGE"
 
 # Progress goes to stderr: stdout carries the image references for the caller.
 log_step() { step "$@" >&2; }
@@ -23,47 +24,36 @@ log_note() { note "$@" >&2; }
 
 bh() { buildah --root "$STORAGE/root" --runroot "$STORAGE/run" --storage-driver overlay "$@"; }
 
-# The hash of files and words: a changed input changes the image's tag.
-inputs_hash() {  # inputs_hash WORDS -- PATH...
-  local words=$1; shift 2
-  { echo "$words"
-    (cd "$ROOT" && git ls-files -co --exclude-standard -- "$@" | LC_ALL=C sort | while read -r file; do
-      [ -f "$file" ] && { echo "$file"; sha256sum < "$file"; }
-    done)
-  } | sha256sum | cut -c1-12
+# The local registry holds REFERENCE as this very image: its manifest names the local image's
+# config (buildah's image ID is its config's digest).
+in_registry() {  # in_registry REFERENCE
+  local reference=$1 repository tag
+  repository=${reference#*/}; tag=${repository##*:}; repository=${repository%:*}
+  curl -fsS --max-time 5 \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
+    "http://${reference%%/*}/v2/$repository/manifests/$tag" 2>/dev/null \
+    | grep -q "\"$(bh images --quiet --no-trunc "$reference" | head -n1)\""
 }
 
-# Import an image archive into the node's containerd unless it is there already.
-import_image() {  # import_image REFERENCE ARCHIVE
-  local reference=$1 archive=$2
-  [ -S "$CONTAINERD_SOCKET" ] || return 0
-  if ctr --address "$CONTAINERD_SOCKET" -n k8s.io images ls -q "name==$reference" | grep -qx "$reference"; then
-    return 0
-  fi
-  log_note "importing $reference into containerd"
-  ctr --address "$CONTAINERD_SOCKET" -n k8s.io images import --no-unpack "$archive" >/dev/null
-}
-
-# Keep the image's archive (for import after `make down`) and import it.
-publish() {  # publish REFERENCE
-  local reference=$1 archive
-  archive="$ARCHIVES/$(echo "$1" | tr '/:' '__').tar"
-  if [ ! -f "$archive" ]; then
-    rm -f "$archive.new"
-    bh push --quiet "$reference" "docker-archive:$archive.new:$reference" >/dev/null
-    mv "$archive.new" "$archive"
-  fi
-  import_image "$reference" "$archive"
+# Push an image to the registry unless it holds it already (plain HTTP: the registry is loopback's).
+publish() {  # publish REFERENCE [DESTINATION]
+  local reference=$1 destination=${2:-$1}
+  [ "${destination%%/*}" = "$REGISTRY" ] && in_registry "$destination" && return 0
+  log_note "pushing $destination"
+  # Plain HTTP to this machine's registry only; any other registry is spoken to over TLS.
+  local tls=true
+  [ "${destination%%/*}" = "$REGISTRY" ] && tls=false
+  bh push --quiet --tls-verify="$tls" --retry 2 "$reference" "docker://$destination" >/dev/null \
+    || die "pushing $destination failed (is the registry up? scripts/cluster/registry.sh up)"
 }
 
 built() { bh images --quiet "$1" >/dev/null 2>&1; }
 
-# Remove the other tags of an image's repository, their archives and the layers only they used.
+# Remove the other tags of an image's repository (in buildah's storage) and the layers only they used.
 remove_stale() {  # remove_stale REFERENCE
   local repository=${1%:*} old
   for old in $(bh images --format '{{.Name}}:{{.Tag}}' | grep "^$repository:" | grep -vx "$1" || true); do
     bh rmi "$old" >/dev/null 2>&1 || true
-    rm -f "$ARCHIVES/$(echo "$old" | tr '/:' '__').tar"
   done
   bh rmi --prune >/dev/null 2>&1 || true
 }
@@ -138,7 +128,7 @@ build_dockerfile() {  # build_dockerfile NAME DOCKERFILE CONTEXT INPUT...
   local name=$1 dockerfile=$2 context=$3; shift 3
   local reference started=$SECONDS words=$name argument build_args=()
   for argument in "${BUILD_ARGS[@]}"; do build_args+=(--build-arg "$argument"); words+=" $argument"; done
-  reference="localhost/flotilla/$name:$(inputs_hash "$words $(bh images --quiet --no-trunc "$BASE_IMAGE")" \
+  reference="$REGISTRY/flotilla/$name:$(inputs_hash "$words $(bh images --quiet --no-trunc "$BASE_IMAGE")" \
     -- "$@")"
   if ! built "$reference"; then
     log_step "building $reference from ${dockerfile#"$ROOT"/}${BUILD_ARGS[*]:+ (${BUILD_ARGS[*]})}"
@@ -150,10 +140,31 @@ build_dockerfile() {  # build_dockerfile NAME DOCKERFILE CONTEXT INPUT...
     log_note "$name built in $(elapsed $((SECONDS - started)))"
     remove_stale "$reference"
   fi
-  publish "$reference" >&2
+  publish "$reference"
   echo "$reference"
 }
 
+# One image of the platform by name: postgresql, operator, or a service of the list.
+build_named() {  # build_named NAME: prints its reference
+  case $1 in
+    postgresql)
+      build_dockerfile postgresql "$CLUSTER_SCRIPTS/images/postgresql/Dockerfile" \
+        "$CLUSTER_SCRIPTS/images/postgresql" scripts/cluster/images/postgresql ;;
+    operator)
+      build_dockerfile operator "$ROOT/operator/Dockerfile" "$ROOT/operator" operator ;;
+    *)
+      local listed
+      listed=$(service_names)
+      grep -qx -- "$1" <<<"$listed" \
+        || die "$1 is not a service of the list (scripts/services.py names), nor operator or postgresql"
+      # In the caller's substitution subshell: the build argument stays with this one build.
+      BUILD_ARGS=("SERVICE=$1")
+      build_dockerfile "$1" "$ROOT/services/Dockerfile" "$ROOT/services" \
+        services/Dockerfile services/.dockerignore services/kit "services/$1" ;;
+  esac
+}
+
+"$CLUSTER_SCRIPTS/registry.sh" up >&2
 case $what in
   base)
     build_base
@@ -167,15 +178,20 @@ case $what in
     ;;
   platform)
     build_base
-    echo "postgresql=$(build_dockerfile postgresql "$CLUSTER_SCRIPTS/images/postgresql/Dockerfile" \
-      "$CLUSTER_SCRIPTS/images/postgresql" scripts/cluster/images/postgresql)"
-    services=$(service_names)
-    for service in $services; do
-      # In the substitution's subshell: the build argument stays with this one build.
-      echo "$service=$(BUILD_ARGS=("SERVICE=$service"); build_dockerfile "$service" "$ROOT/services/Dockerfile" \
-        "$ROOT/services" services/Dockerfile services/.dockerignore services/kit "services/$service")"
+    for name in postgresql $(service_names) operator; do
+      echo "$name=$(build_named "$name")"
     done
-    echo "operator=$(build_dockerfile operator "$ROOT/operator/Dockerfile" "$ROOT/operator" operator)"
     ;;
-  *) die "usage: scripts/images.sh base|node|platform" ;;
+  artifact)
+    name=${2:?usage: scripts/images.sh artifact NAME REFERENCE}
+    destination=${3:?usage: scripts/images.sh artifact NAME REFERENCE}
+    build_base
+    reference=$(build_named "$name")
+    bh tag "$reference" "$destination"
+    # skaffold sets PUSH_IMAGE: false when its cluster loads images without a registry.
+    if [ "${PUSH_IMAGE:-true}" = true ]; then
+      publish "$reference" "$destination"
+    fi
+    ;;
+  *) die "usage: scripts/images.sh base|node|platform|artifact NAME REFERENCE" ;;
 esac

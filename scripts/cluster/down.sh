@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make down` and `make cluster-down`: stop the real node (pods, kubelet, kube-proxy,
-# containerd) and the control plane, and remove their state: no process, mount, network
+# containerd, its registry) and the control plane, and remove their state: no process, mount, network
 # interface or iptables chain of theirs is left behind.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -97,6 +97,7 @@ if [ -d "$PIDS" ]; then
   step "stopping the control plane"
   stop kwok kube-scheduler kube-controller-manager kube-apiserver etcd
 fi
+"$CLUSTER_SCRIPTS/registry.sh" down
 rm -rf "$STATE_DIR"
 if ip link show "$NODE_INTERFACE" >/dev/null 2>&1; then
   as_root ip link delete "$NODE_INTERFACE"
@@ -109,6 +110,7 @@ left=$( { for exe in /proc/[0-9]*/exe; do
             esac
           done
           pgrep -a -f "containerd.*$STATE_DIR" || true
+          pgrep -a -f "docker-registry serve $STATE_DIR" || true
           mount | awk -v dir="$STATE_DIR" 'index($3, dir) == 1 {print "mount " $3}'
           ip -o link show 2>/dev/null | awk -F': ' -v a="$NODE_INTERFACE" -v b="$NODE_BRIDGE" '$2 == a || $2 ~ "^" b {print "interface " $2}'; } )
 [ -z "$left" ] || die "left behind: $left"

@@ -31,15 +31,29 @@ NODE_POD_SUBNET="${FLOTILLA_NODE_POD_SUBNET:-10.88.0.0/24}"
 INGRESS_PORT="${FLOTILLA_INGRESS_PORT:-8080}"
 INGRESS_NAMESPACE=traefik
 
-# Images built on this machine (scripts/images.sh); none is pulled from a registry.
+# The node's registry (scripts/cluster/registry.sh): every image is built on this machine
+# (scripts/images.sh), pushed there, and pulled from there by the node's containerd.
+REGISTRY_PORT="${FLOTILLA_REGISTRY_PORT:-5000}"
+REGISTRY="localhost:$REGISTRY_PORT"
 IMAGE_CACHE="${FLOTILLA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flotilla}/images"
+REGISTRY_STORAGE="$IMAGE_CACHE/registry"
 DEBIAN_SUITE=bookworm
-BASE_IMAGE="localhost/flotilla/python:3.11-$DEBIAN_SUITE"
+BASE_IMAGE="$REGISTRY/flotilla/python:3.11-$DEBIAN_SUITE"
 PAUSE_VERSION=3.10.2
-PAUSE_IMAGE="localhost/flotilla/pause:$PAUSE_VERSION"
-COREDNS_IMAGE="localhost/flotilla/coredns:$COREDNS_VERSION"
-TRAEFIK_IMAGE="localhost/flotilla/traefik:$TRAEFIK_VERSION"
-PROVISIONER_IMAGE="localhost/flotilla/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION"
+PAUSE_IMAGE="$REGISTRY/flotilla/pause:$PAUSE_VERSION"
+COREDNS_IMAGE="$REGISTRY/flotilla/coredns:$COREDNS_VERSION"
+TRAEFIK_IMAGE="$REGISTRY/flotilla/traefik:$TRAEFIK_VERSION"
+PROVISIONER_IMAGE="$REGISTRY/flotilla/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION"
+
+# The hash of files and words: a changed input changes the image's tag.
+inputs_hash() {  # inputs_hash WORDS -- PATH...
+  local words=$1; shift 2
+  { echo "$words"
+    (cd "$ROOT" && git ls-files -co --exclude-standard -- "$@" | LC_ALL=C sort | while read -r file; do
+      [ -f "$file" ] && { echo "$file"; sha256sum < "$file"; }
+    done)
+  } | sha256sum | cut -c1-12
+}
 
 # Run a command in the background, printing (to stderr) how long it has been running every 20 s.
 with_progress() {

@@ -2,15 +2,17 @@
 # The real node of `make up`, on top of the control plane of `make cluster-up`: containerd (CRI)
 # with runc and a CNI bridge network, the kubelet and kube-proxy, then the cluster add-ons
 # (CoreDNS, the Traefik ingress controller, the local-path volume provisioner), every image built
-# here. State lives in .cluster/node; `make down` removes it. A live node is reused.
+# here and pulled from the node's registry (scripts/cluster/registry.sh). State lives in
+# .cluster/node; `make down` removes it. A live node is reused.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 started_at=$SECONDS
 [ "$(id -u)" -eq 0 ] || die "the node runs containers, mounts and iptables rules: run 'make up' as root"
-apt_install containerd runc containernetworking-plugins iptables conntrack buildah debootstrap
+apt_install containerd runc containernetworking-plugins iptables conntrack buildah debootstrap docker-registry
 "$CLUSTER_SCRIPTS/up.sh"
 "$CLUSTER_SCRIPTS/build.sh" --node
+"$CLUSTER_SCRIPTS/registry.sh" up
 export PATH="$BIN_DIR:$PATH" KUBECONFIG="$KUBECONFIG_FILE"
 
 NODE_DIR="$STATE_DIR/node"
@@ -72,6 +74,16 @@ state = "$NODE_DIR/run/containerd"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$NODE_DIR/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$NODE_DIR/certs.d"
+EOT
+  # Images come from the node's registry, over plain HTTP on loopback (containerd's hosts.toml).
+  mkdir -p "$NODE_DIR/certs.d/$REGISTRY"
+  cat > "$NODE_DIR/certs.d/$REGISTRY/hosts.toml" <<EOT
+server = "http://$REGISTRY"
+
+[host."http://$REGISTRY"]
+  capabilities = ["pull", "resolve"]
 EOT
 
   if ! alive containerd; then
@@ -80,6 +92,8 @@ EOT
     wait_until "waiting for containerd's socket" 60 containerd crictl info
   fi
 
+  # The images of the node itself (the sandbox, CoreDNS, Traefik, the provisioner) go to the
+  # registry like every other: containerd pulls even the pause image from there.
   "$ROOT/scripts/images.sh" node
 
   cat > "$NODE_DIR/kubelet.yaml" <<EOT
@@ -105,10 +119,10 @@ podLogsDir: $NODE_DIR/pod-logs
 failSwapOn: false
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
-# Every image is imported, none can be pulled again: never collect them, and evict only when
-# the disk is really full.
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
+# Images are pulled from the node's registry: collect unused ones only when the disk is nearly
+# full, and evict only when it is really full.
+imageGCHighThresholdPercent: 95
+imageGCLowThresholdPercent: 90
 evictionHard: {memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%}
 serializeImagePulls: false
 shutdownGracePeriod: 0s

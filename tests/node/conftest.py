@@ -37,7 +37,7 @@ def real_node(kube: ApiClient) -> str:
 
 @pytest.fixture(scope="session")
 def images(real_node: str) -> dict[str, str]:
-    """The platform's images, built from the project's Dockerfiles and imported into the node."""
+    """The platform's images, built from the project's Dockerfiles and pushed to the node's registry."""
     return platform_images()
 
 

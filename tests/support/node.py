@@ -1,5 +1,5 @@
-"""The platform on the real node: its images, the umbrella chart installed with them, and the
-ingress in front of it (scripts/cluster/node-up.sh, scripts/images.sh)."""
+"""The platform on the real node: its images (in the node's registry), the umbrella chart
+installed with them, and the ingress in front of it (scripts/cluster/node-up.sh, scripts/images.sh)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def helm(*args: str, timeout: float = 600) -> str:
 
 
 def platform_images(root: Path = ROOT) -> dict[str, str]:
-    """Build (when their inputs changed) and import the platform's images: name -> reference.
+    """Build (when their inputs changed) and push to the node's registry the platform's images:
+    name -> reference.
 
     ``root`` is a checkout of the project: this one, or a copy with a service added (its images
     go into this checkout's node).
@@ -123,8 +124,8 @@ class Platform:
     entries: dict[str, dict[str, Any]] = field(default_factory=lambda: SERVICE_ENTRIES)
 
     def values(self) -> list[str]:
-        """helm --set arguments: the local images (never pulled), this host, the operator
-        watching this namespace only."""
+        """helm --set arguments: the images of this checkout (in the node's registry), this
+        host, the operator watching this namespace only."""
         repository, tag = self.images["operator"].rsplit(":", 1)
         sets = {
             "postgresql.image": self.images["postgresql"],
@@ -134,7 +135,6 @@ class Platform:
             "operator.watchNamespace": self.namespace,
             "operator.image.repository": repository,
             "operator.image.tag": tag,
-            "operator.image.pullPolicy": "Never",
         }
         sets |= {f"services.{service}.image": self.images[service] for service in self.entries}
         return [argument for key, value in sets.items() for argument in ("--set", f"{key}={value}")]
