@@ -225,7 +225,9 @@ def test_the_examples_are_accepted_by_the_api_server(flotilla_namespace: str, ex
 # skaffold: one artifact per service of the list, all from services/Dockerfile.
 
 
-def skaffold(*args: str) -> subprocess.CompletedProcess[str]:
+def skaffold(*args: str, namespace: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The pinned skaffold, finding `helm` as make dev's does: the Helm 4 adapter first;
+    ``namespace`` is the release's (FLOTILLA_NAMESPACE)."""
     return subprocess.run(
         [str(BIN / "skaffold"), *args],
         cwd=ROOT,
@@ -233,43 +235,101 @@ def skaffold(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
         check=False,
-        env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(Path.home()), "SKAFFOLD_UPDATE_CHECK": "false"},
+        env={
+            "PATH": f"{ROOT / 'scripts' / 'dev' / 'bin'}:{BIN}:/usr/bin:/bin",
+            "HOME": str(Path.home()),
+            "SKAFFOLD_UPDATE_CHECK": "false",
+            **({"FLOTILLA_NAMESPACE": namespace} if namespace else {}),
+        },
     )
 
 
+def diagnosed(*profile: str) -> dict[str, Any]:
+    result = skaffold("diagnose", "--yaml-only", *profile)
+    assert result.returncode == 0, result.stderr
+    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    return config
+
+
 def test_skaffold_builds_exactly_the_listed_services_and_the_operator() -> None:
-    for profile in ([], ["--profile", "kind"]):
-        diagnosed = skaffold("diagnose", "--yaml-only", *profile)
-        assert diagnosed.returncode == 0, diagnosed.stderr
-        config = yaml.safe_load(diagnosed.stdout)
+    for profile in ([], ["--profile", "kind"], ["--profile", "node"]):
+        config = diagnosed(*profile)
         artifacts = config["build"]["artifacts"]
-        assert [a["image"] for a in artifacts] == [f"flotilla/{n}" for n in names()] + ["flotilla/operator"]
+        node = profile == ["--profile", "node"]
+        # The node pulls nothing from outside: its PostgreSQL image is built too.
+        extra = ["flotilla/operator", "flotilla/postgresql"] if node else ["flotilla/operator"]
+        assert [a["image"] for a in artifacts] == [f"flotilla/{n}" for n in names()] + extra
         for artifact, name in zip(artifacts, names(), strict=False):
             assert Path(artifact["context"]) == ROOT / "services"
-            assert artifact["docker"]["dockerfile"] == "Dockerfile"
-            assert artifact["docker"]["buildArgs"] == {"SERVICE": name}
+            if node:
+                assert artifact["custom"]["buildCommand"] == f'../scripts/images.sh artifact {name} "$IMAGE"'
+                dockerfile = artifact["custom"]["dependencies"]["dockerfile"]
+                assert dockerfile == {
+                    "path": "Dockerfile",
+                    "buildArgs": {"SERVICE": name, "PYTHON_IMAGE": "scratch"},
+                }
+                (rule,) = artifact["sync"]["manual"]
+                assert rule == {
+                    "src": f"{name}/src/flotilla_{name}/*.py",
+                    "dest": "/srv/dev",
+                    "strip": f"{name}/src/",
+                }
+                assert artifact["sync"]["hooks"]["after"][0]["container"]["command"][-1].endswith(
+                    "kill -HUP 1\n"
+                )
+            else:
+                assert artifact["docker"]["dockerfile"] == "Dockerfile"
+                assert artifact["docker"]["buildArgs"] == {"SERVICE": name}
+        if node:
+            assert config["build"]["local"]["push"] is True
+            for artifact in artifacts:
+                name = artifact["image"].removeprefix("flotilla/")
+                assert artifact["custom"]["buildCommand"].endswith(f'images.sh artifact {name} "$IMAGE"')
         forwarded = [(p["resourceName"], p["localPort"]) for p in config["portForward"]]
         assert forwarded == [(n, 8001 + i) for i, n in enumerate(names())]
         release = config["manifests"]["helm"]["releases"][0]
-        assert not any("mode" in key or "image" in key for key in release.get("setValues", {}))
+        assert not any(
+            "mode" in key or ("image" in key and key != "postgresql.image")
+            for key in release.get("setValues", {})
+        )
         # No value per service: skaffold rewrites the Microservices' spec.image itself.
-        assert release["setValueTemplates"] == {"global.imageTag": "{{.IMAGE_TAG_flotilla_operator}}"}
+        assert release["setValueTemplates"] == {
+            "global.imageTag": "{{.IMAGE_TAG_flotilla_operator}}",
+            "operator.watchNamespace": '{{ or (index . "FLOTILLA_NAMESPACE") "flotilla" }}',
+            "ingress.host": '{{ index . "FLOTILLA_INGRESS_HOST" }}',
+        }
         assert config["resourceSelector"]["allow"] == [
             {"groupKind": "Microservice.flotilla.dev", "image": [".spec.image"]}
         ]
-    kind = yaml.safe_load(skaffold("diagnose", "--yaml-only", "--profile", "kind").stdout)
-    values = kind["manifests"]["helm"]["releases"][0]["setValues"]
-    assert values["operator.ingressNamespace"] == "ingress-nginx"
-    assert "ingress.className" not in values
+    kind = diagnosed("--profile", "kind")["manifests"]["helm"]["releases"][0]
+    assert kind["valuesFiles"] == [str(ROOT / "scripts" / "kind" / "values.yaml")]  # as make deploy's
+    assert "ingress.className" not in kind["setValues"]
+    node_release = diagnosed("--profile", "node")["manifests"]["helm"]["releases"][0]
+    assert "operator.ingressNamespace" not in node_release["setValues"]  # the chart's default: Traefik's
+    assert node_release["setValues"]["postgresql.image"] == "flotilla/postgresql"
+    assert node_release["valuesFiles"] == [str(ROOT / "scripts" / "dev" / "values.yaml")]
     assert skaffold("diagnose", "--yaml-only", "--profile", "operator").returncode != 0
+
+
+def rendered(namespace: str, *args: str) -> list[dict[str, Any]]:
+    result = skaffold(
+        "render", "--offline=true", "--digest-source=tag", "--tag=test", *args, namespace=namespace
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def dry_run_server_side(documents: list[dict[str, Any]], namespace: str) -> None:
+    applied = [d for d in documents if d["kind"] != "CustomResourceDefinition"]
+    checked = tool("kubectl", "apply", "--dry-run=server", "-n", namespace, "-f", "-",
+                   stdin=yaml.safe_dump_all(applied))  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
 
 
 @pytest.mark.usefixtures("microservice_crd")
 def test_skaffold_renders_the_umbrella_chart_offline_with_the_built_images(flotilla_namespace: str) -> None:
     tool("helm", "dependency", "build", str(CHARTS / "flotilla"))
-    rendered = skaffold("render", "--offline=true", "--digest-source=tag", "--default-repo=", "--tag=test")
-    assert rendered.returncode == 0, rendered.stderr
-    documents = [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+    documents = rendered(flotilla_namespace, "--default-repo=")
     microservices = of_kind(documents, "Microservice")
     assert {n: m["spec"]["image"] for n, m in microservices.items()} == {
         n: f"flotilla/{n}:test" for n in names()
@@ -279,18 +339,63 @@ def test_skaffold_renders_the_umbrella_chart_offline_with_the_built_images(floti
     assert [
         c["image"] for d in deployments.values() for c in d["spec"]["template"]["spec"]["containers"]
     ] == ["flotilla/operator:test"]
-    applied = [d for d in documents if d["kind"] != "CustomResourceDefinition"]
-    checked = tool(
-        "kubectl",
-        "apply",
-        "--dry-run=server",
-        "-n",
-        flotilla_namespace,
-        "-f",
-        "-",
-        stdin=yaml.safe_dump_all(applied),
-    )
-    assert checked.returncode == 0, checked.stderr
+    dry_run_server_side(documents, flotilla_namespace)
+
+
+@pytest.mark.usefixtures("microservice_crd")
+def test_skaffold_renders_the_node_profile_with_the_registry_images_and_the_sync_directory(
+    flotilla_namespace: str,
+) -> None:
+    """As `make dev` deploys on the real node: every image from the node's registry (PostgreSQL's
+    too), one pod per service, /srv/dev mounted and first on PYTHONPATH for the synced modules."""
+    tool("helm", "dependency", "build", str(CHARTS / "flotilla"))
+    documents = rendered(flotilla_namespace, "--profile=node", "--default-repo=localhost:5000")
+    # skaffold's --default-repo for a registry without nested repositories: flotilla/N -> flotilla_N.
+    registry = "localhost:5000/flotilla_"
+    microservices = of_kind(documents, "Microservice")
+    assert {n: m["spec"]["image"] for n, m in microservices.items()} == {
+        n: f"{registry}{n}:test" for n in names()
+    }
+    for microservice in microservices.values():
+        spec = microservice["spec"]
+        assert spec["replicas"] == 1
+        assert {"name": "PYTHONPATH", "value": "/srv/dev"} in spec["env"]
+        assert {"name": "dev-sync", "mountPath": "/srv/dev"} in spec["volumeMounts"]
+        assert {"name": "dev-sync", "emptyDir": {"sizeLimit": "64Mi"}} in spec["volumes"]
+    containers = [
+        c for kind in ("Deployment", "StatefulSet") for d in of_kind(documents, kind).values()
+        for c in d["spec"]["template"]["spec"]["containers"]
+    ]  # fmt: skip
+    assert {c["image"] for c in containers} == {f"{registry}operator:test", f"{registry}postgresql:test"}
+    operator_env = {
+        e["name"]: e.get("value")
+        for d in of_kind(documents, "Deployment").values()
+        for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert operator_env["WATCH_NAMESPACE"] == flotilla_namespace  # FLOTILLA_NAMESPACE
+    assert operator_env["FLOTILLA_INGRESS_NAMESPACE"] == "traefik"
+    dry_run_server_side(documents, flotilla_namespace)
+
+
+def test_the_skaffold_helm_adapter_speaks_helm_4_for_skaffold(tmp_path: Path) -> None:
+    """scripts/dev/bin/helm: `version --client` answers, and `--post-renderer EXECUTABLE` runs
+    EXECUTABLE through the committed postrenderer plugin (Helm 4 takes only plugin names)."""
+    adapter = ROOT / "scripts" / "dev" / "bin" / "helm"
+    env = {"PATH": f"{adapter.parent}:{BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": "/dev/null"}
+    version = subprocess.run([str(adapter), "version", "--client"], capture_output=True, text=True,
+                             env=env, check=False)  # fmt: skip
+    assert version.returncode == 0, version.stderr
+    assert re.search(r"v4\.\d+\.\d+", version.stdout), version.stdout
+    tool("helm", "dependency", "build", str(CHARTS / "flotilla-operator"))
+    renderer = tmp_path / "renderer"
+    renderer.write_text("#!/bin/sh\nsed 's/flotilla\\/operator:/rewritten\\/operator:/'\n")
+    renderer.chmod(0o755)
+    templated = subprocess.run(
+        [str(adapter), "template", "t", str(CHARTS / "flotilla-operator"), "--post-renderer", str(renderer)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert templated.returncode == 0, templated.stderr
+    assert "image: rewritten/operator:" in templated.stdout
 
 
 # The workflows: actionlint, and the release takes its images from the list.
@@ -320,10 +425,9 @@ def test_the_release_builds_an_image_per_listed_service_with_the_one_dockerfile(
     registry = "${{ needs.services.outputs.registry }}"
     version = "${{ needs.services.outputs.version }}"
     assert build["with"]["tags"] == f"{registry}/flotilla/${{{{ matrix.service }}}}:{version}"
+    # The charts are packaged and pushed by the script `make release-local` runs too.
     packaging = "\n".join(step.get("run", "") for step in jobs["charts"]["steps"])
-    assert (
-        "helm package charts/flotilla " in packaging and "helm package charts/flotilla-operator " in packaging
-    )
+    assert 'scripts/release-charts.sh "$REGISTRY" "$VERSION"' in packaging
 
 
 def test_no_script_makefile_or_workflow_names_a_service() -> None:
