@@ -45,15 +45,19 @@ cluster-down: ## Stop the local control plane (and node) and remove its state
 	@scripts/cluster/down.sh
 
 .PHONY: node-up
-node-up: ## Start (or reuse) the control plane and a real node: containerd, kubelet, kube-proxy, CoreDNS, Traefik (root)
+node-up: ## Start (or reuse) the control plane and a real node: registry, containerd, kubelet, kube-proxy, CoreDNS, Traefik (root)
 	@scripts/cluster/node-up.sh
 
 .PHONY: images
-images: venv ## Build the platform's images (every service from services/Dockerfile) with buildah and import them into the node's containerd
+images: venv ## Build the platform's images (every service from services/Dockerfile) with buildah and push them to the node's registry
 	@scripts/images.sh platform >/dev/null
 
+.PHONY: release-local
+release-local: venv ## What the release workflow does, against the node's registry: images and charts (oci://localhost:5000/charts)
+	@scripts/release-local.sh
+
 .PHONY: up
-up: venv ## Run the whole platform on the real local node (root): prints the ingress URL and an example flow
+up: venv ## Run the whole platform on the real local node (root), installed from its registry: prints the URLs, the admin and an example flow
 	@scripts/up.sh
 
 .PHONY: down
@@ -66,20 +70,16 @@ operator-run: venv ## Install the Microservice CRD and run the operator against 
 	@$(VENV)/bin/python -m flotilla_operator run
 
 .PHONY: kind-up
-kind-up: ## Create the kind cluster of k8s/kind-config.yaml (needs Docker and kind)
-	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "kind needs a running Docker engine; without one use 'make cluster-up' (a local control plane for tests)"; exit 1; }
-	@command -v kind >/dev/null || { echo "kind is not installed: see https://kind.sigs.k8s.io/docs/user/quick-start/#installation"; exit 1; }
-	@kind get clusters | grep -qx flotilla || kind create cluster --config k8s/kind-config.yaml
-	@kubectl --context kind-flotilla apply -f k8s/namespace.yaml
+kind-up: ## Create (or reuse) the kind cluster of k8s/kind-config.yaml with Traefik (Docker, kind; KIND_MONITORING=1: kube-prometheus-stack)
+	@scripts/kind/up.sh
 
 .PHONY: deploy
-deploy: ## helm upgrade --install the umbrella chart (operator, services, PostgreSQL) into the current KUBECONFIG (namespace flotilla)
-	@helm dependency build charts/flotilla >/dev/null
-	@helm upgrade --install flotilla charts/flotilla --namespace flotilla --create-namespace --wait
+deploy: ## On kind (make kind-up): build and kind-load the images, helm upgrade --install the umbrella chart (namespace flotilla)
+	@scripts/deploy.sh $(ARGS)
 
 .PHONY: dev
-dev: ## skaffold dev on the kind cluster (make kind-up first)
-	@skaffold dev --kube-context kind-flotilla
+dev: venv ## skaffold dev: on the kind cluster flotilla if there is one, else on the real local node (started first; root); Ctrl-C removes it
+	@scripts/dev/dev.sh $(ARGS)
 
 .PHONY: prometheus
 prometheus: ## Install Prometheus and promtool (Debian's packages) when missing

@@ -1,4 +1,5 @@
-"""``python -m tests.bench [services] [operator] [--seconds N] [--rounds N]``: run, print one line each."""
+"""``python -m tests.bench [services] [operator] [dev] [--seconds N] [--rounds N]``: run, print one
+line each. ``dev`` (the dev loop on the real node) runs by default only while the node is up."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench import operator_bench, services
+from tests.bench import dev_loop, operator_bench, services
 from tests.bench.report import Result
 
 
@@ -32,15 +33,20 @@ def machine() -> str:
 def main() -> int:
     """Run the chosen benchmarks; exit 1 when a target is missed."""
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
-    parser.add_argument("groups", nargs="*", metavar="{services,operator}", help="default: both")
+    parser.add_argument(
+        "groups",
+        nargs="*",
+        metavar="{services,operator,dev}",
+        help="default: services and operator, and dev when the real node is up (make node-up)",
+    )
     parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side (the median counts)")
     parser.add_argument("--resources", type=int, default=200, help="Microservices for the operator")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C: the benchmarks' namespaces and processes are removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    groups = args.groups or ["services", "operator"]
-    unknown = set(groups) - {"services", "operator"}
+    groups = args.groups or ["services", "operator", *(["dev"] if dev_loop.node_is_up() else [])]
+    unknown = set(groups) - {"services", "operator", "dev"}
     if unknown:
         parser.error(f"unknown benchmark group(s): {', '.join(sorted(unknown))}")
     print(f"machine: {machine()}", flush=True)
@@ -52,6 +58,8 @@ def main() -> int:
             print(f"==> {group}", file=sys.stderr, flush=True)
             if group == "services":
                 found = services.run(work / "services", services.Settings(args.seconds, args.rounds))
+            elif group == "dev":
+                found = dev_loop.run(work / "dev", args.rounds)
             else:
                 found = operator_bench.run(work / "operator", args.resources)
             for result in found:

@@ -80,7 +80,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     text = table(cases)
     terminalreporter.write_sep("=", f"reliability summary: {len(cases)} cases")
     terminalreporter.write(text)
-    if "reliability" in (config.option.markexpr or ""):
+    # Only a session that selected the reliability marker (`-m reliability`), not one that
+    # excluded it (`-m "e2e and not reliability"`), writes the suite's summary.
+    selected = (config.option.markexpr or "").replace("not reliability", "")
+    if "reliability" in selected:
         SUMMARY.parent.mkdir(parents=True, exist_ok=True)
         SUMMARY.write_text(f"# Reliability summary\n\n{text}")
         terminalreporter.write_line(f"written to {SUMMARY.relative_to(ROOT)}")
