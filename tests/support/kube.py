@@ -16,7 +16,12 @@ from kubernetes.client.rest import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_KUBECONFIG = ROOT / ".cluster" / "kubeconfig"
-BIN = Path(os.environ.get("FLOTILLA_CLUSTER_BIN", Path.home() / ".cache" / "flotilla" / "cluster" / "bin"))
+# The pinned tools, where scripts/cluster/lib.sh builds them (FLOTILLA_CACHE, XDG_CACHE_HOME).
+_CACHE = Path(
+    os.environ.get("FLOTILLA_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "flotilla"
+)
+BIN = Path(os.environ.get("FLOTILLA_CLUSTER_BIN") or _CACHE / "cluster" / "bin")
 
 
 def kubeconfig_path() -> Path:
