@@ -14,7 +14,7 @@ from kubernetes.client import ApiClient
 from scripts.services import services
 from tests.support import new_service
 from tests.support.cases import Case
-from tests.support.node import Platform, exec_in, installed_platform, platform_images
+from tests.support.node import REGISTRY, Platform, exec_in, installed_platform, platform_images
 from tests.support.policies import check_network_policies
 
 
@@ -38,7 +38,7 @@ def test_a_fourth_service_is_built_deployed_and_routed_like_the_others(
     name, namespace = new_service.NAME, extended.namespace
     # The three services' images are the same builds (same inputs): only the new one was added.
     assert {key: extended.images[key] for key in images} == images
-    assert extended.images[name].startswith(f"localhost/flotilla/{name}:")
+    assert extended.images[name].startswith(f"{REGISTRY}/flotilla/{name}:")
 
     microservice = client.CustomObjectsApi(kube).get_namespaced_custom_object(
         "flotilla.dev", "v1alpha1", namespace, "microservices", name

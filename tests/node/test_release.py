@@ -6,7 +6,6 @@ status-aware wait; the pods run images the node's containerd pulled from the reg
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,12 +20,12 @@ from tests.support.kube import BIN, ROOT, temporary_namespace, tool
 from tests.support.node import (
     GROUP,
     PLURAL,
+    REGISTRY,
     SERVICES,
     VERSION,
     helm,
 )
 
-REGISTRY = f"localhost:{os.environ.get('FLOTILLA_REGISTRY_PORT', '5000')}"
 CONTAINERD = ROOT / ".cluster" / "node" / "run" / "containerd.sock"
 MANIFEST_TYPES = ", ".join(
     ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
@@ -124,9 +123,13 @@ def test_the_pods_run_images_the_node_pulled_from_the_registry(
 ) -> None:
     namespace, _ = installed
     pods = client.CoreV1Api(kube).list_namespaced_pod(namespace).items
-    by_image = {
-        status.image: status.image_id for pod in pods for status in pod.status.container_statuses or []
-    }
+    # The image each container was asked to run -> the digest it runs (the status's own image
+    # name may be another tag of the same digest, an earlier release's).
+    by_image: dict[str, set[str]] = {}
+    for pod in pods:
+        running = {status.name: status.image_id for status in pod.status.container_statuses or []}
+        for container in pod.spec.containers:
+            by_image.setdefault(container.image, set()).add(running.get(container.name, ""))
     for name in (*SERVICES, "operator"):
         reference = f"{REGISTRY}/flotilla/{name}:{release.version}"
         assert reference in by_image, sorted(by_image)
@@ -145,7 +148,7 @@ def test_the_pods_run_images_the_node_pulled_from_the_registry(
         assert inspected.returncode == 0, inspected.stderr
         repo_digests = json.loads(inspected.stdout)["status"]["repoDigests"]
         assert f"{REGISTRY}/flotilla/{name}@{served}" in repo_digests
-        assert by_image[reference] == f"{REGISTRY}/flotilla/{name}@{served}"
+        assert by_image[reference] == {f"{REGISTRY}/flotilla/{name}@{served}"}
 
 
 def test_an_upgrade_and_a_rollback_of_the_release(

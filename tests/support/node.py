@@ -24,6 +24,8 @@ from tests.support.kube import ROOT, temporary_namespace, tool, wait_for
 
 NODE_NAME = os.environ.get("FLOTILLA_NODE_NAME", "flotilla-node")
 INGRESS_URL = f"http://127.0.0.1:{os.environ.get('FLOTILLA_INGRESS_PORT', '8080')}"
+# The node's registry (scripts/cluster/registry.sh): every image the node runs comes from it.
+REGISTRY = f"localhost:{os.environ.get('FLOTILLA_REGISTRY_PORT', '5000')}"
 RELEASE = "flotilla"
 # The services, from the umbrella chart's services: map (scripts/services.py reads it).
 SERVICE_ENTRIES = services()
