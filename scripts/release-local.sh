@@ -4,8 +4,8 @@
 # what changed) and pushed as $REGISTRY/flotilla/<name>:VERSION, the names and tags the chart's
 # defaults use; then scripts/release-charts.sh, the very script release.yml runs, stamps,
 # packages, checks and pushes the charts to oci://$REGISTRY/charts.
-# VERSION is the chart's appVersion with a -dev-<hash> suffix: the hash of the images and charts,
-# so that any change is a new release and an unchanged tree is the same one.
+# VERSION is the chart's appVersion with a -dev-<hash> suffix: the hash of the images' digests and
+# the charts, so that any change is a new release and the same images and charts the same one.
 # Prints version=, chart= and postgresql= lines on stdout (the PostgreSQL image is not part of
 # a release: the chart's default is the official one, which this machine cannot pull).
 set -euo pipefail
@@ -19,7 +19,23 @@ step "building the platform's images" >&2
 images=$("$ROOT/scripts/images.sh" platform)
 app_version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$ROOT/charts/flotilla/Chart.yaml")
 [ -n "$app_version" ] || die "charts/flotilla/Chart.yaml has no appVersion"
-version="$app_version-dev-$(inputs_hash "$images" -- charts operator/src/flotilla_operator/manifests scripts/release-charts.sh)"
+# The digest the registry serves for an image: what the release's tag will point at.
+served_digest() {  # served_digest REFERENCE
+  local repository=${1#*/}
+  curl -fsSI --max-time 10 \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$REGISTRY/v2/${repository%:*}/manifests/${repository##*:}" \
+    | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: *//p'
+}
+# Hashed: the images' digests (a rebuild from the same sources is another image, so another
+# release: a tag never moves to other content) and the charts.
+digests=""
+for reference in $(echo "$images" | cut -d= -f2); do
+  digest=$(served_digest "$reference")
+  [ -n "$digest" ] || die "the registry does not serve $reference (scripts/images.sh platform pushes it)"
+  digests+="$reference@$digest"$'\n'
+done
+version="$app_version-dev-$(inputs_hash "$digests" -- charts operator/src/flotilla_operator/manifests scripts/release-charts.sh)"
 
 step "tagging the images as release $version in $REGISTRY" >&2
 for name in $(service_names) operator; do
