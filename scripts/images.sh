@@ -27,12 +27,7 @@ bh() { buildah --root "$STORAGE/root" --runroot "$STORAGE/run" --storage-driver 
 # The local registry holds REFERENCE as this very image: its manifest names the local image's
 # config (buildah's image ID is its config's digest).
 in_registry() {  # in_registry REFERENCE
-  local reference=$1 repository tag
-  repository=${reference#*/}; tag=${repository##*:}; repository=${repository%:*}
-  curl -fsS --max-time 5 \
-    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
-    "http://${reference%%/*}/v2/$repository/manifests/$tag" 2>/dev/null \
-    | grep -q "\"$(bh images --quiet --no-trunc "$reference" | head -n1)\""
+  registry_manifest "$1" 2>/dev/null | grep -q "\"$(bh images --quiet --no-trunc "$1" | head -n1)\""
 }
 
 # Push an image to the registry unless it holds it already (plain HTTP: the registry is loopback's).

@@ -21,11 +21,7 @@ app_version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$ROOT/
 [ -n "$app_version" ] || die "charts/flotilla/Chart.yaml has no appVersion"
 # The digest the registry serves for an image: what the release's tag will point at.
 served_digest() {  # served_digest REFERENCE
-  local repository=${1#*/}
-  curl -fsSI --max-time 10 \
-    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
-    "http://$REGISTRY/v2/${repository%:*}/manifests/${repository##*:}" \
-    | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: *//p'
+  registry_manifest "$1" -I | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: *//p'
 }
 # Hashed: the images' digests (a rebuild from the same sources is another image, so another
 # release: a tag never moves to other content) and the charts.

@@ -55,6 +55,14 @@ inputs_hash() {  # inputs_hash WORDS -- PATH...
   } | sha256sum | cut -c1-12
 }
 
+# The local registry's manifest of an image (curl's -I: its headers only, the digest among them).
+registry_manifest() {  # registry_manifest REFERENCE [CURL OPTION...]
+  local repository=${1#*/}; shift
+  curl -fsS --max-time 10 "$@" \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$REGISTRY/v2/${repository%:*}/manifests/${repository##*:}"
+}
+
 # Run a command in the background, printing (to stderr) how long it has been running every 20 s.
 with_progress() {
   local label=$1; shift
