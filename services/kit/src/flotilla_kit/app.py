@@ -8,6 +8,7 @@ from flotilla_kit import api as api_module
 from flotilla_kit import context, health, logs, metrics, problems
 from flotilla_kit.api import Api
 from flotilla_kit.db import Database
+from flotilla_kit.json_provider import OrjsonProvider
 from flotilla_kit.settings import KitSettings
 
 
@@ -26,8 +27,8 @@ def create_service_app(
     """
     logs.configure_logging(settings.service_name, settings.log_level)
     app = Flask(settings.service_name)
+    app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
-    app.config["JSON_SORT_KEYS"] = False
     app.extensions["flotilla_settings"] = settings
     # Order matters: identify the request before anything logs or counts it.
     context.init_app(app)

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, request
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from flotilla_kit.context import current_request_id, current_trace, route_template
 
@@ -35,12 +35,8 @@ class ContextFilter(logging.Filter):
 
 def json_formatter() -> logging.Formatter:
     """The formatter every Flotilla process uses, gunicorn's own logs included."""
-    return JsonFormatter(
-        FORMAT,
-        rename_fields=RENAMED,
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
-        json_ensure_ascii=False,
-    )
+    # orjson: a line costs a fraction of the standard library's encoding (UTF-8, like before).
+    return OrjsonFormatter(FORMAT, rename_fields=RENAMED, datefmt="%Y-%m-%dT%H:%M:%S%z")
 
 
 def configure_logging(service: str, level: str) -> None:

@@ -1,0 +1,49 @@
+"""Flask's JSON encoding on orjson: the same documents as Flask's own provider, several times faster.
+
+Parsing stays with the standard library (``loads``): the kit reports an unpaired surrogate in a
+request body as a 422 naming the field, which needs the decoder to accept what orjson refuses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.sansio.response import Response
+
+# Flask's rules kept: dates as HTTP dates (through its ``default``), any key type, UTF-8 output.
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+
+
+class OrjsonProvider(DefaultJSONProvider):
+    """``app.json`` for every Flotilla service: ``jsonify``, ``flask.json.dumps`` and responses."""
+
+    def _options(self) -> int:
+        return _OPTIONS | (orjson.OPT_SORT_KEYS if self.sort_keys else 0)
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        """Like Flask's; keyword arguments (the standard library's) take the standard path."""
+        if kwargs:
+            return super().dumps(obj, **kwargs)
+        return self._encode(obj, self._options()).decode()
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        """A JSON response, compact unless in debug mode, as Flask's (with its final newline)."""
+        obj = self._prepare_response_obj(args, kwargs)
+        options = self._options() | orjson.OPT_APPEND_NEWLINE
+        if (self.compact is None and self._app.debug) or self.compact is False:
+            options |= orjson.OPT_INDENT_2
+        # The app's response class (flask.Response) takes a body first; the typed attribute does not say so.
+        response_class: Any = self._app.response_class
+        response: Response = response_class(self._encode(obj, options), mimetype=self.mimetype)
+        return response
+
+    def _encode(self, obj: Any, options: int) -> bytes:
+        try:
+            return orjson.dumps(obj, default=self.default, option=options)
+        except orjson.JSONEncodeError:
+            # The standard library decides what orjson cannot hold: an integer beyond 64 bits
+            # encodes, an unknown type raises Flask's own TypeError.
+            newline = "\n" if options & orjson.OPT_APPEND_NEWLINE else ""
+            return (super().dumps(obj) + newline).encode()
