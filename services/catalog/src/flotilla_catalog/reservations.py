@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from datetime import timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,10 +21,16 @@ from flotilla_catalog.models import (
     Reservation,
     ReservationItem,
 )
-from flotilla_kit.db import utcnow
+from flotilla_kit.db import insert_ignoring_conflicts, utcnow
 from flotilla_kit.problems import Problem
 
 EXPIRY_BATCH = 100
+
+
+EXPIRY_INTERVAL_SECONDS = 5.0
+"""How often a worker releases expired reservations before reserving (and always on a shortage)."""
+
+_expiry_due_at = 0.0
 
 
 def _lines(items: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
@@ -34,55 +42,131 @@ def _same_request(reservation: Reservation, items: Sequence[dict[str, Any]]) -> 
     return (reservation.status == RELEASED and not reservation.items) or held == _lines(items)
 
 
-def reserve(
-    session: Session, *, key: str, client_id: str, items: Sequence[dict[str, Any]], ttl_seconds: int
-) -> tuple[Reservation, bool]:
-    """Hold stock for every line or for none; returns the reservation and whether it is new."""
-    existing = session.get(Reservation, key)
-    if existing is not None:
-        return _replay(existing, client_id, items), False
-    release_expired(session)
-    reservation = Reservation(
-        key=key,
-        client_id=client_id,
-        status=HELD,
-        expires_at=utcnow() + timedelta(seconds=ttl_seconds),
-        items=[],  # filled below, without a query to load it
+@dataclass(frozen=True)
+class NewReservation:
+    """A reservation just made, as the API shows it, answered without reading it back."""
+
+    key: str
+    status: str
+    expires_at: datetime
+    items: list[dict[str, Any]]
+
+
+_PRODUCTS = cast(Table, Product.__table__)
+_RESERVATIONS = cast(Table, Reservation.__table__)
+_RESERVATION_ITEMS = cast(Table, ReservationItem.__table__)
+_TAKE_STOCK = (
+    update(_PRODUCTS)
+    .where(
+        _PRODUCTS.c.id == bindparam("product_id"),
+        _PRODUCTS.c.deleted_at.is_(None),
+        _PRODUCTS.c.stock >= bindparam("quantity"),
     )
-    session.add(reservation)
-    try:
-        session.flush()
-    except IntegrityError:
-        # The same key was reserved concurrently; answer as a replay of it.
+    .values(stock=_PRODUCTS.c.stock - bindparam("quantity"))
+    .returning(_PRODUCTS.c.name, _PRODUCTS.c.price_cents, _PRODUCTS.c.currency)
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a reservation asks for: lines in product order, and how to take them."""
+
+    key: str
+    client_id: str
+    lines: list[tuple[int, int]]
+    ttl_seconds: int
+    commit: bool = False
+    same_currency: bool = False
+
+
+def reserve(
+    session: Session,
+    *,
+    key: str,
+    client_id: str,
+    items: Sequence[dict[str, Any]],
+    ttl_seconds: int,
+    commit: bool = False,
+    same_currency: bool = False,
+) -> tuple[Reservation | NewReservation, bool]:
+    """Hold stock for every line or for none; returns the reservation and whether it is new.
+
+    One transaction of 3 + lines statements: the reservation row (a replay when its key exists),
+    one conditional ``UPDATE ... RETURNING`` per line (in product order, so that concurrent
+    reservations lock rows in the same order), and the lines in one ``INSERT``. ``commit``
+    makes it committed at once; ``same_currency`` refuses lines priced in several currencies.
+    """
+    _release_expired_when_due(session)
+    request = Request(key, client_id, _lines(items), ttl_seconds, commit, same_currency)
+    for attempt in (1, 2):
+        made = _try_reserve(session, request)
+        if isinstance(made, Reservation):
+            return _replay(made, client_id, items), False
+        if isinstance(made, NewReservation):
+            RESERVATIONS.labels("reserved").inc()
+            if commit:
+                RESERVATIONS.labels("committed").inc()
+            return made, True
+        product_id, quantity = made
+        # Short of stock: expired reservations may be holding it. Release them, then try once more.
+        if attempt == 1 and release_expired(session):
+            continue
+        problem = _shortage(session, product_id, quantity)
+        RESERVATIONS.labels("insufficient_stock" if problem.status == 409 else "unknown_product").inc()
+        raise problem
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _try_reserve(session: Session, request: Request) -> Reservation | NewReservation | tuple[int, int]:
+    """The new reservation, the existing one under its key, or the line stock fell short for."""
+    key, status = request.key, COMMITTED if request.commit else HELD
+    expires_at = utcnow() + timedelta(seconds=request.ttl_seconds)
+    connection = session.connection()
+    created = connection.execute(
+        insert_ignoring_conflicts(session, _RESERVATIONS)
+        .values(key=key, client_id=request.client_id, status=status, expires_at=expires_at)
+        .returning(_RESERVATIONS.c.key)
+    ).first()
+    if created is None:
+        # The key is taken (perhaps by a concurrent request that just committed): a replay.
         session.rollback()
-        return _replay(session.get(Reservation, key), client_id, items), False  # type: ignore[arg-type]
-    # Lines in product order, so concurrent reservations lock rows in the same order.
-    for product_id, quantity in _lines(items):
-        taken = session.execute(
-            update(Product)
-            .where(Product.id == product_id, Product.deleted_at.is_(None), Product.stock >= quantity)
-            .values(stock=Product.stock - quantity)
-            .returning(Product.name, Product.price_cents, Product.currency)
-        ).one_or_none()
+        existing = session.get(Reservation, key)
+        assert existing is not None, "a conflicting reservation disappeared"
+        return existing
+    reserved = []
+    for product_id, quantity in request.lines:
+        taken = connection.execute(_TAKE_STOCK, {"product_id": product_id, "quantity": quantity}).first()
         if taken is None:
-            problem = _shortage(session, product_id, quantity)
             session.rollback()
-            RESERVATIONS.labels("insufficient_stock" if problem.status == 409 else "unknown_product").inc()
-            raise problem
-        # Through the relationship: the answer needs no reload after the commit.
-        reservation.items.append(
-            ReservationItem(
-                reservation_key=key,
-                product_id=product_id,
-                quantity=quantity,
-                name=taken.name,
-                unit_price_cents=taken.price_cents,
-                currency=taken.currency,
-            )
+            return product_id, quantity
+        reserved.append(
+            {
+                "reservation_key": key,
+                "product_id": product_id,
+                "quantity": quantity,
+                "name": taken.name,
+                "unit_price_cents": taken.price_cents,
+                "currency": taken.currency,
+            }
         )
+    if request.same_currency and len({line["currency"] for line in reserved}) > 1:
+        session.rollback()
+        RESERVATIONS.labels("mixed_currencies").inc()
+        raise Problem(
+            422, "mixed-currencies", "Products priced in different currencies cannot share one reservation."
+        )
+    connection.execute(insert(_RESERVATION_ITEMS), reserved)
     session.commit()
-    RESERVATIONS.labels("reserved").inc()
-    return reservation, True
+    return NewReservation(key=key, status=status, expires_at=expires_at, items=reserved)
+
+
+def _release_expired_when_due(session: Session) -> None:
+    """Release expired reservations at most every ``EXPIRY_INTERVAL_SECONDS`` in this worker."""
+    global _expiry_due_at  # noqa: PLW0603 - one timestamp per worker; a race only runs it twice
+    now = time.monotonic()
+    if now >= _expiry_due_at:
+        _expiry_due_at = now + EXPIRY_INTERVAL_SECONDS
+        release_expired(session)
 
 
 def _replay(reservation: Reservation, client_id: str, items: Sequence[dict[str, Any]]) -> Reservation:
@@ -168,12 +252,23 @@ def release(session: Session, *, key: str, client_id: str) -> Reservation:
 
 
 def commit(session: Session, *, key: str, client_id: str) -> Reservation:
-    """Make held stock permanently taken; idempotent."""
-    reservation = owned(session, key, client_id)
-    if _transition(session, key, COMMITTED):
+    """Make held stock permanently taken; idempotent. An expired reservation cannot be committed."""
+    now = utcnow()
+    committed = session.execute(
+        update(Reservation)
+        .where(
+            Reservation.key == key,
+            Reservation.client_id == client_id,
+            Reservation.status == HELD,
+            Reservation.expires_at > now,
+        )
+        .values(status=COMMITTED, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if committed.rowcount == 1:  # type: ignore[attr-defined]
         RESERVATIONS.labels("committed").inc()
     session.commit()
-    session.refresh(reservation)
+    reservation = owned(session, key, client_id)
     if reservation.status != COMMITTED:
         # Released or expired, possibly a moment ago by a concurrent release or expiry.
         raise Problem(409, "reservation-released", f"Reservation {key!r} was released or expired.")

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from sqlalchemy import func, select
+from sqlalchemy import RowMapping, bindparam, func, select
 
 from flotilla_catalog import reservations
 from flotilla_catalog.db import database
@@ -32,11 +32,31 @@ reservations_blp = Blueprint(
 ADMIN = ("admin",)
 
 
+def _not_found(product_id: int) -> Problem:
+    return Problem(404, "product-not-found", f"No product {product_id}.")
+
+
 def _product(product_id: int) -> Product:
+    """The live product, to change it in the request's session."""
     product = database.session.get(Product, product_id)
     if product is None or product.deleted_at is not None:
-        raise Problem(404, "product-not-found", f"No product {product_id}.")
+        raise _not_found(product_id)
     return product
+
+
+# The public read: one statement, no ORM identity map, compiled once (the hottest path).
+_LIVE_PRODUCT = select(*(Product.__table__.c[name] for name in ProductSchema().fields)).where(
+    Product.id == bindparam("product_id"), Product.deleted_at.is_(None)
+)
+
+
+def _product_view(product_id: int) -> RowMapping:
+    """The live product's fields as the API shows them."""
+    with database.read() as connection:
+        row = connection.execute(_LIVE_PRODUCT, {"product_id": product_id}).first()
+    if row is None:
+        raise _not_found(product_id)
+    return row._mapping
 
 
 @products.route("")
@@ -71,9 +91,9 @@ class ProductById(MethodView):
 
     @products.response(200, ProductSchema)
     @products.alt_response(404, description="No such product")
-    def get(self, product_id: int) -> Product:
+    def get(self, product_id: int) -> RowMapping:
         """Read a product (public)."""
-        return _product(product_id)
+        return _product_view(product_id)
 
     @products.requires(roles=ADMIN)
     @products.arguments(ProductUpdateSchema)
@@ -105,9 +125,9 @@ class Reservations(MethodView):
     @reservations_blp.response(201, ReservationSchema)
     @reservations_blp.alt_response(200, schema=ReservationSchema, description="Replay of an existing key")
     @reservations_blp.alt_response(409, description="Not enough stock, or the key was used for other items")
-    @reservations_blp.alt_response(422, description="Unknown product")
-    def post(self, body: dict[str, Any]) -> tuple[Reservation, int]:
-        """Hold stock for every line, or none; idempotent by key."""
+    @reservations_blp.alt_response(422, description="Unknown product, or mixed currencies when refused")
+    def post(self, body: dict[str, Any]) -> tuple[Reservation | reservations.NewReservation, int]:
+        """Hold stock for every line, or none; idempotent by key (``commit``: take it at once)."""
         settings: CatalogSettings = current_app.extensions["flotilla_settings"]
         reservation, created = reservations.reserve(
             database.session,
@@ -115,6 +135,8 @@ class Reservations(MethodView):
             client_id=current_principal().subject,
             items=body["items"],
             ttl_seconds=settings.reservation_ttl_seconds,
+            commit=body["commit"],
+            same_currency=body["same_currency"],
         )
         return reservation, 201 if created else 200
 

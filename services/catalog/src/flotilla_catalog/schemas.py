@@ -61,6 +61,14 @@ class ReservationRequestSchema(ma.Schema):
             distinct_by("product_id", "Each product may appear once."),
         ],
     )
+    commit = ma.fields.Boolean(
+        load_default=False,
+        metadata={"description": "Take the stock for good at once: the reservation is made committed."},
+    )
+    same_currency = ma.fields.Boolean(
+        load_default=False,
+        metadata={"description": "Refuse (422 mixed-currencies) lines priced in different currencies."},
+    )
 
 
 class ReservedItemSchema(ma.Schema):
