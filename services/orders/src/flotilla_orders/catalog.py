@@ -67,11 +67,17 @@ class Catalog:
         self.client = client
 
     def reserve(self, key: str, lines: Sequence[tuple[int, int]]) -> dict[str, Any]:
-        """Hold stock for every line; ``Refused`` when the catalog says no."""
+        """Take stock for every line at once, all in one currency; ``Refused`` when the catalog says no.
+
+        One call: the catalog commits the reservation as it makes it and refuses mixed currencies
+        first. A replay of the key answers the reservation as it is (an earlier attempt's may
+        still be only held).
+        """
+        lines_json = [{"product_id": p, "quantity": q} for p, q in lines]
         response = self.client.request(
             "POST",
             "/reservations",
-            json={"key": key, "items": [{"product_id": p, "quantity": q} for p, q in lines]},
+            json={"key": key, "items": lines_json, "commit": True, "same_currency": True},
             idempotent=True,
         )
         if response.status_code in (200, 201):

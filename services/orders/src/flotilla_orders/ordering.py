@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from flotilla_kit.db import utcnow
 from flotilla_kit.http_client import UpstreamUnavailable
@@ -41,11 +43,8 @@ class OrderPlacement:
         """The order for ``(user_id, key)`` and whether it is a replay of an earlier request."""
         lines = sorted((int(item["product_id"]), int(item["quantity"])) for item in items)
         digest = fingerprint(lines)
-        order = Order(user_id=user_id, idempotency_key=key, fingerprint=digest, status=PENDING)
-        order.items = [OrderItem(product_id=p, quantity=q) for p, q in lines]
-        self.session.add(order)
         try:
-            self.session.commit()
+            order = self._record(user_id, key, digest, lines)
         except IntegrityError:
             self.session.rollback()
             claimed = self._claim_existing(user_id, key, digest)
@@ -56,6 +55,32 @@ class OrderPlacement:
             return claimed, False
         self._run(order, lines)
         return order, False
+
+    def _record(self, user_id: str, key: str, digest: str, lines: Sequence[tuple[int, int]]) -> Order:
+        """Store a new pending order and its lines in one transaction; the order as stored.
+
+        Two statements (the lines in one ``INSERT``) without the ORM's unit of work; the order
+        returned is built from the same values, so nothing is read back.
+        """
+        now = utcnow()
+        values = {
+            "id": str(uuid.uuid4()),
+            "user_id": user_id,
+            "idempotency_key": key,
+            "fingerprint": digest,
+            "status": PENDING,
+            "attempt": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        connection = self.session.connection()
+        connection.execute(insert(_ORDERS).values(**values))
+        rows = [{"order_id": values["id"], "product_id": p, "quantity": q} for p, q in lines]
+        connection.execute(insert(_ORDER_ITEMS), rows)
+        self.session.commit()
+        order = Order(**values, total=None, currency=None, failure=None)
+        order.items = [OrderItem(order_id=order.id, product_id=p, quantity=q) for p, q in lines]
+        return order
 
     def _resume(self, order: Order, lines: Sequence[tuple[int, int]]) -> None:
         """Finish an order taken over from a failed or stalled request.
@@ -147,20 +172,8 @@ class OrderPlacement:
             reservation = self.catalog.reserve(key, lines)
             if reservation["status"] == "released":
                 raise ReservationLost(key)
-            currencies = {item["currency"] for item in reservation["items"]}
-            if len(currencies) != 1:
-                self.catalog.release_quietly(key)
-                self._finish(
-                    order,
-                    REJECTED,
-                    failure=Problem(
-                        422,
-                        "mixed-currencies",
-                        "Products priced in different currencies cannot share an order.",
-                    ),
-                )
-                return
             if reservation["status"] != "committed":
+                # An earlier attempt's reservation, only held: commit it now.
                 self.catalog.commit(key)
         except Refused as refusal:
             self._finish(order, REJECTED, failure=refusal)
@@ -169,20 +182,69 @@ class OrderPlacement:
             self.catalog.release_quietly(key)
             self._finish(order, FAILED, failure=problem)
             return
-        prices = {item["product_id"]: item for item in reservation["items"]}
-        for line in order.items:
-            line.name = prices[line.product_id]["name"]
-            line.unit_price_cents = prices[line.product_id]["unit_price_cents"]
-        order.total = sum(line.quantity * (line.unit_price_cents or 0) for line in order.items)
-        order.currency = currencies.pop()
-        self._finish(order, CONFIRMED)
+        self._finish(order, CONFIRMED, reserved=reservation["items"])
 
-    def _finish(self, order: Order, status: str, failure: Problem | None = None) -> None:
-        order.status = status
-        order.updated_at = utcnow()
-        order.failure = None if failure is None else {"status": failure.status, **failure.body()}
+    def _finish(
+        self,
+        order: Order,
+        status: str,
+        failure: Problem | None = None,
+        reserved: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Store the outcome (and the lines' names and prices from the reservation) in one transaction.
+
+        Core statements (the lines in one ``executemany``); the order in memory gets the same
+        values as committed state, so the session has nothing left to flush.
+        """
+        prices = {int(item["product_id"]): item for item in reserved}
+        lines = [
+            {
+                "b_order_id": order.id,
+                "b_product_id": line.product_id,
+                "b_name": prices[line.product_id]["name"],
+                "b_unit_price_cents": int(prices[line.product_id]["unit_price_cents"]),
+            }
+            for line in order.items
+            if line.product_id in prices
+        ]
+        values: dict[str, Any] = {
+            "status": status,
+            "updated_at": utcnow(),
+            "failure": None if failure is None else {"status": failure.status, **failure.body()},
+        }
+        if lines:
+            values["total"] = sum(
+                line.quantity * int(prices[line.product_id]["unit_price_cents"]) for line in order.items
+            )
+            values["currency"] = reserved[0]["currency"]
+        connection = self.session.connection()
+        connection.execute(update(_ORDERS).where(_ORDERS.c.id == order.id).values(**values))
+        if lines:
+            connection.execute(_PRICE_LINE, lines)
         self.session.commit()
+        for name, value in values.items():
+            set_committed_value(order, name, value)
+        for line in order.items:
+            for name, value in _priced(prices.get(line.product_id, {})).items():
+                set_committed_value(line, name, value)
         ORDERS.labels(status).inc()
+
+
+_ORDERS = cast(Table, Order.__table__)
+_ORDER_ITEMS = cast(Table, OrderItem.__table__)
+_PRICE_LINE = (
+    update(_ORDER_ITEMS)
+    .where(
+        _ORDER_ITEMS.c.order_id == bindparam("b_order_id"),
+        _ORDER_ITEMS.c.product_id == bindparam("b_product_id"),
+    )
+    .values(name=bindparam("b_name"), unit_price_cents=bindparam("b_unit_price_cents"))
+)
+
+
+def _priced(item: dict[str, Any]) -> dict[str, Any]:
+    """A reserved line's name and unit price, as an order line stores them."""
+    return {"name": item["name"], "unit_price_cents": int(item["unit_price_cents"])} if item else {}
 
 
 def failure_problem(order: Order) -> Problem:
