@@ -140,6 +140,9 @@ class ServiceClient:
         self.policy = policy or ClientPolicy()
         self.token = token
         self.session = requests.Session()
+        # Straight to the service: no proxy, no_proxy or .netrc lookup in the environment on
+        # every call (a service's neighbours are never behind the user's HTTP proxy).
+        self.session.trust_env = False
         # Always a file, never True or False: verification cannot be off, and True would let
         # REQUESTS_CA_BUNDLE in the environment replace the roots behind the configuration's back.
         self.verify: str = ca_bundle or DEFAULT_CA_BUNDLE_PATH
