@@ -1,4 +1,4 @@
-"""Pooled PostgreSQL connections: an idle one the server dropped is replaced before use."""
+"""Pooled PostgreSQL connections: dropped idle ones are replaced; a read's autocommit does not outlive it."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine
+from flask import Flask
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
-from flotilla_kit.db import make_engine
+from flotilla_kit.db import Database, make_engine
 from tests.support.postgres import drop_database, query, recreate_database
 
 
@@ -54,3 +55,27 @@ def test_a_connection_in_steady_use_is_not_pinged(database: str) -> None:
         assert backend_pid(engine) != dropped  # the pool recovers by itself
     finally:
         engine.dispose()
+
+
+def test_a_read_runs_outside_a_transaction_and_its_connection_returns_transactional(database: str) -> None:
+    query(database, "CREATE TABLE marks (id integer PRIMARY KEY)")
+    app = Flask("read-test")
+    db = Database()
+    db.init_app(app, database)
+    assert db.engine is not None
+    try:
+        with db.read() as connection:
+            read_pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            # In autocommit every statement is the first of its own transaction, where PostgreSQL's
+            # now() is the statement's start; inside one transaction a later statement starts later.
+            assert connection.exec_driver_sql("SELECT now() = statement_timestamp()").scalar_one()
+            assert connection.exec_driver_sql("SELECT txid_current_if_assigned()").scalar_one() is None
+        with app.app_context():
+            session = db.session
+            assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() == read_pid  # pooled
+            session.execute(text("INSERT INTO marks VALUES (1)"))
+            assert session.execute(text("SELECT now() = statement_timestamp()")).scalar_one() is False
+            session.rollback()
+        assert query(database, "SELECT count(*) FROM marks") == [(0,)]
+    finally:
+        db.engine.dispose()

@@ -5,12 +5,15 @@ Concurrency and outages under load: tests/reliability (test_concurrency.py, test
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from typing import Any
 
 import requests
 
 from tests.support.platform import Platform
+from tests.support.postgres import query
 
 
 def test_an_order_is_created_and_read_back(platform: Platform) -> None:
@@ -140,3 +143,61 @@ def test_retrying_a_failed_order_whose_stock_was_committed_takes_it_only_once(pl
     assert retried.status_code == 201, retried.text
     assert retried.json()["id"] == order_id
     assert platform.stock_of(product["id"]) == 4
+
+
+def _product_in(platform: Platform, currency: str, stock: int) -> dict[str, Any]:
+    """A new product priced in ``currency`` (the platform's helper makes EUR ones)."""
+    response = requests.post(
+        f"{platform.catalog.url}/products",
+        json={
+            "name": f"Product {uuid.uuid4().hex[:8]}",
+            "price_cents": 700,
+            "currency": currency,
+            "stock": stock,
+        },
+        headers={"Authorization": f"Bearer {platform.admin_token()}"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def _catalog_reservation_status(platform: Platform, key: str) -> str | None:
+    """The status of the catalog's reservation ``key`` (SQL), None when there is none."""
+    rows = query(platform.database_urls["catalog"], "SELECT status FROM reservations WHERE key = %s", key)
+    return None if not rows else str(rows[0][0])
+
+
+def test_an_order_in_two_currencies_is_refused_and_takes_no_stock(platform: Platform) -> None:
+    euros = platform.create_product(stock=5)
+    dollars = _product_in(platform, "USD", stock=5)
+    response = platform.order(
+        platform.customer_token(),
+        [{"product_id": euros["id"], "quantity": 1}, {"product_id": dollars["id"], "quantity": 1}],
+    )
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["type"].endswith("/mixed-currencies")
+    assert platform.stock_of(euros["id"]) == 5
+    assert platform.stock_of(dollars["id"]) == 5
+    assert _catalog_reservation_status(platform, f"order-{problem['order_id']}-1") is None
+
+
+def test_an_order_takes_its_stock_in_one_catalog_call_and_leaves_it_committed(platform: Platform) -> None:
+    product = platform.create_product(stock=4)
+    request_id = f"one-call-{uuid.uuid4().hex}"
+    response = platform.order(
+        platform.customer_token(),
+        [{"product_id": product["id"], "quantity": 3}],
+        headers={"X-Request-ID": request_id},
+    )
+    assert response.status_code == 201, response.text
+    assert _catalog_reservation_status(platform, f"order-{response.json()['id']}-1") == "committed"
+    assert platform.stock_of(product["id"]) == 1
+    # The reservation is made committed: no separate commit call reaches the catalog.
+    routes = {
+        record["route"]
+        for record in (json.loads(line) for line in platform.catalog.log_lines() if line.startswith("{"))
+        if record.get("request_id") == request_id
+    }
+    assert routes == {"/reservations"}
