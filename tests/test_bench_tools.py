@@ -11,6 +11,7 @@ import requests
 from tests.bench import wrk
 from tests.bench.histogram import quantile, scrape_buckets
 from tests.bench.report import Result, Target
+from tests.bench.services import scaling
 from tests.support.kube import wait_for
 from tests.support.platform import Platform
 from tests.test_observability import metric_value
@@ -83,3 +84,34 @@ def test_a_result_line_has_the_documented_shape() -> None:
     )
     assert result.met
     assert Result("rss", 81.0, 60.0, " MB", Target("<=", 80, of="flotilla", unit=" MB")).met is False
+
+
+def test_the_scaling_line_compares_two_workers_with_one() -> None:
+    one = wrk.Load(requests=8000, seconds=10.0, p50_ms=10.0, p99_ms=30.0, failures=0)
+    two = wrk.Load(requests=14000, seconds=10.0, p50_ms=8.0, p99_ms=25.0, failures=0)
+    result = scaling(two, one)
+    assert result.line() == (
+        "kit_scaling_2_over_1: flotilla=1400 req/s baseline=800 req/s ratio=1.75 target=ratio>=1.7"
+    )
+    assert result.met
+    assert scaling(wrk.Load(12000, 10.0, 8.0, 25.0, 0), one).met is False
+
+
+def test_a_profile_sample_counts_for_the_innermost_part_of_the_service_it_is_in() -> None:
+    from tests.bench.profile import breakdown
+
+    collapsed = "\n".join(
+        [
+            "run (gunicorn/workers/gthread.py:1);wsgi_app (flask/app.py:2);"
+            "_log_access (flotilla_kit/logs.py:3);format (pythonjsonlogger/core.py:4);"
+            "dumps (orjson/__init__.py:5) 7",
+            "run (gunicorn/workers/gthread.py:1);get (flotilla_catalog/routes.py:9);"
+            "execute (sqlalchemy/engine/base.py:1);wait (psycopg/connection.py:2) 5",
+            "select (selectors.py:1) 2",
+        ]
+    )
+    assert breakdown(collapsed) == {
+        "access log (JSON line)": 7,
+        "psycopg (PostgreSQL round trip)": 5,
+        "other (interpreter, threads)": 2,
+    }

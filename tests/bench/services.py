@@ -1,4 +1,5 @@
-"""Service benchmarks: kit overhead, authentication cost, the service-to-service hop, worker memory.
+"""Service benchmarks: kit overhead, scaling with workers, authentication cost, the
+service-to-service hop, worker memory.
 
 The three services run as ``make test`` runs them (gunicorn, two workers, PostgreSQL); each
 baseline runs under the very same gunicorn configuration beside them. Flotilla and its baseline
@@ -86,18 +87,41 @@ def running_platform(work: Path) -> Iterator[Platform]:
         platform.stop()
 
 
+def product_reads(
+    platform: Platform, settings: Settings, ours: ServiceProcess, theirs: ServiceProcess
+) -> tuple[wrk.Load, wrk.Load]:
+    """``GET /products/{id}`` of one new product from two servers on the catalog's database."""
+    path = f"/products/{platform.create_product(stock=100)['id']}"
+
+    def read(process: ServiceProcess) -> Callable[[], wrk.Load]:
+        return lambda: wrk.run(process.url + path, seconds=settings.seconds, connections=CONNECTIONS)
+
+    return side_by_side(settings, read(ours), read(theirs))
+
+
 def kit_overhead(platform: Platform, bare: ServiceProcess, settings: Settings) -> list[Result]:
     """catalog ``GET /products/{id}`` against a bare Flask app doing the same read."""
-    path = f"/products/{platform.create_product(stock=100)['id']}"
-    ours, theirs = side_by_side(
-        settings,
-        lambda: wrk.run(platform.catalog.url + path, seconds=settings.seconds, connections=CONNECTIONS),
-        lambda: wrk.run(bare.url + path, seconds=settings.seconds, connections=CONNECTIONS),
-    )
+    ours, theirs = product_reads(platform, settings, platform.catalog, bare)
     return [
         Result("kit_overhead_rps", ours.rps, theirs.rps, " req/s", Target(">=", 0.85)),
         Result("kit_overhead_p99", ours.p99_ms, theirs.p99_ms, " ms", Target("<=", 1.25)),
     ]
+
+
+def scaling(two_workers: wrk.Load, one_worker: wrk.Load) -> Result:
+    """Requests per second at two gunicorn workers over one: it falls when a worker's efficiency does."""
+    return Result("kit_scaling_2_over_1", two_workers.rps, one_worker.rps, " req/s", Target(">=", 1.7))
+
+
+def kit_scaling(platform: Platform, log_dir: Path, settings: Settings) -> list[Result]:
+    """catalog ``GET /products/{id}`` at two workers (the platform's) against a catalog at one."""
+    one_worker = ServiceProcess("catalog", {**platform.catalog.env, "WEB_CONCURRENCY": "1"}, log_dir)
+    try:
+        one_worker.start()  # inside: a catalog that never answered is stopped too
+        two, one = product_reads(platform, settings, platform.catalog, one_worker)
+    finally:
+        one_worker.stop()
+    return [scaling(two, one)]
 
 
 def auth_cost(platform: Platform, unverified: ServiceProcess, settings: Settings) -> list[Result]:
@@ -133,7 +157,8 @@ def service_to_service(platform: Platform, settings: Settings) -> list[Result]:
         return posts(platform.orders.url + "/orders", customer, {"items": items}, connections)
 
     def reservations(connections: int) -> wrk.Load:
-        body = {"key": "{{key}}", "items": items}
+        # The very call orders makes: committed at once, in one currency.
+        body = {"key": "{{key}}", "items": items, "commit": True, "same_currency": True}
         return posts(platform.catalog.url + "/reservations", service, body, connections)
 
     ours, theirs = side_by_side(settings, lambda: orders(CONNECTIONS), lambda: reservations(CONNECTIONS))
@@ -148,7 +173,7 @@ def service_to_service(platform: Platform, settings: Settings) -> list[Result]:
     hop_p50_ms = quantile(0.5, before, after) * 1000
     direct_p50_ms = reservations(1).p50_ms
     return [
-        Result("orders_post_rps", ours.rps, theirs.rps, " req/s", None),
+        Result("orders_post_rps", ours.rps, theirs.rps, " req/s", Target(">=", 0.6)),
         Result("orders_post_p99", ours.p99_ms, theirs.p99_ms, " ms", None),
         Result(
             "orders_catalog_hop_p50",
@@ -191,6 +216,8 @@ def run(work: Path, settings: Settings) -> list[Result]:
             results = []
             progress("kit overhead: GET /products/{id}, catalog vs bare Flask")
             results += kit_overhead(platform, bare, settings)
+            progress("scaling: GET /products/{id}, catalog at 2 gunicorn workers vs 1")
+            results += kit_scaling(platform, work / "logs", settings)
             progress("authentication cost: GET /users/me, verified vs not")
             results += auth_cost(platform, unverified, settings)
             progress("service to service: POST /orders vs the catalog's POST /reservations")
