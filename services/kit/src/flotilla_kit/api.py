@@ -188,6 +188,16 @@ class Blueprint(SmorestBlueprint):  # type: ignore[misc]
 
     ARGUMENTS_PARSER = Parser()
 
+    def arguments(self, schema: Any, **kwargs: Any) -> Callable[[F], F]:
+        """flask-smorest's, with a schema class made an instance once, at declaration.
+
+        Given a class, webargs builds an instance on every request, deep-copying its fields: a
+        tenth of a small POST's time. Instances are shared like the response schemas already are.
+        """
+        instance = schema() if isinstance(schema, type) else schema
+        decorator: Callable[[F], F] = super().arguments(instance, **kwargs)
+        return decorator
+
     def alt_response(
         self,
         status_code: int | str,
