@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from flotilla_kit.schemas import ID_RANGE, PartialUpdateSchema, Pattern, distinct_by
+from flotilla_kit.schemas import ID_RANGE, PartialUpdateSchema, Pattern, StrictBoolean, distinct_by
 
 NAME = validate.Length(min=1, max=200)
 CURRENCY = Pattern(r"^[A-Z]{3}$", error="Must be an ISO 4217 code such as EUR.")
@@ -61,11 +61,11 @@ class ReservationRequestSchema(ma.Schema):
             distinct_by("product_id", "Each product may appear once."),
         ],
     )
-    commit = ma.fields.Boolean(
+    commit = StrictBoolean(
         load_default=False,
         metadata={"description": "Take the stock for good at once: the reservation is made committed."},
     )
-    same_currency = ma.fields.Boolean(
+    same_currency = StrictBoolean(
         load_default=False,
         metadata={"description": "Refuse (422 mixed-currencies) lines priced in different currencies."},
     )

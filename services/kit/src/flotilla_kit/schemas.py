@@ -27,6 +27,18 @@ class Pattern(validate.Regexp):
         return value
 
 
+class StrictBoolean(ma.fields.Boolean):
+    """A JSON ``true`` or ``false`` only: marshmallow's Boolean also takes 1, "yes", "on"...
+
+    The OpenAPI document says ``boolean``, and a client sending a string means something else.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class PageQuerySchema(ma.Schema):
     """``limit`` and ``offset`` query parameters of a list."""
 
