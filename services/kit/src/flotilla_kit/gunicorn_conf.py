@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +54,29 @@ forwarded_allow_ips = "127.0.0.1,::1"
 certfile = _settings.tls_cert_file
 keyfile = _settings.tls_key_file
 control_socket_disable = True  # one per host would clash between services; unused
+# Imported once by the master, before it forks the workers: the kit and the libraries every
+# service is built from. A worker's resident set then counts only the pages of their shared
+# libraries that serving touches, not the many that importing them did (cryptography's and
+# libpq's above all): make bench measured 6 MB less per worker. The service's own modules stay
+# out, so that the workers a HUP starts import them afresh (the dev loop syncs them), and so does
+# the HTTP client, which the users service does not load. tests/test_worker_memory.py checks both.
+PRELOADED = ("flotilla_kit.app", "psycopg")
 
 
 def on_starting(_server: Any) -> None:
-    """Start each run with an empty metrics directory."""
+    """Start each run with an empty metrics directory, then import what the workers share."""
     prepare_multiprocess_directory(_settings.metrics_dir)
+    for module in PRELOADED:
+        importlib.import_module(module)
+
+
+def when_ready(_server: Any) -> None:
+    """Before the first fork: the workers' garbage collections never touch the master's objects.
+
+    Their pages stay shared instead of being copied into each worker: make bench measured 10 MB
+    less PSS per worker (RSS counts a shared page all the same).
+    """
+    gc.freeze()
 
 
 def child_exit(_server: Any, worker: Any) -> None:
