@@ -1,4 +1,8 @@
-"""The command line each service ships: ``migrate``, ``serve``, ``check-config``."""
+"""The command line each service ships: ``migrate``, ``serve``, ``check-config``.
+
+``serve`` replaces this process with gunicorn, so what a module here imports only slows every
+start: Alembic and a service's models are imported by the commands that use them.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import click
-from sqlalchemy import MetaData
 
-from flotilla_kit import migrations
 from flotilla_kit.server import ServerSettings
 from flotilla_kit.settings import ConfigError, KitSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
 
 T = TypeVar("T")
 S = TypeVar("S", bound=KitSettings)
@@ -22,14 +27,22 @@ S = TypeVar("S", bound=KitSettings)
 
 @dataclass(frozen=True)
 class ServiceDefinition(Generic[S]):
-    """What the kit needs to know to migrate and serve one service."""
+    """What the kit needs to know to migrate and serve one service.
+
+    ``metadata`` may be a function that imports the models and returns theirs, so that only
+    ``migrate`` imports them.
+    """
 
     name: str
     app_factory: str
     load_settings: Callable[[], S]
-    metadata: MetaData
+    metadata: MetaData | Callable[[], MetaData]
     versions: Path
     bootstrap: Callable[[S], None] | None = None
+
+    def target_metadata(self) -> MetaData:
+        """The tables the migrations are checked against."""
+        return self.metadata() if callable(self.metadata) else self.metadata
 
 
 def load_or_exit(load: Callable[[], T]) -> T:
@@ -58,12 +71,14 @@ def service_cli(service: ServiceDefinition[S]) -> click.Group:
     @group.command()
     def migrate() -> None:
         """Upgrade the database schema to the newest revision, then bootstrap its data."""
+        from flotilla_kit import migrations  # noqa: PLC0415 - Alembic: this command only
+
         settings = load_or_exit(service.load_settings)
         try:
             migrations.upgrade(
                 settings.database_url,
                 service.versions,
-                service.metadata,
+                service.target_metadata(),
                 wait_seconds=settings.database_wait_seconds,
             )
         except migrations.DatabaseUnavailable as exc:
