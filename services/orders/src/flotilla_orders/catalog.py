@@ -6,9 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import requests
-
-from flotilla_kit.http_client import ServiceClient, UpstreamUnavailable
+from flotilla_kit.http_client import Reply, ServiceClient, UpstreamUnavailable
 from flotilla_kit.problems import Problem
 
 log = logging.getLogger("flotilla.orders.catalog")
@@ -17,7 +15,7 @@ log = logging.getLogger("flotilla.orders.catalog")
 class Refused(Problem):
     """The catalog refused the reservation itself (stock, unknown product): final for this order."""
 
-    def __init__(self, response: requests.Response) -> None:
+    def __init__(self, response: Reply) -> None:
         body = _problem_body(response)
         super().__init__(
             response.status_code,
@@ -43,7 +41,7 @@ class ReservationLost(Problem):
 class UpstreamError(Problem):
     """The catalog answered in a way orders cannot use (a bug or misconfiguration)."""
 
-    def __init__(self, response: requests.Response) -> None:
+    def __init__(self, response: Reply) -> None:
         super().__init__(
             502,
             "upstream-error",
@@ -52,7 +50,7 @@ class UpstreamError(Problem):
         )
 
 
-def _problem_body(response: requests.Response) -> dict[str, Any]:
+def _problem_body(response: Reply) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
