@@ -22,7 +22,7 @@ lint: venv ## ruff (lint and format check) and mypy
 	@$(VENV)/bin/ruff check services operator scripts tests
 	@$(VENV)/bin/ruff format --check services operator scripts tests
 	@echo "==> mypy"
-	@$(VENV)/bin/mypy services/*/src operator/src scripts/dashboards.py scripts/services.py services/kit/tests operator/tests tests
+	@$(VENV)/bin/mypy services/*/src operator/src scripts/dashboards.py scripts/services.py scripts/pipeline.py services/kit/tests operator/tests tests
 
 .PHONY: postgres-up
 postgres-up: ## Start the test PostgreSQL (installs it from apt when missing)
@@ -97,22 +97,23 @@ bench: venv postgres-up cluster-up wrk ## Benchmarks, each beside its baseline: 
 dashboards: venv ## Regenerate charts/flotilla/dashboards/*.json from scripts/dashboards.py
 	@$(PY) scripts/dashboards.py
 
+# make test and its parts run through scripts/pipeline.py: a plan with expected durations, then
+# the downloads and image builds beside the Go builds, with an ETA (ARGS=--plan: the plan only).
 .PHONY: test
-test: venv lint postgres-up node-up images prometheus wrk ## Everything: lint, then every test against real servers
-	@echo "==> pytest"
-	@$(VENV)/bin/pytest
-	@echo "==> pytest: the end-to-end suite on the real node"
-	@$(VENV)/bin/pytest -m "e2e and not reliability" tests/node
-	@$(MAKE) --no-print-directory test-reliability
+test: ## Everything: lint, then every test against real servers (prints its plan and ETA first)
+	@python3 scripts/pipeline.py test $(ARGS)
+
+.PHONY: prepare
+prepare: ## What make test needs before its suites (virtualenv, PostgreSQL, the node, images, lint)
+	@python3 scripts/pipeline.py prepare $(ARGS)
 
 .PHONY: test-reliability
-test-reliability: venv postgres-up node-up images ## The reliability and security suite: fuzzing, attacks, faults; prints a summary table
-	@echo "==> pytest: the reliability and security suite"
-	@$(VENV)/bin/pytest -m reliability tests/reliability tests/node
+test-reliability: ## The reliability and security suite: fuzzing, attacks, faults; prints a summary table
+	@python3 scripts/pipeline.py test-reliability $(ARGS)
 
 .PHONY: test-e2e
-test-e2e: venv node-up images ## Only the end-to-end suite on the real node
-	@$(VENV)/bin/pytest -m "e2e and not reliability" tests/node
+test-e2e: ## Only the end-to-end suite on the real node
+	@python3 scripts/pipeline.py test-e2e $(ARGS)
 
 .PHONY: format
 format: venv ## Apply ruff's formatting and safe fixes

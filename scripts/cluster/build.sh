@@ -1,18 +1,38 @@
 #!/usr/bin/env bash
-# Build the control plane from Go modules, one binary at a time, into the cache
-# (~/.cache/flotilla/cluster/bin). A binary is rebuilt only when its pin changes.
+# Build the pinned Go binaries from their modules into the cache (~/.cache/flotilla/cluster/bin).
+# A binary is rebuilt only when its pin changes.
 #   scripts/cluster/build.sh          the control plane, kwok, helm (4), helm3, kind and the CI tools
 #   scripts/cluster/build.sh --node   also the real node's: kubelet, kube-proxy, crictl, CoreDNS,
 #                                     Traefik and the local-path provisioner
+#   scripts/cluster/build.sh NAME...  only these binaries (of either list)
+#   --plan       print the binaries of the selection that are not up to date, one a line
+#   --download   only fetch the modules they are built from (network, no compiling): make test
+#                (scripts/pipeline.py) downloads them while another build compiles
 set -euo pipefail
-with_node=0
-[ "${1:-}" = --node ] && with_node=1
+mode=build with_node=0 names=()
+for argument in "$@"; do
+  case $argument in
+    --node) with_node=1 ;;
+    --plan | --download) mode=${argument#--} ;;
+    -*) echo "usage: $0 [--node] [--plan|--download] [NAME...]" >&2; exit 2 ;;
+    *) names+=("$argument") ;;
+  esac
+done
 source "$(dirname "$0")/lib.sh"
 
-export GOFLAGS="${GOFLAGS:-} -mod=mod"
-export CGO_ENABLED=0
-mkdir -p "$BIN_DIR" "$CACHE_DIR/src"
-command -v go >/dev/null || die "Go is needed to build the control plane (https://go.dev/dl or apt golang)"
+KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+CONTROL_PLANE=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd skaffold kwok helm helm3 kind actionlint)
+NODE=(kubelet kube-proxy crictl coredns traefik local-path-provisioner)
+
+selected=("${CONTROL_PLANE[@]}")
+[ "$with_node" = 1 ] && selected+=("${NODE[@]}")
+if [ ${#names[@]} -gt 0 ]; then
+  for name in "${names[@]}"; do
+    [[ " ${CONTROL_PLANE[*]} ${NODE[*]} " == *" $name "* ]] \
+      || die "$name is not a binary of the build (${CONTROL_PLANE[*]} ${NODE[*]})"
+  done
+  selected=("${names[@]}")
+fi
 
 # The pin of a binary: the versions it is built from plus its wrapper module's files, so that
 # bumping one tool rebuilds that tool only.
@@ -20,11 +40,49 @@ pin_of() {  # pin_of "VERSIONS" [WRAPPER_DIR]
   { echo "$1"; if [ -n "${2:-}" ]; then cat "$2"/go.mod "$2"/*.go; fi; } | sha256sum | cut -c1-16
 }
 
-fresh() {  # fresh NAME PIN: the cached binary was built from this pin
-  [ -x "$BIN_DIR/$1" ] && [ "$(cat "$BIN_DIR/.$1.pin" 2>/dev/null)" = "$2" ]
+pin_for() {  # pin_for NAME
+  case $1 in
+    kube-* | kubectl | kubelet) pin_of "$KUBERNETES_VERSION" "$CLUSTER_SCRIPTS/kube" ;;
+    etcd) pin_of "$ETCD_VERSION" "$CLUSTER_SCRIPTS/etcd" ;;
+    skaffold) pin_of "$SKAFFOLD_VERSION" "$CLUSTER_SCRIPTS/skaffold" ;;
+    coredns) pin_of "$COREDNS_VERSION" "$CLUSTER_SCRIPTS/coredns" ;;
+    kwok) pin_of "$KWOK_VERSION $KUBERNETES_VERSION" ;;
+    helm) pin_of "$HELM_VERSION" ;;
+    helm3) pin_of "$HELM3_VERSION" ;;
+    kind) pin_of "$KIND_VERSION" ;;
+    actionlint) pin_of "$ACTIONLINT_VERSION" ;;
+    crictl) pin_of "$CRI_TOOLS_VERSION" ;;
+    traefik) pin_of "$TRAEFIK_VERSION" ;;
+    local-path-provisioner) pin_of "$LOCAL_PATH_PROVISIONER_VERSION" ;;
+  esac
 }
 
-built() { echo "$2" > "$BIN_DIR/.$1.pin"; }
+fresh() {  # fresh NAME: the cached binary was built from its current pin
+  [ -x "$BIN_DIR/$1" ] && [ "$(cat "$BIN_DIR/.$1.pin" 2>/dev/null)" = "$(pin_for "$1")" ]
+}
+
+built() { pin_for "$1" > "$BIN_DIR/.$1.pin"; }
+
+stale=()
+for name in "${selected[@]}"; do
+  fresh "$name" || stale+=("$name")
+done
+if [ "$mode" = plan ]; then
+  [ ${#stale[@]} -eq 0 ] || printf '%s\n' "${stale[@]}"
+  exit 0
+fi
+up_to_date=()
+for name in "${selected[@]}"; do
+  if fresh "$name"; then up_to_date+=("$name"); fi
+done
+[ ${#up_to_date[@]} -eq 0 ] || note "up to date: ${up_to_date[*]}"
+[ ${#stale[@]} -eq 0 ] && exit 0
+wanted() { [[ " ${stale[*]} " == *" $1 "* ]]; }
+
+export GOFLAGS="${GOFLAGS:-} -mod=mod"
+export CGO_ENABLED=0
+mkdir -p "$BIN_DIR" "$CACHE_DIR/src"
+command -v go >/dev/null || die "Go is needed to build the control plane (https://go.dev/dl or apt golang)"
 
 # Prepare a wrapper module outside the repository and resolve its dependencies once.
 prepare_module() {
@@ -42,141 +100,159 @@ prepare_module() {
   echo "$dir"
 }
 
-build() {  # build NAME PIN DIR PACKAGE LDFLAGS
-  local name=$1 pin=$2 dir=$3 package=$4 ldflags=$5 started=$SECONDS
-  if fresh "$name" "$pin"; then
-    note "$name is up to date"
-    return
+# Fetch the modules a `go install PACKAGE@VERSION` compiles (-n loads every package, runs nothing).
+fetch_tool() {  # fetch_tool NAME PACKAGE@VERSION
+  local log="$CACHE_DIR/src/$1.fetch.log"
+  step "fetching the $1 modules"
+  if ! GOFLAGS="" with_progress "fetching $1 modules" logged "$log" go install -n "$2"; then
+    tail -n 20 "$log" >&2
+    die "could not fetch the $1 modules"
   fi
+}
+
+# Build main packages of one module in one `go build`: their package graph is loaded once and each
+# link (single-threaded) runs beside other work, less CPU than a `go build` each. Several packages
+# go to a directory, each binary named after its package's last element.
+build() {  # build DIR LDFLAGS NAME=PACKAGE...
+  local dir=$1 ldflags=$2 started=$SECONDS names=() packages=() pair out target name; shift 2
+  for pair in "$@"; do names+=("${pair%%=*}"); packages+=("${pair#*=}"); done
+  step "building ${names[*]}"
+  out=$(mktemp -d "$BIN_DIR/.new.XXXXXX")
+  target="$out/"
+  [ ${#names[@]} -gt 1 ] || target="$out/${names[0]}"
+  (cd "$dir" && with_progress "building ${names[*]}" go build -trimpath -ldflags "$ldflags" -o "$target" "${packages[@]}") \
+    || { rm -rf "$out"; die "building ${names[*]} failed"; }
+  for name in "${names[@]}"; do
+    mv "$out/$name" "$BIN_DIR/$name"
+    built "$name"
+  done
+  rm -rf "$out"
+  note "${names[*]} built in $(elapsed $((SECONDS - started)))"
+}
+
+install_tool() {  # install_tool NAME PACKAGE@VERSION LDFLAGS
+  local name=$1 package=$2 ldflags=$3 started=$SECONDS
   step "building $name"
-  (cd "$dir" && with_progress "building $name" go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/$name.new" "$package")
-  mv "$BIN_DIR/$name.new" "$BIN_DIR/$name"
-  built "$name" "$pin"
+  GOBIN="$BIN_DIR" GOFLAGS="" with_progress "building $name" go install -trimpath -ldflags "$ldflags" "$package"
+  built "$name"
   note "$name built in $(elapsed $((SECONDS - started)))"
 }
 
-install_tool() {  # install_tool NAME PIN PACKAGE@VERSION LDFLAGS
-  local name=$1 pin=$2 package=$3 ldflags=$4 started=$SECONDS
-  if fresh "$name" "$pin"; then
-    note "$name is up to date"
-    return
-  fi
-  step "building $name"
-  GOBIN="$BIN_DIR" GOFLAGS="" with_progress "building $name" go install -trimpath -ldflags "$ldflags" "$package"
-  built "$name" "$pin"
-  note "$name built in $(elapsed $((SECONDS - started)))"
-}
+module_dir() { go mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'; }
 
 total_started=$SECONDS
 
 # Kubernetes: version ldflags as hack/lib/version.sh sets them.
-KUBE_COMMANDS="kube-apiserver kube-controller-manager kube-scheduler kubectl"
-[ "$with_node" = 1 ] && KUBE_COMMANDS+=" kubelet kube-proxy"
-kube_pin=$(pin_of "$KUBERNETES_VERSION" "$CLUSTER_SCRIPTS/kube")
-grep -q "require k8s.io/kubernetes $KUBERNETES_VERSION\$" "$CLUSTER_SCRIPTS/kube/go.mod" \
-  || die "kube/go.mod does not pin $KUBERNETES_VERSION: run scripts/cluster/pin.sh"
-kube_needed=0
-for name in $KUBE_COMMANDS; do
-  fresh "$name" "$kube_pin" || kube_needed=1
+kube_stale=()
+for name in "${KUBE_COMMANDS[@]}"; do
+  wanted "$name" && kube_stale+=("$name=k8s.io/kubernetes/cmd/$name")
 done
-if [ "$kube_needed" = 1 ]; then
-  kube_dir=$(prepare_module kube "$kube_pin")
-  major=${KUBERNETES_VERSION#v}; minor=${major#*.}; major=${major%%.*}; minor=${minor%%.*}
-  build_date=$(cd "$kube_dir" && go list -m -f '{{.Time}}' k8s.io/kubernetes | cut -c1-19)Z
-  kube_ldflags="-s -w"
-  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-    kube_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-    kube_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=${build_date/ /T}"
-  done
-  for name in $KUBE_COMMANDS; do
-    build "$name" "$kube_pin" "$kube_dir" "k8s.io/kubernetes/cmd/$name" "$kube_ldflags"
-  done
-else
-  note "Kubernetes $KUBERNETES_VERSION binaries are up to date"
+if [ ${#kube_stale[@]} -gt 0 ]; then
+  grep -q "require k8s.io/kubernetes $KUBERNETES_VERSION\$" "$CLUSTER_SCRIPTS/kube/go.mod" \
+    || die "kube/go.mod does not pin $KUBERNETES_VERSION: run scripts/cluster/pin.sh"
+  kube_dir=$(prepare_module kube "$(pin_for kube-apiserver)")
+  if [ "$mode" = build ]; then
+    major=${KUBERNETES_VERSION#v}; minor=${major#*.}; major=${major%%.*}; minor=${minor%%.*}
+    build_date=$(cd "$kube_dir" && go list -m -f '{{.Time}}' k8s.io/kubernetes | cut -c1-19)Z
+    kube_ldflags="-s -w"
+    for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+      kube_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+      kube_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=${build_date/ /T}"
+    done
+    build "$kube_dir" "$kube_ldflags" "${kube_stale[@]}"
+  fi
 fi
 
 # etcd, with the same version stamp its own build script sets.
-etcd_pin=$(pin_of "$ETCD_VERSION" "$CLUSTER_SCRIPTS/etcd")
-if ! fresh etcd "$etcd_pin"; then
-  etcd_dir=$(prepare_module etcd "$etcd_pin")
-  build etcd "$etcd_pin" "$etcd_dir" go.etcd.io/etcd/server/v3 \
-    "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION"
-else
-  note "etcd is up to date"
-fi
-
-skaffold_pin=$(pin_of "$SKAFFOLD_VERSION" "$CLUSTER_SCRIPTS/skaffold")
-if ! fresh skaffold "$skaffold_pin"; then
-  skaffold_dir=$(prepare_module skaffold "$skaffold_pin")
-  build skaffold "$skaffold_pin" "$skaffold_dir" github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold \
-    "-s -w -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$SKAFFOLD_VERSION"
-else
-  note "skaffold is up to date"
-fi
-
-install_tool kwok "$(pin_of "$KWOK_VERSION $KUBERNETES_VERSION")" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
-  "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION"
-
-# Helm 4, as its Makefile stamps a tagged build (its Kubernetes version comes from the build info).
-install_tool helm "$(pin_of "$HELM_VERSION")" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" \
-  "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.metadata=
-   -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
-
-# Helm 3 as helm3: its default Kubernetes version follows the client-go it is built with (as its
-# Makefile does). `go install` names the binary helm, so it is built into a directory of its own.
-helm3_dir=$(go mod download -json "helm.sh/helm/v3@$HELM3_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-client_go=$(sed -n 's/^\tk8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$helm3_dir/go.mod")
-helm3_pin=$(pin_of "$HELM3_VERSION")
-if ! fresh helm3 "$helm3_pin"; then
-  mkdir -p "$CACHE_DIR/helm3"
-  BIN_DIR="$CACHE_DIR/helm3" install_tool helm "$helm3_pin" "helm.sh/helm/v3/cmd/helm@$HELM3_VERSION" \
-    "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean
-     -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$client_go
-     -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$client_go"
-  cp "$CACHE_DIR/helm3/helm" "$BIN_DIR/helm3.new" && mv "$BIN_DIR/helm3.new" "$BIN_DIR/helm3"
-  built helm3 "$helm3_pin"
-else
-  note "helm3 is up to date"
-fi
-
-install_tool kind "$(pin_of "$KIND_VERSION")" "sigs.k8s.io/kind@$KIND_VERSION" "-s -w"
-
-install_tool actionlint "$(pin_of "$ACTIONLINT_VERSION")" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" \
-  "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
-
-if [ "$with_node" = 1 ]; then
-  install_tool crictl "$(pin_of "$CRI_TOOLS_VERSION")" "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION" \
-    "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
-
-  coredns_pin=$(pin_of "$COREDNS_VERSION" "$CLUSTER_SCRIPTS/coredns")
-  if ! fresh coredns "$coredns_pin"; then
-    coredns_dir=$(prepare_module coredns "$coredns_pin")
-    build coredns "$coredns_pin" "$coredns_dir" . \
-      "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
-  else
-    note "coredns is up to date"
+if wanted etcd; then
+  etcd_dir=$(prepare_module etcd "$(pin_for etcd)")
+  if [ "$mode" = build ]; then
+    build "$etcd_dir" "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" etcd=go.etcd.io/etcd/server/v3
   fi
-
-  # Traefik's module replaces one of its packages by a directory of its own: build it in place,
-  # from a copy of the module (its go.sum checks every dependency).
-  traefik_pin=$(pin_of "$TRAEFIK_VERSION")
-  if ! fresh traefik "$traefik_pin"; then
-    traefik_dir="$CACHE_DIR/src/traefik"
-    if [ "$(cat "$traefik_dir/.pin" 2>/dev/null)" != "$traefik_pin" ]; then
-      step "fetching the Traefik $TRAEFIK_VERSION module"
-      module_dir=$(go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-      rm -rf "$traefik_dir" && cp -r "$module_dir" "$traefik_dir" && chmod -R u+w "$traefik_dir"
-      echo "$traefik_pin" > "$traefik_dir/.pin"
-    fi
-    GOFLAGS="" build traefik "$traefik_pin" "$traefik_dir" ./cmd/traefik \
-      "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION"
-  else
-    note "traefik is up to date"
-  fi
-
-  install_tool local-path-provisioner "$(pin_of "$LOCAL_PATH_PROVISIONER_VERSION")" \
-    "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION" \
-    "-s -w -X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION"
 fi
 
-note "binaries ready in $BIN_DIR ($(elapsed $((SECONDS - total_started))))"
+if wanted skaffold; then
+  skaffold_dir=$(prepare_module skaffold "$(pin_for skaffold)")
+  if [ "$mode" = build ]; then
+    build "$skaffold_dir" "-s -w -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$SKAFFOLD_VERSION" \
+      skaffold=github.com/GoogleContainerTools/skaffold/v2/cmd/skaffold
+  fi
+fi
+
+if wanted coredns; then
+  coredns_dir=$(prepare_module coredns "$(pin_for coredns)")
+  if [ "$mode" = build ]; then
+    build "$coredns_dir" "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" coredns=.
+  fi
+fi
+
+# Traefik's module replaces one of its packages by a directory of its own: build it in place,
+# from a copy of the module (its go.sum checks every dependency).
+if wanted traefik; then
+  traefik_dir="$CACHE_DIR/src/traefik"
+  if [ "$(cat "$traefik_dir/.pin" 2>/dev/null)" != "$(pin_for traefik)" ]; then
+    step "fetching the Traefik $TRAEFIK_VERSION module"
+    module=$(module_dir "github.com/traefik/traefik/v3@$TRAEFIK_VERSION")
+    rm -rf "$traefik_dir" && cp -r "$module" "$traefik_dir" && chmod -R u+w "$traefik_dir"
+    # Its dependencies too (-n: load every package, compile nothing).
+    (cd "$traefik_dir" && GOFLAGS="" with_progress "fetching traefik modules" \
+      logged "$traefik_dir/fetch.log" go build -n ./cmd/traefik) \
+      || { tail -n 20 "$traefik_dir/fetch.log" >&2; die "could not fetch the traefik modules"; }
+    pin_for traefik > "$traefik_dir/.pin"
+  fi
+  if [ "$mode" = build ]; then
+    GOFLAGS="" build "$traefik_dir" "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" \
+      traefik=./cmd/traefik
+  fi
+fi
+
+# The tools built with `go install PACKAGE@VERSION`, and their version stamps.
+declare -A PACKAGE=(
+  [kwok]="sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  [helm]="helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  [helm3]="helm.sh/helm/v3/cmd/helm@$HELM3_VERSION"
+  [kind]="sigs.k8s.io/kind@$KIND_VERSION"
+  [actionlint]="github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+  [crictl]="sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
+  [local-path-provisioner]="github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION"
+)
+tool_ldflags() {  # tool_ldflags NAME
+  case $1 in
+    kwok) echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION" ;;
+    # Helm 4, as its Makefile stamps a tagged build (its Kubernetes version comes from the build info).
+    helm) echo "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.metadata=
+           -X helm.sh/helm/v4/internal/version.gitTreeState=clean" ;;
+    # Helm 3: its default Kubernetes version follows the client-go it is built with (as its Makefile does).
+    helm3)
+      local client_go
+      client_go=$(sed -n 's/^\tk8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$(module_dir "helm.sh/helm/v3@$HELM3_VERSION")/go.mod")
+      echo "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean
+            -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$client_go
+            -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$client_go" ;;
+    kind) echo "-s -w" ;;
+    actionlint) echo "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" ;;
+    crictl) echo "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION" ;;
+    local-path-provisioner) echo "-s -w -X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION" ;;
+  esac
+}
+
+for name in kwok helm helm3 kind actionlint crictl local-path-provisioner; do
+  wanted "$name" || continue
+  if [ "$mode" = download ]; then
+    fetch_tool "$name" "${PACKAGE[$name]}"
+  elif [ "$name" = helm3 ]; then
+    # `go install` names the binary helm: helm3 is built into a directory of its own.
+    mkdir -p "$CACHE_DIR/helm3"
+    BIN_DIR="$CACHE_DIR/helm3" install_tool helm3 "${PACKAGE[helm3]}" "$(tool_ldflags helm3)"
+    cp "$CACHE_DIR/helm3/helm" "$BIN_DIR/helm3.new" && mv "$BIN_DIR/helm3.new" "$BIN_DIR/helm3"
+    built helm3
+  else
+    install_tool "$name" "${PACKAGE[$name]}" "$(tool_ldflags "$name")"
+  fi
+done
+
+if [ "$mode" = download ]; then
+  note "modules of ${stale[*]} ready ($(elapsed $((SECONDS - total_started))))"
+else
+  note "binaries ready in $BIN_DIR ($(elapsed $((SECONDS - total_started))))"
+fi
