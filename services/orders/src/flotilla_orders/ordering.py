@@ -74,9 +74,9 @@ class OrderPlacement:
             "updated_at": now,
         }
         connection = self.session.connection()
-        connection.execute(insert(_ORDERS).values(**values))
+        connection.execute(_INSERT_ORDER, values)
         rows = [{"order_id": values["id"], "product_id": p, "quantity": q} for p, q in lines]
-        connection.execute(insert(_ORDER_ITEMS), rows)
+        connection.execute(_INSERT_ORDER_ITEMS, rows)
         self.session.commit()
         order = Order(**values, total=None, currency=None, failure=None)
         order.items = [OrderItem(order_id=order.id, product_id=p, quantity=q) for p, q in lines]
@@ -211,6 +211,8 @@ class OrderPlacement:
             "status": status,
             "updated_at": utcnow(),
             "failure": None if failure is None else {"status": failure.status, **failure.body()},
+            "total": None,
+            "currency": None,
         }
         if lines:
             values["total"] = sum(
@@ -218,7 +220,8 @@ class OrderPlacement:
             )
             values["currency"] = reserved[0]["currency"]
         connection = self.session.connection()
-        connection.execute(update(_ORDERS).where(_ORDERS.c.id == order.id).values(**values))
+        outcome = {f"b_{name}": value for name, value in values.items()}
+        connection.execute(_FINISH_ORDER, {"b_id": order.id, **outcome})
         if lines:
             connection.execute(_PRICE_LINE, lines)
         self.session.commit()
@@ -232,6 +235,15 @@ class OrderPlacement:
 
 _ORDERS = cast(Table, Order.__table__)
 _ORDER_ITEMS = cast(Table, OrderItem.__table__)
+# Built once: a statement object reused is compiled and cache-keyed once, not per request.
+_INSERT_ORDER = insert(_ORDERS)
+_INSERT_ORDER_ITEMS = insert(_ORDER_ITEMS)
+_OUTCOME = ("status", "updated_at", "failure", "total", "currency")
+_FINISH_ORDER = (
+    update(_ORDERS)
+    .where(_ORDERS.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in _OUTCOME})
+)
 _PRICE_LINE = (
     update(_ORDER_ITEMS)
     .where(
