@@ -67,6 +67,23 @@ _TAKE_STOCK = (
 )
 
 
+_CLAIM_KEY: dict[str, Any] = {}
+
+
+def _claim_key(session: Session) -> Any:
+    """``INSERT .. ON CONFLICT DO NOTHING RETURNING key`` of a reservation, built once per dialect.
+
+    A statement object reused is cache-keyed and compiled once; built per call, its cache key
+    alone cost more than the round trip.
+    """
+    dialect = session.get_bind().dialect.name
+    statement = _CLAIM_KEY.get(dialect)
+    if statement is None:
+        statement = insert_ignoring_conflicts(session, _RESERVATIONS).returning(_RESERVATIONS.c.key)
+        _CLAIM_KEY[dialect] = statement
+    return statement
+
+
 @dataclass(frozen=True)
 class Request:
     """What a reservation asks for: lines in product order, and how to take them."""
@@ -123,9 +140,8 @@ def _try_reserve(session: Session, request: Request) -> Reservation | NewReserva
     expires_at = utcnow() + timedelta(seconds=request.ttl_seconds)
     connection = session.connection()
     created = connection.execute(
-        insert_ignoring_conflicts(session, _RESERVATIONS)
-        .values(key=key, client_id=request.client_id, status=status, expires_at=expires_at)
-        .returning(_RESERVATIONS.c.key)
+        _claim_key(session),
+        {"key": key, "client_id": request.client_id, "status": status, "expires_at": expires_at},
     ).first()
     if created is None:
         # The key is taken (perhaps by a concurrent request that just committed): a replay.
