@@ -20,8 +20,12 @@ from prometheus_client import (
 from flotilla_kit.context import route_template
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# From 1 ms: a loopback hop between services takes a few milliseconds.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Millisecond steps up to 5 ms, where a read and a loopback hop between services fall: a quantile
+# is interpolated inside its bucket, so with one bucket from 2.5 to 5 ms a hop of 2.6 ms and one of
+# 4.9 ms looked alike. The alert rules' bounds (0.5 s, 2.5 s) stay.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
 
 HTTP_REQUESTS = Counter(
     "http_requests_total",
