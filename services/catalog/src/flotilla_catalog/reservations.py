@@ -115,23 +115,20 @@ def reserve(
     """
     _release_expired_when_due(session)
     request = Request(key, client_id, _lines(items), ttl_seconds, commit, same_currency)
-    for attempt in (1, 2):
+    made = _try_reserve(session, request)
+    if isinstance(made, tuple) and release_expired(session):
+        # Short of stock: expired reservations were holding some. Try once more without them.
         made = _try_reserve(session, request)
-        if isinstance(made, Reservation):
-            return _replay(made, client_id, items), False
-        if isinstance(made, NewReservation):
-            RESERVATIONS.labels("reserved").inc()
-            if commit:
-                RESERVATIONS.labels("committed").inc()
-            return made, True
-        product_id, quantity = made
-        # Short of stock: expired reservations may be holding it. Release them, then try once more.
-        if attempt == 1 and release_expired(session):
-            continue
-        problem = _shortage(session, product_id, quantity)
-        RESERVATIONS.labels("insufficient_stock" if problem.status == 409 else "unknown_product").inc()
-        raise problem
-    raise AssertionError("unreachable")  # pragma: no cover
+    if isinstance(made, Reservation):
+        return _replay(made, client_id, items), False
+    if isinstance(made, NewReservation):
+        RESERVATIONS.labels("reserved").inc()
+        if commit:
+            RESERVATIONS.labels("committed").inc()
+        return made, True
+    problem = _shortage(session, *made)
+    RESERVATIONS.labels("insufficient_stock" if problem.status == 409 else "unknown_product").inc()
+    raise problem
 
 
 def _try_reserve(session: Session, request: Request) -> Reservation | NewReservation | tuple[int, int]:
