@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
 
 import requests
 
@@ -145,23 +144,6 @@ def test_retrying_a_failed_order_whose_stock_was_committed_takes_it_only_once(pl
     assert platform.stock_of(product["id"]) == 4
 
 
-def _product_in(platform: Platform, currency: str, stock: int) -> dict[str, Any]:
-    """A new product priced in ``currency`` (the platform's helper makes EUR ones)."""
-    response = requests.post(
-        f"{platform.catalog.url}/products",
-        json={
-            "name": f"Product {uuid.uuid4().hex[:8]}",
-            "price_cents": 700,
-            "currency": currency,
-            "stock": stock,
-        },
-        headers={"Authorization": f"Bearer {platform.admin_token()}"},
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
 def _catalog_reservation_status(platform: Platform, key: str) -> str | None:
     """The status of the catalog's reservation ``key`` (SQL), None when there is none."""
     rows = query(platform.database_urls["catalog"], "SELECT status FROM reservations WHERE key = %s", key)
@@ -170,7 +152,7 @@ def _catalog_reservation_status(platform: Platform, key: str) -> str | None:
 
 def test_an_order_in_two_currencies_is_refused_and_takes_no_stock(platform: Platform) -> None:
     euros = platform.create_product(stock=5)
-    dollars = _product_in(platform, "USD", stock=5)
+    dollars = platform.create_product(5, price_cents=700, currency="USD")
     response = platform.order(
         platform.customer_token(),
         [{"product_id": euros["id"], "quantity": 1}, {"product_id": dollars["id"], "quantity": 1}],

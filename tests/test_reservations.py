@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
 
 import requests
 
@@ -14,6 +14,28 @@ from tests.support.postgres import query
 def _as(platform: Platform, client_id: str) -> dict[str, str]:
     token = platform.service_token(client_id)
     return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass(frozen=True)
+class Held:
+    """A reservation the orders client has just made: its product, key and URL, the client's headers."""
+
+    product_id: int
+    key: str
+    url: str
+    headers: dict[str, str]
+
+
+def _hold(platform: Platform, label: str, quantity: int, stock: int = 5) -> Held:
+    """Reserve ``quantity`` of a new product of ``stock`` as orders, under a key named ``label``."""
+    product = platform.create_product(stock=stock)
+    key = f"{label}-{uuid.uuid4().hex}"
+    url = f"{platform.catalog.url}/reservations"
+    headers = _as(platform, "orders")
+    body = {"key": key, "items": [{"product_id": product["id"], "quantity": quantity}]}
+    made = requests.post(url, json=body, headers=headers, timeout=10)
+    assert made.status_code == 201, made.text
+    return Held(product["id"], key, f"{url}/{key}", headers)
 
 
 def test_a_reservation_belongs_to_the_client_that_made_it(platform: Platform) -> None:
@@ -31,19 +53,14 @@ def test_a_reservation_belongs_to_the_client_that_made_it(platform: Platform) ->
 
 
 def test_release_gives_stock_back_once_and_blocks_a_late_commit(platform: Platform) -> None:
-    product = platform.create_product(stock=5)
-    key = f"release-{uuid.uuid4().hex}"
-    url = f"{platform.catalog.url}/reservations"
-    headers = _as(platform, "orders")
-    body = {"key": key, "items": [{"product_id": product["id"], "quantity": 4}]}
-    assert requests.post(url, json=body, headers=headers, timeout=10).status_code == 201
-    assert platform.stock_of(product["id"]) == 1
+    held = _hold(platform, "release", quantity=4)
+    assert platform.stock_of(held.product_id) == 1
     for _ in range(3):
-        released = requests.post(f"{url}/{key}/release", headers=headers, timeout=10)
+        released = requests.post(f"{held.url}/release", headers=held.headers, timeout=10)
         assert released.status_code == 200
         assert released.json()["status"] == "released"
-    assert platform.stock_of(product["id"]) == 5
-    late = requests.post(f"{url}/{key}/commit", headers=headers, timeout=10)
+    assert platform.stock_of(held.product_id) == 5
+    late = requests.post(f"{held.url}/commit", headers=held.headers, timeout=10)
     assert late.status_code == 409
     assert late.json()["type"].endswith("/reservation-released")
 
@@ -65,16 +82,12 @@ def test_releasing_an_unknown_key_blocks_a_later_reservation_under_it(platform: 
 
 
 def test_a_committed_reservation_cannot_be_released(platform: Platform) -> None:
-    product = platform.create_product(stock=5)
-    key = f"commit-{uuid.uuid4().hex}"
-    url = f"{platform.catalog.url}/reservations"
-    headers = _as(platform, "orders")
-    body = {"key": key, "items": [{"product_id": product["id"], "quantity": 1}]}
-    assert requests.post(url, json=body, headers=headers, timeout=10).status_code == 201
-    assert requests.post(f"{url}/{key}/commit", headers=headers, timeout=10).json()["status"] == "committed"
-    assert requests.post(f"{url}/{key}/commit", headers=headers, timeout=10).status_code == 200
-    assert requests.post(f"{url}/{key}/release", headers=headers, timeout=10).status_code == 409
-    assert platform.stock_of(product["id"]) == 4
+    held = _hold(platform, "commit", quantity=1)
+    commit, release = f"{held.url}/commit", f"{held.url}/release"
+    assert requests.post(commit, headers=held.headers, timeout=10).json()["status"] == "committed"
+    assert requests.post(commit, headers=held.headers, timeout=10).status_code == 200
+    assert requests.post(release, headers=held.headers, timeout=10).status_code == 409
+    assert platform.stock_of(held.product_id) == 4
 
 
 def test_out_of_range_identifiers_are_client_errors(platform: Platform) -> None:
@@ -93,23 +106,6 @@ def test_out_of_range_identifiers_are_client_errors(platform: Platform) -> None:
     )
     huge = platform.order(platform.customer_token(), [{"product_id": 3_000_000_000, "quantity": 1}])
     assert huge.status_code == 422
-
-
-def _product_in(platform: Platform, currency: str, stock: int) -> dict[str, Any]:
-    """A new product priced in ``currency`` (the platform's helper makes EUR ones)."""
-    response = requests.post(
-        f"{platform.catalog.url}/products",
-        json={
-            "name": f"Product {uuid.uuid4().hex[:8]}",
-            "price_cents": 700,
-            "currency": currency,
-            "stock": stock,
-        },
-        headers={"Authorization": f"Bearer {platform.admin_token()}"},
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
 
 
 def _expire(platform: Platform, key: str) -> None:
@@ -159,7 +155,7 @@ def test_a_reservation_made_with_commit_is_committed_at_once_and_replays_unchang
 
 def test_mixed_currencies_are_refused_only_when_asked_and_then_take_no_stock(platform: Platform) -> None:
     euros = platform.create_product(stock=5)
-    dollars = _product_in(platform, "USD", stock=5)
+    dollars = platform.create_product(5, price_cents=700, currency="USD")
     url = f"{platform.catalog.url}/reservations"
     headers = _as(platform, "orders")
     items = [{"product_id": euros["id"], "quantity": 1}, {"product_id": dollars["id"], "quantity": 2}]
@@ -180,17 +176,12 @@ def test_mixed_currencies_are_refused_only_when_asked_and_then_take_no_stock(pla
 
 
 def test_an_expired_reservation_cannot_be_committed(platform: Platform) -> None:
-    product = platform.create_product(stock=5)
-    key = f"expired-{uuid.uuid4().hex}"
-    url = f"{platform.catalog.url}/reservations"
-    headers = _as(platform, "orders")
-    body = {"key": key, "items": [{"product_id": product["id"], "quantity": 2}]}
-    assert requests.post(url, json=body, headers=headers, timeout=10).status_code == 201
-    _expire(platform, key)
-    late = requests.post(f"{url}/{key}/commit", headers=headers, timeout=10)
+    held = _hold(platform, "expired", quantity=2)
+    _expire(platform, held.key)
+    late = requests.post(f"{held.url}/commit", headers=held.headers, timeout=10)
     assert late.status_code == 409, late.text
     assert late.json()["type"].endswith("/reservation-released")
-    assert requests.get(f"{url}/{key}", headers=headers, timeout=10).json()["status"] != "committed"
+    assert requests.get(held.url, headers=held.headers, timeout=10).json()["status"] != "committed"
 
 
 def test_a_reservation_short_of_stock_first_releases_expired_ones(platform: Platform) -> None:

@@ -91,14 +91,16 @@ class Platform:
         """A token of the bootstrapped admin."""
         return self.login(self.admin_email, self.admin_password)
 
-    def create_product(self, stock: int, price_cents: int = 1000, name: str | None = None) -> dict[str, Any]:
+    def create_product(
+        self, stock: int, price_cents: int = 1000, name: str | None = None, currency: str = "EUR"
+    ) -> dict[str, Any]:
         """A new product, created by the admin."""
         response = requests.post(
             f"{self.catalog.url}/products",
             json={
                 "name": name or f"Product {uuid.uuid4().hex[:8]}",
                 "price_cents": price_cents,
-                "currency": "EUR",
+                "currency": currency,
                 "stock": stock,
             },
             headers={"Authorization": f"Bearer {self.admin_token()}"},
