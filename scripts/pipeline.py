@@ -108,12 +108,9 @@ GOALS: dict[str, tuple[str, ...]] = {
 # One apt-get for every package the scripts install (parallel ones would fight over dpkg's lock).
 APT_SCRIPT = """
 source scripts/lib.sh
-# As scripts/postgres.sh does before installing PostgreSQL: the tests use a cluster of their own,
-# so the package must not create (and start) its "main" cluster on port 5432.
+# As scripts/postgres.sh does before installing PostgreSQL.
 if [[ " $* " == *" postgresql "* ]] && ! compgen -G "/usr/lib/postgresql/*/bin" >/dev/null; then
-  as_root mkdir -p /etc/postgresql-common/createcluster.d
-  echo "create_main_cluster = false" \
-    | as_root tee /etc/postgresql-common/createcluster.d/flotilla.conf >/dev/null
+  no_main_postgres_cluster
 fi
 apt_install "$@"
 """

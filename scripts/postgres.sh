@@ -29,9 +29,7 @@ psql_admin() {
 
 up() {
   if [ -z "$(pg_bin)" ]; then
-    # Our own cluster is all we need: keep the package from creating and starting "main" on 5432.
-    as_root mkdir -p /etc/postgresql-common/createcluster.d
-    echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.d/flotilla.conf >/dev/null
+    no_main_postgres_cluster
     apt_install postgresql
   fi
   local bin; bin=$(pg_bin)
