@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -485,6 +486,7 @@ class Running:
     expected: float
     log: Path | None
     handle: IO[bytes] | None
+    cpu: float = 0.0
 
 
 @dataclass
@@ -492,6 +494,7 @@ class Outcome:
     """What a run did: each finished step's (start, end) from the run's start, and the failed step."""
 
     spans: dict[str, tuple[float, float]] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
     failed: str | None = None
 
 
@@ -554,7 +557,7 @@ class Pipeline:
                 if not self.running:
                     raise ValueError(f"steps wait for steps not in the run: {[s.name for s in pending]}")
                 time.sleep(self.poll)
-                ended = [name for name, entry in self.running.items() if entry.process.poll() is not None]
+                ended = [name for name, entry in self.running.items() if reaped(entry)]
                 for name in ended:
                     if not self.finish(self.running.pop(name)):
                         self.stop_all()
@@ -605,9 +608,13 @@ class Pipeline:
         self.timings.measured(entry.step.name, work, took)
         self.work[entry.step.name] = work
         self.outcome.spans[entry.step.name] = (entry.started - self.started, ended - self.started)
+        self.outcome.cpu[entry.step.name] = entry.cpu
         nothing = "" if work else ", nothing to do"
         expected = duration(entry.expected)
-        self.say(f"done   {entry.step.name} in {duration(took)} (expected {expected}{nothing}); {self.eta()}")
+        cpu = f"cpu {duration(entry.cpu)}, "
+        self.say(
+            f"done   {entry.step.name} in {duration(took)} ({cpu}expected {expected}{nothing}); {self.eta()}"
+        )
         return True
 
     def had_work(self, entry: Running) -> bool:
@@ -660,6 +667,31 @@ class Pipeline:
         return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
 
 
+def reaped(entry: Running) -> bool:
+    """Whether the step's process has ended; if so, ``entry.cpu`` is what its processes used.
+
+    Reaping a child adds its CPU time and that of the children it reaped to ``RUSAGE_CHILDREN``:
+    the difference across one ``poll`` is this step's (daemons it leaves running are not counted).
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if entry.process.poll() is None:
+        return False
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    entry.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return True
+
+
+def cpu_summary(outcome: Outcome, wall: float, cores: int) -> str:
+    """How much CPU the steps used, against the wall time: the share a faster machine could save."""
+    used = sum(outcome.cpu.values())
+    busiest = sorted(outcome.cpu.items(), key=lambda item: item[1], reverse=True)[:4]
+    top = ", ".join(f"{name} {duration(seconds)}" for name, seconds in busiest)
+    return (
+        f"cpu: {duration(used)} over {duration(wall)} on {cores} cores ({used / max(wall * cores, 1):.0%} "
+        f"busy; the CPU work alone needs {duration(used / cores)}); most: {top}"
+    )
+
+
 # The command ----------------------------------------------------------------------------------
 
 
@@ -705,7 +737,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         outcome = Pipeline(steps, timings, work, ROOT / ".run" / "steps", out).run()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    took = duration(time.monotonic() - started)
+    wall = time.monotonic() - started
+    took = duration(wall)
+    if outcome.cpu:
+        print(cpu_summary(outcome, wall, os.cpu_count() or 1), file=out, flush=True)
     if outcome.failed == "interrupted":
         print(f"error: make {args.goal} interrupted after {took}", file=out, flush=True)
         return 130

@@ -270,3 +270,24 @@ def test_the_cache_follows_flotilla_cache_then_xdg(monkeypatch: pytest.MonkeyPat
     assert pipeline.cache_dir() == tmp_path / "xdg" / "flotilla"
     monkeypatch.setenv("FLOTILLA_CACHE", str(tmp_path / "mine"))
     assert pipeline.cache_dir() == tmp_path / "mine"
+
+
+def test_each_step_is_charged_the_cpu_its_processes_used(tmp_path: Path) -> None:
+    # The busy step spins in a grandchild (as a build's compilers run under make and go).
+    script = tmp_path / "spin.py"
+    script.write_text(
+        "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end:\n    pass\n"
+    )
+    spin = f"{sys.executable} {script}"
+    steps = [
+        Step("busy", ("sh", "-c", f"echo '==> spinning'; sh -c \"{spin}\"")),
+        Step("idle", sleep(0.6), NET),
+    ]
+    outcome, out, _ = run(tmp_path, steps)
+    assert outcome.failed is None
+    assert 0.45 <= outcome.cpu["busy"] < 1.5
+    assert outcome.cpu["idle"] < 0.2
+    assert "done   busy in" in out and "cpu " in out
+    summary = pipeline.cpu_summary(outcome, wall=1.0, cores=2)
+    assert summary.startswith(f"cpu: {pipeline.duration(sum(outcome.cpu.values()))} over 1.0s on 2 cores")
+    assert "most: busy" in summary
