@@ -33,6 +33,8 @@ from typing import IO, TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU, NET = "cpu", "net"
+# The niceness of the steps that yield the CPU to the compiling one: downloads, pip, image builds.
+YIELDING_NICENESS = 10
 STATUS_EVERY = 30.0
 STOP_GRACE = 10.0
 # A step had work when its output has a step line (scripts/lib.sh's `step`) other than a reuse.
@@ -60,6 +62,14 @@ class Step:
     work_line: str | None = WORK_LINE
     # apt-get killed halfway leaves dpkg to repair: a failure elsewhere waits for it instead.
     stoppable: bool = True
+    # Runs at a lower CPU priority (nice 10), beside the compiling step: for steps that start no
+    # daemon (a daemon would keep the priority for the whole run).
+    yields: bool = False
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """The command as launched."""
+        return ("nice", "-n", str(YIELDING_NICENESS), *self.command) if self.yields else self.command
 
 
 # Expected seconds (with work, with nothing to do) until a step is measured here: the cold
@@ -204,7 +214,12 @@ def make_steps(root: Path = ROOT) -> list[Step]:
     build_steps: list[Step] = []
     for group, names in (("kube", KUBE), ("node", NODE), ("tools", TOOLS)):
         build_steps += [
-            Step(f"modules-{group}", (BUILD, "--download", *names), probe=stale_binaries(root, names)),
+            Step(
+                f"modules-{group}",
+                (BUILD, "--download", *names),
+                probe=stale_binaries(root, names),
+                yields=True,
+            ),
             Step(
                 f"build-{group}",
                 (BUILD, *names),
@@ -221,7 +236,7 @@ def make_steps(root: Path = ROOT) -> list[Step]:
             probe=missing_packages(packages),
             stoppable=False,
         ),
-        Step("venv", ("scripts/venv.sh",), needs=("apt",), probe=venv_changed(root)),
+        Step("venv", ("scripts/venv.sh",), needs=("apt",), probe=venv_changed(root), yields=True),
         Step(
             "lint",
             ("make", "--no-print-directory", "lint"),
@@ -235,13 +250,19 @@ def make_steps(root: Path = ROOT) -> list[Step]:
         Step("wrk", ("scripts/wrk.sh",), needs=("apt",)),
         Step("registry", ("scripts/cluster/registry.sh", "up"), needs=("apt",)),
         *build_steps,
-        Step("image-base", ("scripts/images.sh", "base"), needs=("apt", "registry")),
-        Step("images-platform", ("scripts/images.sh", "platform"), needs=("venv", "image-base")),
+        Step("image-base", ("scripts/images.sh", "base"), needs=("apt", "registry"), yields=True),
+        Step(
+            "images-platform",
+            ("scripts/images.sh", "platform"),
+            needs=("venv", "image-base"),
+            yields=True,
+        ),
         # After the platform's images: buildah's prune there must not race a build here.
         Step(
             "images-node",
             ("scripts/images.sh", "node"),
             needs=("image-base", "images-platform", "build-node", "modules-kube"),
+            yields=True,
         ),
         Step(
             "node-up",
@@ -578,7 +599,7 @@ class Pipeline:
         if step.foreground:
             print(f"\033[1m==> {step.title or step.name}\033[0m", file=self.out, flush=True)
         process = subprocess.Popen(  # noqa: S603 - the steps' own commands
-            step.command,
+            step.argv,
             cwd=self.root,
             stdin=subprocess.DEVNULL,
             stdout=handle,

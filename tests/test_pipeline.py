@@ -291,3 +291,20 @@ def test_each_step_is_charged_the_cpu_its_processes_used(tmp_path: Path) -> None
     summary = pipeline.cpu_summary(outcome, wall=1.0, cores=2)
     assert summary.startswith(f"cpu: {pipeline.duration(sum(outcome.cpu.values()))} over 1.0s on 2 cores")
     assert "most: busy" in summary
+
+
+def test_a_yielding_step_runs_at_a_lower_cpu_priority_and_the_others_do_not(tmp_path: Path) -> None:
+    steps = [
+        Step(name, ("sh", "-c", f"echo '==> niceness'; nice > {tmp_path / name}"), yields=name == "download")
+        for name in ("download", "build")
+    ]
+    outcome, _, _ = run(tmp_path, steps)
+    assert outcome.failed is None
+    ours = os.nice(0)
+    assert int((tmp_path / "download").read_text()) == min(ours + pipeline.YIELDING_NICENESS, 19)
+    assert int((tmp_path / "build").read_text()) == ours
+    kinds = {step.name: step.yields for step in pipeline.make_steps()}
+    assert kinds["venv"] and kinds["images-platform"] and kinds["modules-kube"]
+    # Steps that start daemons keep the run's priority: their daemons serve the suites.
+    assert not any(kinds[name] for name in ("postgres", "registry", "node-up", "prometheus"))
+    assert not any(kinds[name] for name in kinds if name.startswith(("build-", "pytest")))
