@@ -81,6 +81,14 @@ wanted() { [[ " ${stale[*]} " == *" $1 "* ]]; }
 
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 export CGO_ENABLED=0
+# The compiler and the linker spend about a fifth of their time collecting garbage at Go's default
+# GOGC=100. With 4 GiB a core to spare, they collect only as a process nears 3 GiB: kwok's cold
+# build took 1m12s instead of 1m32s here (user CPU -30%), its largest compile 1 GB. Set GOGC to
+# keep Go's default.
+mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
+if [ -z "${GOGC:-}" ] && (( mem_kib >= 4 * 1024 * 1024 * $(nproc) )); then
+  export GOGC=off GOMEMLIMIT=3GiB
+fi
 mkdir -p "$BIN_DIR" "$CACHE_DIR/src"
 command -v go >/dev/null || die "Go is needed to build the control plane (https://go.dev/dl or apt golang)"
 
