@@ -6,7 +6,8 @@ The platform runs as ``make bench`` runs it; wrk sends one of ``make bench``'s l
 ``POST /orders``) while py-spy (pinned in requirements-dev.txt) samples every worker of the service
 that answers it. The samples are grouped by the part of the stack they are in, innermost first (the
 JSON log line is "access log" even where logging calls into orjson), and printed as shares of the
-workers' busy time. Needs root or ptrace.
+workers' Python time: only the thread holding the GIL is sampled (py-spy ``--gil``), so waiting on
+the database or a socket does not count. Needs root or ptrace.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def load_of(name: str, platform: Platform) -> Load:
 def sample(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
     """py-spy sampling one worker for ``seconds`` into ``out`` (collapsed stacks)."""
     command = [PY_SPY, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250"]
-    command += ["--format", "raw", "--nonblocking", "--output", str(out)]
+    command += ["--format", "raw", "--gil", "--nonblocking", "--output", str(out)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -157,7 +158,7 @@ def main() -> int:
     args = parser.parse_args()
     samples = profile(args.load, args.seconds)
     total = sum(samples.values()) or 1
-    print(f"{TITLES[args.load]}: {total} samples of the workers' busy time")
+    print(f"{TITLES[args.load]}: {total} samples of the workers' Python time (the GIL held)")
     for part, count in samples.most_common():
         print(f"  {count / total:6.1%}  {part}")
     return 0
