@@ -583,8 +583,9 @@ class Pipeline:
                     if not self.finish(self.running.pop(name)):
                         self.stop_all()
                         return self.outcome
+                # Nothing running: the next step starts at the top of the loop and says so itself.
                 foreground = any(entry.step.foreground for entry in self.running.values())
-                if time.monotonic() - last_status >= self.status_every and not foreground:
+                if self.running and not foreground and time.monotonic() - last_status >= self.status_every:
                     self.status()
                     last_status = time.monotonic()
         except KeyboardInterrupt:

@@ -235,6 +235,16 @@ def test_status_lines_show_the_running_steps_and_the_eta(tmp_path: Path) -> None
     assert "/1m40s" in status[0] and "0/1 done, ETA" in status[0]
 
 
+def test_no_status_line_between_one_step_and_the_next(tmp_path: Path) -> None:
+    steps = [Step("first", sleep(0.2)), Step("second", sleep(0.2), needs=("first",))]
+    out = io.StringIO()
+    timings = Timings(tmp_path / "timings.json", {})
+    work = {step.name: True for step in steps}
+    Pipeline(steps, timings, work, tmp_path / "logs", out, status_every=0.0, poll=0.02).run()
+    status = [line for line in out.getvalue().splitlines() if "] running" in line]
+    assert status and all("running first" in line or "running second" in line for line in status), status
+
+
 def test_a_goal_selects_what_it_needs_and_orders_by_after() -> None:
     steps = pipeline.make_steps()
     e2e = {step.name for step in pipeline.select(steps, pipeline.GOALS["test-e2e"])}
