@@ -73,29 +73,29 @@ class Step:
 
 
 # Expected seconds (with work, with nothing to do) until a step is measured here: the cold
-# prerequisites of 2026-12-02 on the 2-core development machine (shared with other test runs
-# then: about twice an idle machine's Go build times), the suites of the last cold make test.
+# make test of 2026-12-02 on the 2-core development machine (empty Go, pip and image caches;
+# Debian's packages installed), rounded up.
 DEFAULTS: dict[str, tuple[float, float]] = {
     "apt": (40, 0.5),
-    "venv": (167, 0.2),
-    "lint": (32, 1.5),
-    "postgres": (1, 0.3),
+    "venv": (105, 0.2),
+    "lint": (20, 1.5),
+    "postgres": (4, 0.3),
     "prometheus": (0.5, 0.1),
     "wrk": (0.5, 0.1),
     "registry": (1, 0.1),
-    "modules-kube": (23, 0.1),
-    "build-kube": (916, 0.3),
-    "modules-node": (60, 0.1),
-    "build-node": (1130, 0.3),
-    "modules-tools": (120, 0.1),
-    "build-tools": (1600, 0.3),
-    "image-base": (100, 1),
-    "images-platform": (160, 10),
-    "images-node": (17, 3),
-    "node-up": (30, 5),
-    "pytest": (288, 288),
-    "pytest-e2e": (303, 303),
-    "pytest-reliability": (344, 344),
+    "modules-kube": (20, 0.1),
+    "build-kube": (445, 0.3),
+    "modules-node": (90, 0.1),
+    "build-node": (325, 0.3),
+    "modules-tools": (90, 0.1),
+    "build-tools": (365, 0.3),
+    "image-base": (145, 1),
+    "images-platform": (120, 10),
+    "images-node": (11, 3),
+    "node-up": (23, 5),
+    "pytest": (232, 232),
+    "pytest-e2e": (250, 250),
+    "pytest-reliability": (256, 256),
 }
 
 
