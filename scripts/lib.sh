@@ -33,7 +33,6 @@ as_root() {
   fi
 }
 
-# Install Debian packages that are missing (one apt-get update per run).
 # The tests and `make run` use a PostgreSQL cluster of their own: before the package is installed,
 # keep it from creating (and starting) its "main" cluster on port 5432.
 no_main_postgres_cluster() {
@@ -41,6 +40,7 @@ no_main_postgres_cluster() {
   echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.d/flotilla.conf >/dev/null
 }
 
+# Install Debian packages that are missing (one apt-get update per run).
 apt_install() {
   local missing=()
   for package in "$@"; do
