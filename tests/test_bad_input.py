@@ -167,7 +167,9 @@ def test_a_non_json_body_is_415(platform: Platform, endpoint: WriteEndpoint) -> 
 
 def test_token_endpoint_bad_input(platform: Platform) -> None:
     url = f"{platform.users.url}/oauth/token"
-    assert_problem(requests.post(url, json={"grant_type": "client_credentials"}, timeout=10), 415)
+    # RFC 6749 section 5.2: a JSON body is a malformed token request, so 400 invalid_request, not 415.
+    as_json = assert_problem(requests.post(url, json={"grant_type": "client_credentials"}, timeout=10), 400)
+    assert as_json["error"] == "invalid_request"
     missing = assert_problem(requests.post(url, data={"scope": "x"}, timeout=10), 400)
     assert missing["error"] == "invalid_request"
     assert {e["field"] for e in missing["errors"]} == {"grant_type"}

@@ -16,6 +16,23 @@ def test_a_valid_environment_passes_the_check(tmp_path) -> None:
     assert "configuration ok" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("environment", "issuer"),
+    [("development", "flotilla-users"), ("production", "https://shop.example.com/users")],
+)
+def test_the_issuer_must_be_an_https_url_in_production_only(environment: str, issuer: str, tmp_path) -> None:
+    env = {
+        **BASE,
+        "FLOTILLA_DATA_DIR": str(tmp_path),
+        "FLOTILLA_ENV": environment,
+        "JWT_KEYS_DIR": str(tmp_path),
+        "JWT_ISSUER": issuer,
+        "TRUSTED_PROXIES": "10.42.0.0/16, 127.0.0.1, fd00::/8",
+    }
+    result = run_cli("users", "check-config", env=env)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("service", ["users", "catalog", "orders"])
 def test_migrate_runs_in_a_fresh_container_with_multiprocess_metrics(service: str, tmp_path) -> None:
     """An init container's /tmp is empty: the metrics directory does not exist yet."""
@@ -55,6 +72,25 @@ def test_migrate_seeds_the_demo_products_only_when_asked(tmp_path) -> None:
         ("catalog", {"USERS_URL": ""}, "USERS_URL"),
         ("catalog", {"SEED_DEMO_PRODUCTS": "maybe"}, "SEED_DEMO_PRODUCTS"),
         ("users", {"FLOTILLA_ENV": "production"}, "JWT_KEYS_DIR"),
+        ("users", {"FLOTILLA_ENV": "production", "JWT_KEYS_DIR": "/keys"}, "JWT_ISSUER"),
+        (
+            "users",
+            {"FLOTILLA_ENV": "production", "JWT_KEYS_DIR": "/keys", "JWT_ISSUER": "http://users.example.com"},
+            "JWT_ISSUER",
+        ),
+        (
+            "users",
+            {"FLOTILLA_ENV": "production", "JWT_KEYS_DIR": "/keys", "JWT_ISSUER": "https://x.example/?t=1"},
+            "JWT_ISSUER",
+        ),
+        (
+            "catalog",
+            {"TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"},
+            "TRUSTED_PROXIES: bad entry 'proxy.internal'",
+        ),
+        ("users", {"TRUSTED_PROXIES": "10.0.0.1/8"}, "TRUSTED_PROXIES: bad entry '10.0.0.1/8'"),
+        ("users", {"LOGIN_MAX_FAILURES_PER_ADDRESS": "0"}, "LOGIN_MAX_FAILURES_PER_ADDRESS"),
+        ("users", {"TOKEN_ADDRESS_WINDOW_SECONDS": "soon"}, "TOKEN_ADDRESS_WINDOW_SECONDS"),
         ("users", {"OAUTH_CLIENTS": "billing"}, "OAUTH_CLIENT_BILLING_SECRET"),
         ("users", {"ADMIN_EMAIL": "a@example.com"}, "ADMIN_PASSWORD"),
         ("users", {"PORT": "http"}, "PORT"),

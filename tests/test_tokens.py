@@ -13,7 +13,7 @@ import requests
 from flotilla_users.keys import generate_key, write_private_key
 from tests.support.platform import Platform
 from tests.support.processes import ServiceProcess
-from tests.support.tokens import client_token
+from tests.support.tokens import client_token, kid_of
 
 
 def test_client_credentials_token_carries_the_clients_scopes(platform: Platform) -> None:
@@ -92,13 +92,14 @@ def rotated_users(platform: Platform, tmp_path: Path) -> Iterator[tuple[ServiceP
 def test_jwks_publishes_both_keys_and_old_tokens_verify_after_rotation(
     platform: Platform, rotated_users: tuple[ServiceProcess, str], tmp_path: Path
 ) -> None:
-    rotated, _keys = rotated_users
+    rotated, keys = rotated_users
+    kid_a, kid_b = kid_of(Path(keys), "key-a"), kid_of(Path(keys), "key-b")
     account = platform.register()
     old_token = platform.login(account["email"])
-    assert jwt.get_unverified_header(old_token)["kid"] == "key-a"
+    assert jwt.get_unverified_header(old_token)["kid"] == kid_a
 
     jwks = requests.get(f"{rotated.url}/.well-known/jwks.json", timeout=10).json()
-    assert sorted(key["kid"] for key in jwks["keys"]) == ["key-a", "key-b"]
+    assert sorted(key["kid"] for key in jwks["keys"]) == sorted([kid_a, kid_b])
     assert all(key["kty"] == "RSA" and key["alg"] == "RS256" for key in jwks["keys"])
 
     new_token = requests.post(
@@ -106,7 +107,7 @@ def test_jwks_publishes_both_keys_and_old_tokens_verify_after_rotation(
         json={"email": account["email"], "password": account["password"]},
         timeout=10,
     ).json()["access_token"]
-    assert jwt.get_unverified_header(new_token)["kid"] == "key-b"
+    assert jwt.get_unverified_header(new_token)["kid"] == kid_b
 
     for token in (old_token, new_token):
         me = requests.get(f"{rotated.url}/users/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)

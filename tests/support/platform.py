@@ -15,9 +15,11 @@ from flotilla_users.keys import generate_key, write_private_key
 from tests.support.postgres import drop_database, query, recreate_database
 from tests.support.processes import ServiceProcess, free_port
 
-ISSUER = "flotilla-users-test"
+ISSUER = "https://users.flotilla.test"
 AUDIENCE = "flotilla-test"
 PASSWORD = "correct horse battery"
+# How often catalog and orders fetch the revocation list: the bound the revocation tests hold them to.
+REVOCATION_REFRESH_SECONDS = 2
 
 
 @dataclass
@@ -194,6 +196,7 @@ def start_platform(
         "CATALOG_URL": f"{scheme}://127.0.0.1:{ports['catalog']}",
         "HTTP_TIMEOUT_SECONDS": "2",
         "CIRCUIT_RESET_SECONDS": "2",
+        "REVOCATION_REFRESH_SECONDS": str(REVOCATION_REFRESH_SECONDS),
         "FLOTILLA_DATA_DIR": str(log_dir / "data"),
         **extra,
     }
@@ -214,6 +217,10 @@ def start_platform(
             "OAUTH_CLIENT_REPORTING_SCOPES": "reports:read",
             "LOGIN_MAX_FAILURES": "5",
             "LOGIN_LOCKOUT_SECONDS": "3",
+            # Every test calls from 127.0.0.1: the per-address limits stay out of their way here,
+            # and tests/reliability/test_rate_limits.py runs users with small ones.
+            "LOGIN_MAX_FAILURES_PER_ADDRESS": "1000000",
+            "TOKEN_REQUESTS_PER_ADDRESS": "1000000",
         },
         log_dir,
         ports["users"],

@@ -4,31 +4,52 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import jwt
 import requests
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from flotilla_users.keys import thumbprint
 from tests.support.platform import AUDIENCE, ISSUER, Platform
 
 
-def signed_token(keys_dir: Path, kid: str = "key-a", **claims: Any) -> str:
-    """An RS256 token signed with ``<kid>.pem``; claims default to a valid customer token."""
-    key = serialization.load_pem_private_key((keys_dir / f"{kid}.pem").read_bytes(), password=None)
+def private_key(keys_dir: Path, name: str = "key-a") -> RSAPrivateKey:
+    """The private key ``<name>.pem`` of a key directory."""
+    key = serialization.load_pem_private_key((keys_dir / f"{name}.pem").read_bytes(), password=None)
+    assert isinstance(key, RSAPrivateKey)
+    return key
+
+
+def kid_of(keys_dir: Path, name: str = "key-a") -> str:
+    """The kid (RFC 7638 thumbprint) the platform gives ``<name>.pem``."""
+    return thumbprint(private_key(keys_dir, name).public_key())
+
+
+def signed_token(
+    keys_dir: Path, name: str = "key-a", *, kid: str | None = None, typ: str | None = "at+jwt", **claims: Any
+) -> str:
+    """An RS256 token signed with ``<name>.pem``, under its own kid unless ``kid`` is given;
+    claims default to a valid RFC 9068 customer token (``None`` drops a claim)."""
     now = int(time.time())
     payload = {
         "iss": ISSUER,
         "aud": AUDIENCE,
         "sub": "someone",
+        "client_id": "flotilla-login",
         "iat": now,
         "exp": now + 300,
+        "jti": uuid.uuid4().hex,
         "roles": ["customer"],
         "scope": "",
         **claims,
     }
-    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})  # type: ignore[arg-type]
+    headers = {"kid": kid or kid_of(keys_dir, name), "typ": typ}  # PyJWT drops a typ of None
+    present = {claim: value for claim, value in payload.items() if value is not None}
+    return jwt.encode(present, private_key(keys_dir, name), algorithm="RS256", headers=headers)
 
 
 def client_token(

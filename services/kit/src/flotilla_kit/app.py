@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from flotilla_kit import api as api_module
-from flotilla_kit import context, health, logs, metrics, problems
+from flotilla_kit import client_address, context, health, logs, metrics, problems
 from flotilla_kit.api import Api
 from flotilla_kit.db import Database
 from flotilla_kit.json_provider import OrjsonProvider
@@ -32,6 +32,7 @@ def create_service_app(
     app.extensions["flotilla_settings"] = settings
     # Order matters: identify the request before anything logs or counts it.
     context.init_app(app)
+    client_address.init_app(app, settings.trusted_proxies)
     logs.init_app(app)
     metrics.init_app(app)
     problems.init_app(app)

@@ -15,12 +15,41 @@ from cachetools import TLRUCache
 from flask import Flask, current_app, g, request
 
 from flotilla_kit.problems import Problem
+from flotilla_kit.revocation import RevocationList
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("flotilla.auth")
 EXTENSION = "flotilla_auth"
 ALGORITHMS = ["RS256"]
-REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
+# RFC 9068 section 2.2: the claims every JWT access token carries.
+REQUIRED_CLAIMS = ["iss", "exp", "aud", "sub", "client_id", "iat", "jti"]
+# RFC 9068 section 4: the `typ` a resource server accepts, compared case-insensitively.
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+# What a refused token's problem says: fixed texts, never an exception's (which may echo input).
+REFUSALS: list[tuple[type[jwt.PyJWTError], str]] = [
+    (jwt.ExpiredSignatureError, "The token has expired."),
+    (jwt.ImmatureSignatureError, "The token is not valid yet."),
+    (jwt.InvalidIssuerError, "The token's issuer is not trusted."),
+    (jwt.InvalidAudienceError, "The token is not meant for this audience."),
+    (jwt.MissingRequiredClaimError, "The token lacks a required claim."),
+    (jwt.InvalidAlgorithmError, "The token's algorithm is not allowed."),
+    (jwt.InvalidKeyError, "The token's signing key is not known."),
+    (jwt.InvalidSignatureError, "The token's signature does not verify."),
+]
+
+
+REVOKED = "The token has been revoked."
+
+
+class NotAnAccessToken(jwt.InvalidTokenError):
+    """The token's ``typ`` is not ``at+jwt``: an ID token or another JWT of the same key."""
+
+
+def refusal(exc: jwt.PyJWTError) -> str:
+    """The fixed detail for a refused token."""
+    if isinstance(exc, NotAnAccessToken):
+        return "The token is not an access token (typ at+jwt)."
+    return next((text for kind, text in REFUSALS if isinstance(exc, kind)), "The token is malformed.")
 
 
 class KeyResolver(Protocol):
@@ -107,7 +136,7 @@ class Principal:
 
 
 class TokenVerifier:
-    """Checks signature, algorithm, issuer, audience and time claims of a bearer token.
+    """Checks signature, algorithm, type (RFC 9068), issuer, audience and time claims of a bearer token.
 
     A token that verified is remembered (by its exact text) until it expires, for at most
     ``cache_seconds``: clients send the same token many times, and the signature check is
@@ -124,8 +153,10 @@ class TokenVerifier:
         leeway: float = 5,
         cache_seconds: float = 60,
         cache_size: int = 1024,
+        revocations: RevocationList | None = None,
     ) -> None:
         self.resolver = resolver
+        self.revocations = revocations
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
@@ -137,14 +168,16 @@ class TokenVerifier:
         self._verified_lock = threading.Lock()
 
     def verify(self, token: str) -> Principal:
-        """The principal a valid token names; raises a 401 ``Problem`` otherwise."""
+        """The principal a valid, unrevoked token names; raises a 401 ``Problem`` otherwise."""
         with self._verified_lock:
-            remembered = self._verified.get(token)
-        if remembered is not None:
-            return remembered
-        principal = self._verify(token)
-        with self._verified_lock:
-            self._verified[token] = principal
+            principal = self._verified.get(token)
+        if principal is None:
+            principal = self._verify(token)
+            with self._verified_lock:
+                self._verified[token] = principal
+        # Checked on remembered tokens too: a revocation must not wait for the cache to forget.
+        if self.revocations is not None and self.revocations.is_revoked(principal.claims):
+            raise unauthorized(REVOKED, error="invalid_token")
         return principal
 
     def _verify(self, token: str) -> Principal:
@@ -152,6 +185,8 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
             if header.get("alg") not in ALGORITHMS:
                 raise jwt.InvalidAlgorithmError("the token's algorithm is not allowed")
+            if str(header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
+                raise NotAnAccessToken("the token is not typed at+jwt")
             claims = jwt.decode(
                 token,
                 self.resolver.key_for(token),
@@ -162,7 +197,8 @@ class TokenVerifier:
                 options={"require": REQUIRED_CLAIMS},
             )
         except jwt.PyJWTError as exc:
-            raise unauthorized(f"invalid token: {exc}", error="invalid_token") from exc
+            log.info("token refused", extra={"reason": type(exc).__name__})
+            raise unauthorized(refusal(exc), error="invalid_token") from exc
         return Principal(
             subject=str(claims["sub"]),
             roles=frozenset(_as_list(claims.get("roles"))),

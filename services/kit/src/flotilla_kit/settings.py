@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ class ConfigError(RuntimeError):
 
 DEVELOPMENT = "development"
 PRODUCTION = "production"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def read_env() -> Env:
@@ -47,6 +50,27 @@ def readable_file(value: str) -> None:
         raise ValidationError(f"{value!r} is not a readable file")
 
 
+def parse_networks(value: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDR blocks, IPv4 or IPv6 (``10.0.0.0/8, ::1``).
+
+    A bad entry raises ``ValidationError`` naming it; host bits set (``10.0.0.1/8``) make one.
+    """
+    networks = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry))
+        except ValueError as exc:
+            raise ValidationError(f"bad entry {entry!r}: {exc}") from None
+    return tuple(networks)
+
+
+def ip_networks(value: str) -> None:
+    """Validator: ``value`` is a list of addresses and CIDR blocks (``parse_networks``)."""
+    parse_networks(value)
+
+
 @dataclass(frozen=True)
 class KitSettings:
     """Settings every service shares."""
@@ -66,6 +90,10 @@ class KitSettings:
     http_retries: int
     circuit_failure_threshold: int
     circuit_reset_seconds: float
+    trusted_proxies: tuple[Network, ...]
+    revocations_url: str | None
+    revocation_refresh_seconds: float
+    revocation_max_staleness_seconds: float
 
     @property
     def is_development(self) -> bool:
@@ -98,8 +126,17 @@ class KitSettings:
             "ca_bundle": env.str("TLS_CA_FILE", None, validate=readable_file),
             "http_timeout_seconds": env.float("HTTP_TIMEOUT_SECONDS", 2.0, validate=Range(min=0.05, max=300)),
             "http_retries": env.int("HTTP_RETRIES", 2, validate=Range(min=0, max=10)),
+            "revocations_url": env.str("REVOCATIONS_URL", None),
+            "revocation_refresh_seconds": env.float(
+                "REVOCATION_REFRESH_SECONDS", 5.0, validate=Range(min=0.1, max=300)
+            ),
+            "revocation_max_staleness_seconds": env.float(
+                "REVOCATION_MAX_STALENESS_SECONDS", 60.0, validate=Range(min=0, max=3600)
+            ),
             "circuit_failure_threshold": env.int("CIRCUIT_FAILURE_THRESHOLD", 5, validate=Range(min=1)),
             "circuit_reset_seconds": env.float("CIRCUIT_RESET_SECONDS", 10.0, validate=Range(min=0.1)),
+            # Proxies whose X-Forwarded-For names the client (the ingress controller's pods).
+            "trusted_proxies": parse_networks(env.str("TRUSTED_PROXIES", "", validate=ip_networks) or ""),
         }
 
     @classmethod

@@ -10,8 +10,10 @@ from sqlalchemy.orm import Session
 
 from flotilla_kit.db import insert_if_absent, utcnow
 from flotilla_kit.problems import Problem
+from flotilla_users import revocations, throttling
 from flotilla_users.models import ROLE_ADMIN, ROLE_CUSTOMER, LoginThrottle, User
 from flotilla_users.passwords import hash_password, needs_rehash, verify_password
+from flotilla_users.settings import RateLimit
 
 
 def normalise_email(email: str) -> str:
@@ -55,11 +57,43 @@ def authenticate(
     _count_attempt(session, email, max_failures, lockout_seconds)
     user = session.scalars(select(User).where(User.email == email)).one_or_none()
     if not verify_password(user.password_hash if user else None, password) or user is None:
-        raise Problem(401, "invalid-credentials", "The email or password is wrong.")
+        # RFC 9110: a 401 carries a challenge; no error code, as no token was presented (RFC 6750 3.1).
+        raise Problem(
+            401,
+            "invalid-credentials",
+            "The email or password is wrong.",
+            headers={"WWW-Authenticate": 'Bearer realm="flotilla"'},
+        )
     session.execute(delete(LoginThrottle).where(LoginThrottle.email == email))
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     session.commit()
+    return user
+
+
+def authenticate_from(
+    session: Session,
+    address: str,
+    address_limit: RateLimit,
+    *,
+    email: str,
+    password: str,
+    max_failures: int,
+    lockout_seconds: int,
+) -> User:
+    """``authenticate``, with the failed logins of one client address limited as well.
+
+    The attempt counts against the address first, so a flood over the limit costs no argon2 and
+    locks no account; a success gives back its own attempt only. That is no reset: an attacker
+    who holds one valid account cannot wipe out the failures of its guesses with it.
+    """
+    attempt = throttling.hit(session, address_limit, address)
+    if not attempt.admitted:
+        raise LoginThrottled(attempt.retry_after())
+    user = authenticate(
+        session, email=email, password=password, max_failures=max_failures, lockout_seconds=lockout_seconds
+    )
+    throttling.give_back(session, attempt)
     return user
 
 
@@ -110,9 +144,11 @@ def update_profile(
     return user
 
 
-def delete_account(session: Session, user: User) -> None:
-    """Remove an account; its tokens stop working at once."""
+def delete_account(session: Session, user: User, *, token_ttl_seconds: int) -> None:
+    """Remove an account and revoke its tokens: at once here, at other services on their next refresh."""
     session.execute(delete(User).where(User.id == user.id))
+    revocations.revoke_subject(session, user.id)
+    revocations.forget_expired(session, token_ttl_seconds)
     session.commit()
 
 

@@ -47,6 +47,6 @@ def create_app(settings: UsersSettings | None = None) -> Flask:
         ),
     )
     health.add_readiness_check(app, "signing_keys", keys.check_usable)
-    for blueprint in (routes.users, routes.auth, routes.oauth, routes.jwks):
+    for blueprint in (routes.users, routes.auth, routes.oauth, routes.jwks, routes.internal):
         api.register_blueprint(blueprint)
     return app

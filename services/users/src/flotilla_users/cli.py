@@ -49,14 +49,35 @@ main = service_cli(
 
 
 @main.command("rotate-key")
-@click.option("--activate/--no-activate", default=True, help="Sign new tokens with the new key.")
+@click.option(
+    "--activate/--no-activate",
+    default=False,
+    help="Sign with the new key at once (one replica only); by default it is published first.",
+)
 def rotate_key(activate: bool) -> None:
-    """Add a new signing key to JWT_KEYS_DIR; old keys keep verifying until removed."""
-    from flotilla_users.keys import generate_key, new_kid, write_private_key  # noqa: PLC0415
+    """Add a new signing key to JWT_KEYS_DIR and print its kid and the next step of the rotation."""
+    from flotilla_users.keys import (  # noqa: PLC0415
+        SigningKeys,
+        generate_key,
+        new_key_name,
+        thumbprint,
+        write_private_key,
+    )
 
     settings = load_or_exit(UsersSettings.load)
-    kid = new_kid()
-    write_private_key(settings.jwt_keys_dir / f"{kid}.pem", generate_key())
-    click.echo(f"new key {kid} in {settings.jwt_keys_dir}")
+    current = SigningKeys.from_directory(settings.jwt_keys_dir, settings.jwt_active_kid).active_kid
+    key = generate_key()
+    name = new_key_name()
+    write_private_key(settings.jwt_keys_dir / f"{name}.pem", key)
+    kid = thumbprint(key.public_key())
+    click.echo(f"new key {name}.pem in {settings.jwt_keys_dir}, kid {kid}")
     if activate:
-        click.echo(f"set JWT_ACTIVE_KID={kid} (or leave it unset: the newest key signs) and restart")
+        click.echo(
+            "it signs from the next start (the newest file signs unless JWT_ACTIVE_KID says otherwise)"
+        )
+    else:
+        click.echo(
+            f"1. publish it: set JWT_ACTIVE_KID={current} (the current key keeps signing) and roll out\n"
+            f"2. once every replica publishes it, sign with it: set JWT_ACTIVE_KID={kid} and roll out\n"
+            "3. after ACCESS_TOKEN_TTL_SECONDS more, remove the old key's file and roll out"
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Integer, String
+from sqlalchemy import Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from flotilla_kit.db import UtcDateTime, utcnow
@@ -59,3 +59,27 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class RateLimitWindow(Base):
+    """Requests counted in the current window of one rate limit for one key (a client address).
+
+    Shared by every worker and replica; throttling.py keeps it small.
+    """
+
+    __tablename__ = "rate_limit_windows"
+    __table_args__ = (Index("ix_rate_limit_windows_ends_at", "ends_at"),)
+
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RevokedSubject(Base):
+    """A subject (a deleted account) whose tokens issued until ``revoked_at`` are revoked."""
+
+    __tablename__ = "revoked_subjects"
+
+    subject: Mapped[str] = mapped_column(String(100), primary_key=True)
+    revoked_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

@@ -9,14 +9,16 @@ from urllib.parse import unquote_plus
 
 from flask import Response, current_app, request
 from flask.views import MethodView
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from flotilla_kit.api import FORM, NUL, Blueprint
 from flotilla_kit.auth import current_principal, unauthorized
+from flotilla_kit.client_address import client_address
 from flotilla_kit.problems import Problem, http_exception_problem, problem_response
-from flotilla_users import accounts, clients
+from flotilla_users import accounts, clients, revocations, throttling
 from flotilla_users.db import database
 from flotilla_users.keys import SigningKeys
+from flotilla_users.metadata import server_metadata
 from flotilla_users.metrics import LOGINS, REGISTRATIONS, TOKENS_ISSUED
 from flotilla_users.models import User
 from flotilla_users.schemas import (
@@ -25,16 +27,26 @@ from flotilla_users.schemas import (
     LoginSchema,
     ProfileUpdateSchema,
     RegistrationSchema,
+    RevocationListSchema,
+    ServerMetadataSchema,
     TokenSchema,
     UserSchema,
 )
 from flotilla_users.settings import UsersSettings
-from flotilla_users.tokens import TokenIssuer
+from flotilla_users.tokens import LOGIN_CLIENT_ID, TokenIssuer
 
 users = Blueprint("users", __name__, url_prefix="/users", description="Accounts and profiles")
 auth = Blueprint("auth", __name__, url_prefix="/auth", description="User login")
 oauth = Blueprint("oauth", __name__, url_prefix="/oauth", description="OAuth 2.0 token endpoint")
-jwks = Blueprint("jwks", __name__, url_prefix="/.well-known", description="Token verification keys")
+internal = Blueprint(
+    "internal",
+    __name__,
+    url_prefix="/internal",
+    description="For the platform's own services; the ingress does not route it",
+)
+jwks = Blueprint(
+    "jwks", __name__, url_prefix="/.well-known", description="Token verification keys and server metadata"
+)
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -101,7 +113,9 @@ class Me(MethodView):
     @users.response(204)
     def delete(self) -> None:
         """Delete my account."""
-        accounts.delete_account(database.session, _current_user())
+        accounts.delete_account(
+            database.session, _current_user(), token_ttl_seconds=_settings().access_token_ttl_seconds
+        )
 
 
 @auth.route("/login")
@@ -116,8 +130,10 @@ class Login(MethodView):
         """Log in."""
         settings = _settings()
         try:
-            user = accounts.authenticate(
+            user = accounts.authenticate_from(
                 database.session,
+                client_address(),
+                settings.login_address_limit,
                 email=body["email"],
                 password=body["password"],
                 max_failures=settings.login_max_failures,
@@ -130,7 +146,7 @@ class Login(MethodView):
             LOGINS.labels("failure").inc()
             raise
         LOGINS.labels("success").inc()
-        token = _issuer().issue(user.id, roles=user.roles)
+        token = _issuer().issue(user.id, client_id=LOGIN_CLIENT_ID, roles=user.roles)
         return _token_body(token.access_token, token.expires_in), 200, NO_STORE
 
 
@@ -169,8 +185,14 @@ class Token(MethodView):
     @oauth.response(200, TokenSchema)
     @oauth.alt_response(400, description="invalid_request, unsupported_grant_type or invalid_scope")
     @oauth.alt_response(401, description="invalid_client")
+    @oauth.alt_response(429, description="Too many token requests from this address")
     def post(self, form: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Get a token for a service client."""
+        attempt = throttling.hit(database.session, _settings().token_address_limit, client_address())
+        if not attempt.admitted:
+            raise throttling.RateLimited(
+                attempt.retry_after(), "Too many token requests from this address; try again later."
+            )
         if form["grant_type"] != "client_credentials":
             raise Problem(
                 400,
@@ -187,9 +209,20 @@ class Token(MethodView):
         return _token_body(token.access_token, token.expires_in, token.scope), 200, NO_STORE
 
 
+@oauth.before_request
+def _no_repeated_parameter() -> None:
+    """RFC 6749 section 3.2: a parameter sent twice makes the request malformed."""
+    repeated = sorted({name for name, values in request.form.lists() if len(values) > 1})
+    if repeated:
+        raise BadRequest(f"Parameter(s) sent more than once: {', '.join(repeated)}.")
+
+
 @oauth.errorhandler(BadRequest)
-def _invalid_request(error: BadRequest) -> Response:
-    """RFC 6749 section 5.2: a malformed token request is 400 ``invalid_request``."""
+@oauth.errorhandler(UnsupportedMediaType)
+def _invalid_request(error: BadRequest | UnsupportedMediaType) -> Response:
+    """RFC 6749 section 5.2: a malformed token request (a JSON body too) is 400 ``invalid_request``."""
+    if isinstance(error, UnsupportedMediaType):
+        error = BadRequest(error.description)
     status, body, headers = http_exception_problem(error)
     body.update(error="invalid_request", error_description=body["detail"])
     return problem_response(status, body, headers)
@@ -204,3 +237,25 @@ class Jwks(MethodView):
         """The JSON Web Key Set."""
         keys: SigningKeys = current_app.extensions["flotilla_signing_keys"]
         return keys.jwks(), 200, {"Cache-Control": "public, max-age=300"}
+
+
+@jwks.route("/oauth-authorization-server")
+class ServerMetadata(MethodView):
+    """RFC 8414 authorization server metadata."""
+
+    @jwks.response(200, ServerMetadataSchema)
+    @jwks.alt_response(404, description="JWT_ISSUER is not a URL: there is no metadata to publish")
+    def get(self) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Where the token endpoint and keys are, and what they support."""
+        return server_metadata(_settings()), 200, {"Cache-Control": "public, max-age=300"}
+
+
+@internal.route("/revocations")
+class Revocations(MethodView):
+    """Subjects whose tokens are revoked: what every verifying service fetches and caches."""
+
+    @internal.response(200, RevocationListSchema)
+    def get(self) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Revocations younger than the access token lifetime."""
+        document = revocations.revocation_list(database.session, _settings().access_token_ttl_seconds)
+        return document, 200, {"Cache-Control": "no-cache"}

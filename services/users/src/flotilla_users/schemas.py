@@ -111,3 +111,29 @@ class JwksSchema(ma.Schema):
     """A JSON Web Key Set."""
 
     keys = ma.fields.List(ma.fields.Nested(JwkSchema), required=True)
+
+
+class ServerMetadataSchema(ma.Schema):
+    """RFC 8414 authorization server metadata."""
+
+    issuer = ma.fields.String(required=True)
+    token_endpoint = ma.fields.String(required=True)
+    jwks_uri = ma.fields.String(required=True)
+    grant_types_supported = ma.fields.List(ma.fields.String(), required=True)
+    token_endpoint_auth_methods_supported = ma.fields.List(ma.fields.String(), required=True)
+    scopes_supported = ma.fields.List(ma.fields.String(), required=True)
+    response_types_supported = ma.fields.List(ma.fields.String(), required=True)
+
+
+class RevocationSchema(ma.Schema):
+    """Tokens of ``sub`` issued at or before ``revoked_at`` are revoked."""
+
+    sub = ma.fields.String(required=True)
+    revoked_at = ma.fields.Float(required=True, metadata={"description": "seconds since the epoch"})
+
+
+class RevocationListSchema(ma.Schema):
+    """The revocations every verifying service checks tokens against."""
+
+    revoked = ma.fields.List(ma.fields.Nested(RevocationSchema), required=True)
+    generated_at = ma.fields.Float(required=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from marshmallow.validate import Length, Range
 
-from flotilla_kit.settings import ConfigError, KitSettings, finish, read_env
+from flotilla_kit.settings import PRODUCTION, ConfigError, KitSettings, finish, read_env
 
 SERVICE = "users"
 
@@ -23,6 +24,15 @@ class ServiceClientConfig:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """At most ``limit`` counted requests per client address in a window of ``window_seconds``."""
+
+    name: str
+    limit: int
+    window_seconds: int
+
+
+@dataclass(frozen=True)
 class UsersSettings(KitSettings):
     """Shared settings plus keys, token lifetime, service clients and the first admin."""
 
@@ -34,6 +44,8 @@ class UsersSettings(KitSettings):
     admin_password: str | None
     login_max_failures: int
     login_lockout_seconds: int
+    login_address_limit: RateLimit
+    token_address_limit: RateLimit
 
     @classmethod
     def load(cls, service_name: str = SERVICE) -> UsersSettings:
@@ -57,10 +69,28 @@ class UsersSettings(KitSettings):
             "admin_password": env.str("ADMIN_PASSWORD", None, validate=Length(min=8)),
             "login_max_failures": env.int("LOGIN_MAX_FAILURES", 5, validate=Range(min=1)),
             "login_lockout_seconds": env.int("LOGIN_LOCKOUT_SECONDS", 60, validate=Range(min=1)),
+            "login_address_limit": RateLimit(
+                "login-failures-per-address",
+                env.int("LOGIN_MAX_FAILURES_PER_ADDRESS", 20, validate=Range(min=1)),
+                env.int("LOGIN_ADDRESS_WINDOW_SECONDS", 300, validate=Range(min=1, max=86400)),
+            ),
+            "token_address_limit": RateLimit(
+                "token-requests-per-address",
+                env.int("TOKEN_REQUESTS_PER_ADDRESS", 60, validate=Range(min=1)),
+                env.int("TOKEN_ADDRESS_WINDOW_SECONDS", 60, validate=Range(min=1, max=86400)),
+            ),
         }
         finish(env)
+        problems = []
         if keys_dir is None and fields["environment"] != "development":
-            raise ConfigError("invalid configuration: JWT_KEYS_DIR: required in production")
+            problems.append("JWT_KEYS_DIR: required in production")
+        if fields["environment"] == PRODUCTION and not is_issuer_identifier(fields["jwt_issuer"]):
+            problems.append(
+                f"JWT_ISSUER: {fields['jwt_issuer']!r} is not an issuer identifier: in production an "
+                "https URL without query or fragment (RFC 8414), e.g. https://shop.example.com"
+            )
+        if problems:
+            raise ConfigError(f"invalid configuration: {'; '.join(problems)}")
         for client_id, secret, _scopes, prefix in clients:
             if not secret:
                 raise ConfigError(
@@ -77,3 +107,14 @@ class UsersSettings(KitSettings):
             ),
             **extra,
         )
+
+
+def is_issuer_identifier(value: str) -> bool:
+    """Whether ``value`` is an RFC 8414 issuer: an https URL with a host, no query, no fragment."""
+    if "?" in value or "#" in value or any(char.isspace() for char in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a malformed port or IPv6 literal
+        return False

@@ -19,8 +19,12 @@ class IssuedToken:
     scope: str
 
 
+# The client of a password login (the platform's own front end), for RFC 9068's ``client_id``.
+LOGIN_CLIENT_ID = "flotilla-login"
+
+
 class TokenIssuer:
-    """Signs RS256 JWTs with ``iss``, ``aud``, ``sub``, ``iat``, ``exp``, ``jti``, roles, scope."""
+    """Signs RFC 9068 access tokens (RS256, typed ``at+jwt``), with roles and scope."""
 
     def __init__(self, keys: SigningKeys, *, issuer: str, audience: str, ttl_seconds: int) -> None:
         self.keys = keys
@@ -29,21 +33,21 @@ class TokenIssuer:
         self.ttl_seconds = ttl_seconds
 
     def issue(
-        self, subject: str, *, roles: Iterable[str] = (), scopes: Iterable[str] = (), **extra: str
+        self, subject: str, *, client_id: str, roles: Iterable[str] = (), scopes: Iterable[str] = ()
     ) -> IssuedToken:
-        """A token for ``subject``."""
+        """A token for ``subject``, obtained by ``client_id``."""
         now = int(time.time())
         scope = " ".join(sorted(set(scopes)))
         claims = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": subject,
+            "client_id": client_id,
             "iat": now,
             "nbf": now,
             "exp": now + self.ttl_seconds,
             "jti": uuid.uuid4().hex,
             "roles": sorted(set(roles)),
             "scope": scope,
-            **extra,
         }
         return IssuedToken(self.keys.sign(claims), self.ttl_seconds, scope)
