@@ -137,6 +137,19 @@ def auth_cost(platform: Platform, unverified: ServiceProcess, settings: Settings
     return [Result("auth_cost_rps", ours.rps, theirs.rps, " req/s", Target(">=", 0.8))]
 
 
+def revocation_cost(platform: Platform, unchecked: ServiceProcess, settings: Settings) -> list[Result]:
+    """orders ``GET /orders`` against the same app without the revocation check."""
+    headers = {"Authorization": f"Bearer {platform.customer_token()}"}
+
+    def orders(process: ServiceProcess) -> wrk.Load:
+        return wrk.run(
+            process.url + "/orders", seconds=settings.seconds, connections=CONNECTIONS, headers=headers
+        )
+
+    ours, theirs = side_by_side(settings, lambda: orders(platform.orders), lambda: orders(unchecked))
+    return [Result("auth_revocation_cost_rps", ours.rps, theirs.rps, " req/s", Target(">=", 0.9))]
+
+
 def service_to_service(platform: Platform, settings: Settings) -> list[Result]:
     """``POST /orders`` end to end, against the catalog's own ``POST /reservations`` it calls."""
     items = [{"product_id": platform.create_product(stock=10**9)["id"], "quantity": 1}]
@@ -209,9 +222,13 @@ def worker_memory(platform: Platform, bare: ServiceProcess) -> list[Result]:
 def run(work: Path, settings: Settings) -> list[Result]:
     """Every service benchmark, in one platform with its baselines beside it."""
     with running_platform(work) as platform:
-        progress("starting the baselines: a bare Flask catalog, users without token verification")
+        progress(
+            "starting the baselines: a bare Flask catalog, users without token verification, "
+            "orders without the revocation check"
+        )
         bare = baseline("catalog-bare", "catalog_bare()", platform.catalog.env, work / "logs")
         unverified = baseline("users-unverified", "users_unverified()", platform.users.env, work / "logs")
+        unchecked = baseline("orders-unchecked", "orders_unchecked()", platform.orders.env, work / "logs")
         try:
             results = []
             progress("kit overhead: GET /products/{id}, catalog vs bare Flask")
@@ -220,6 +237,8 @@ def run(work: Path, settings: Settings) -> list[Result]:
             results += kit_scaling(platform, work / "logs", settings)
             progress("authentication cost: GET /users/me, verified vs not")
             results += auth_cost(platform, unverified, settings)
+            progress("revocation cost: GET /orders, checked vs not")
+            results += revocation_cost(platform, unchecked, settings)
             progress("service to service: POST /orders vs the catalog's POST /reservations")
             results += service_to_service(platform, settings)
             results += worker_memory(platform, bare)
@@ -227,3 +246,4 @@ def run(work: Path, settings: Settings) -> list[Result]:
         finally:
             bare.stop()
             unverified.stop()
+            unchecked.stop()
