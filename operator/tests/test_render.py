@@ -19,10 +19,13 @@ from flotilla_operator.render import (
     external_url,
     image_tag,
     ingress,
+    labels,
     migration_job,
     migration_job_name,
+    migration_labels,
     network_policy,
     render,
+    selector_labels,
     service,
     service_monitor,
 )
@@ -408,12 +411,15 @@ def _peers(body: dict[str, Any], context: RenderContext) -> list[dict[str, Any]]
 
 def test_the_network_policy_admits_callers_ingress_and_prometheus_on_http_only() -> None:
     context = RenderContext(callers=("orders", "cart"), ingress_namespace="edge", prometheus_namespace="mon")
-    policy = network_policy(ms(ingress={"paths": ["/x"]}), context)
+    body = ms(ingress={"paths": ["/x"]})
+    policy = network_policy(body, context)
     assert policy is not None
-    assert policy["spec"]["podSelector"] == {
-        "matchLabels": {"app.kubernetes.io/name": "orders", "app.kubernetes.io/instance": "orders"}
-    }
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    # It selects the service's pods and its migration Jobs' pods, and nobody else's.
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= labels(body).items()
+    assert selector.items() <= migration_labels(body).items()
+    assert selector == {"app.kubernetes.io/name": "orders"}
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert _peers(ms(ingress={"paths": ["/x"]}), context) == [
         {
             "podSelector": {
@@ -442,6 +448,34 @@ def test_the_network_policy_follows_the_spec_and_its_extra_peers() -> None:
     extra = {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "test"}}}
     assert _peers(ms(networkPolicy={"enabled": True, "from": [extra]}), defaults)[-1] == extra
     assert network_policy(ms(networkPolicy={"enabled": False}), defaults) is None
+
+
+def test_egress_is_dns_the_dependencies_and_the_extra_peers_only() -> None:
+    database = {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "orders-database"}}}
+    body = ms(dependsOn=["users", "catalog"], networkPolicy={"to": [database]})
+    policy = network_policy(body, RenderContext())
+    assert policy is not None
+    dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    assert policy["spec"]["egress"] == [
+        dns,
+        {
+            "to": [
+                {"podSelector": {"matchLabels": selector_labels("users")}},
+                {"podSelector": {"matchLabels": selector_labels("catalog")}},
+                database,
+            ]
+        },
+    ]
+    alone = network_policy(ms(), RenderContext())
+    assert alone is not None
+    assert alone["spec"]["egress"] == [dns]  # no rule without peers: nothing else goes out
+
+
+def test_restrict_egress_false_leaves_egress_open() -> None:
+    policy = network_policy(ms(networkPolicy={"restrictEgress": False}), RenderContext())
+    assert policy is not None
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert "egress" not in policy["spec"]
 
 
 def test_a_network_policy_with_nobody_to_admit_admits_nobody() -> None:
@@ -619,3 +653,47 @@ def test_the_migrated_condition_follows_the_job(
     assert rollout["Degraded"].status is (reason == "Failed")
     if reason == "Failed":
         assert "BackoffLimitExceeded" in rollout["Degraded"].message
+
+
+def test_secret_items_reach_only_the_containers_they_are_for() -> None:
+    mount = {
+        "secretName": "credentials",
+        "mountPath": "/etc/flotilla/secrets",
+        "items": [
+            {"key": "db-url", "path": "DATABASE_URL"},
+            {"key": "client-secret", "path": "ORDERS_CLIENT_SECRET", "usedBy": ["service"]},
+            {"key": "admin", "path": "ADMIN_PASSWORD", "usedBy": ["migration"]},
+        ],
+    }
+    signing = {"secretName": "signing", "mountPath": "/signing", "usedBy": ["service"]}
+    body = ms(migrate=True, secretMounts=[mount, {"secretName": "keys", "mountPath": "/keys"}, signing])
+    pod = deployment(body, RenderContext())["spec"]["template"]["spec"]
+    job = migration_job(body, RenderContext())
+    assert job is not None
+    job_pod = job["spec"]["template"]["spec"]
+
+    def files(pod_spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            v["secret"]["secretName"]: v["secret"].get("items") for v in pod_spec["volumes"] if "secret" in v
+        }
+
+    assert files(pod) == {
+        "credentials": [
+            {"key": "db-url", "path": "DATABASE_URL"},
+            {"key": "client-secret", "path": "ORDERS_CLIENT_SECRET"},
+        ],
+        "keys": None,  # no items: every key, in both
+        "signing": None,
+    }
+    assert files(job_pod) == {
+        "credentials": [
+            {"key": "db-url", "path": "DATABASE_URL"},
+            {"key": "admin", "path": "ADMIN_PASSWORD"},
+        ],
+        "keys": None,
+    }
+    only_service = {**mount, "items": [mount["items"][1]]}
+    lonely = migration_job(ms(migrate=True, secretMounts=[only_service]), RenderContext())
+    assert lonely is not None
+    container = lonely["spec"]["template"]["spec"]["containers"][0]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]  # nothing of it mounted

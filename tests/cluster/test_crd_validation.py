@@ -95,7 +95,9 @@ def test_a_full_valid_spec_is_accepted(kube: ApiClient, space: str) -> None:
             "from": [
                 {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "test"}}},
                 {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}},
-            ]
+            ],
+            "restrictEgress": True,
+            "to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}],
         },
     }
     assert dry_run(kube, space, spec, strict=True) is None
@@ -238,6 +240,15 @@ INVALID_SPECS = [
         "spec.networkPolicy.from[0].ipBlock.cidr",
     ),
     ({"networkPolicy": {"from": [{}]}}, "spec.networkPolicy.from[0]: Invalid value"),
+    (
+        {"networkPolicy": {"to": [{"podSelector": {}, "ipBlock": {"cidr": "10.0.0.0/8"}}]}},
+        "spec.networkPolicy.to[0]",
+    ),
+    (
+        {"networkPolicy": {"to": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}},
+        "spec.networkPolicy.to[0].ipBlock.cidr",
+    ),
+    ({"networkPolicy": {"restrictEgress": "no"}}, "spec.networkPolicy.restrictEgress"),
     ({"dependsOn": ["invalid"]}, "spec.dependsOn must not name the Microservice itself"),
     ({"secretMounts": [{"secretName": "Bad Name", "mountPath": "/k"}]}, "spec.secretMounts[0].secretName"),
     ({"probes": {"liveness": {"path": "/live z"}}}, "spec.probes.liveness.path"),

@@ -174,50 +174,77 @@ POD_SECURITY = {
 }
 
 
-def volume_mounts(spec: dict[str, Any]) -> list[dict[str, Any]]:
+# The two containers a Microservice runs: what a secret mount's item may be limited to.
+SERVICE, MIGRATION = "service", "migration"
+
+
+def secret_volume(mount: dict[str, Any], role: str) -> dict[str, Any] | None:
+    """One mount's Secret volume for ``role``: every key, or the items for ``role`` (None: no item)."""
+    if role not in mount.get("usedBy", (SERVICE, MIGRATION)):
+        return None
+    volume: dict[str, Any] = {"secretName": mount["secretName"], "defaultMode": 0o440}
+    if "items" in mount:
+        items = [
+            {"key": item["key"], "path": item["path"]}
+            for item in mount["items"]
+            if role in item.get("usedBy", (SERVICE, MIGRATION))
+        ]
+        if not items:
+            return None
+        volume["items"] = items
+    return volume
+
+
+def _secret_mounts(spec: dict[str, Any], role: str) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """(index, mount, volume) of the secret mounts ``role`` gets; the index names the volume."""
+    mounts = enumerate(spec.get("secretMounts", []))
+    return [(index, mount, volume) for index, mount in mounts if (volume := secret_volume(mount, role))]
+
+
+def volume_mounts(spec: dict[str, Any], role: str = SERVICE) -> list[dict[str, Any]]:
     """The scratch directory, the secret mounts (read-only), then the spec's own ``volumeMounts``."""
     return [
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the writable scratch directory
         *(
             {"name": f"secret-{index}", "mountPath": mount["mountPath"], "readOnly": True}
-            for index, mount in enumerate(spec.get("secretMounts", []))
+            for index, mount, _volume in _secret_mounts(spec, role)
         ),
         *spec.get("volumeMounts", []),
     ]
 
 
-def volumes(spec: dict[str, Any]) -> list[dict[str, Any]]:
+def volumes(spec: dict[str, Any], role: str = SERVICE) -> list[dict[str, Any]]:
     """The scratch emptyDir, one Secret volume per secret mount, then the spec's own ``volumes``."""
     return [
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         *(
-            {"name": f"secret-{index}", "secret": {"secretName": mount["secretName"], "defaultMode": 0o440}}
-            for index, mount in enumerate(spec.get("secretMounts", []))
+            {"name": f"secret-{index}", "secret": volume}
+            for index, _mount, volume in _secret_mounts(spec, role)
         ),
         *spec.get("volumes", []),
     ]
 
 
-def _base_container(ms: Manifest, context: RenderContext) -> dict[str, Any]:
-    """What the service container and the migration container share."""
+def _base_container(ms: Manifest, context: RenderContext, role: str = SERVICE) -> dict[str, Any]:
+    """What the service container and the migration container share (but for their secrets)."""
     spec = ms["spec"]
     container: dict[str, Any] = {
         "image": spec["image"],
         "env": container_env(ms, context),
         "resources": spec.get("resources", {}),
         "securityContext": CONTAINER_SECURITY,
-        "volumeMounts": volume_mounts(spec),
+        "volumeMounts": volume_mounts(spec, role),
     }
     if spec.get("envFrom"):
         container["envFrom"] = spec["envFrom"]
     return container
 
 
-def _base_pod(ms: Manifest) -> dict[str, Any]:
+def _base_pod(ms: Manifest, role: str = SERVICE) -> dict[str, Any]:
     """What the service pods and the migration pods share: security, volumes, scheduling."""
     spec = ms["spec"]
     pod: dict[str, Any] = {
-        "volumes": volumes(spec),
+        "volumes": volumes(spec, role),
         "securityContext": POD_SECURITY,
         "automountServiceAccountToken": bool(spec.get("serviceAccountName")),
         # No Docker-link variables (USERS_PORT=tcp://...): configuration comes from env only.
@@ -299,7 +326,7 @@ def deployment(ms: Manifest, context: RenderContext, replicas: int | None = None
 
 
 def _migration_template(ms: Manifest, context: RenderContext) -> dict[str, Any]:
-    container = {"name": "migrate", **_base_container(ms, context), "args": ["migrate"]}
+    container = {"name": "migrate", **_base_container(ms, context, MIGRATION), "args": ["migrate"]}
     return {
         "metadata": {
             "labels": {**ms["spec"].get("podLabels", {}), **migration_labels(ms)},
@@ -308,7 +335,7 @@ def _migration_template(ms: Manifest, context: RenderContext) -> dict[str, Any]:
         # Migrations talk to their database, never to the Kubernetes API: no token, whatever the account.
         "spec": {
             "containers": [container],
-            **_base_pod(ms),
+            **_base_pod(ms, MIGRATION),
             "automountServiceAccountToken": False,
             "restartPolicy": "Never",
         },
@@ -416,23 +443,45 @@ def network_policy_peers(ms: Manifest, context: RenderContext) -> list[dict[str,
     return peers
 
 
+DNS_PORTS = [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+
+
+def network_policy_egress(ms: Manifest) -> list[dict[str, Any]]:
+    """Where the pods may connect: DNS anywhere, the services of ``dependsOn``, the peers of ``to``."""
+    spec = ms["spec"]
+    rules: list[dict[str, Any]] = [{"ports": DNS_PORTS}]
+    dependencies = [
+        {"podSelector": {"matchLabels": selector_labels(name)}} for name in spec.get("dependsOn", [])
+    ]
+    extra = (spec.get("networkPolicy") or {}).get("to", [])
+    if dependencies or extra:
+        rules.append({"to": [*dependencies, *extra]})
+    return rules
+
+
 def network_policy(ms: Manifest, context: RenderContext) -> Manifest | None:
-    """The NetworkPolicy admitting only the declared peers on port ``http``, unless disabled."""
+    """The NetworkPolicy admitting the declared peers on port ``http``, letting out only the egress list."""
     settings = ms["spec"].get("networkPolicy") or {}
     if not settings.get("enabled", True):
         return None
     peers = network_policy_peers(ms, context)
     # A rule without peers would admit everyone: no peers, no rule (nothing is admitted).
     rules = [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]}] if peers else []
+    name = ms["metadata"]["name"]
+    body: dict[str, Any] = {
+        # The name alone: the service's pods and its migration Jobs' (whose instance differs).
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
+        "policyTypes": ["Ingress"],
+        "ingress": rules,
+    }
+    if settings.get("restrictEgress", True):
+        body["policyTypes"] = ["Ingress", "Egress"]
+        body["egress"] = network_policy_egress(ms)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _metadata(ms),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(ms["metadata"]["name"])},
-            "policyTypes": ["Ingress"],
-            "ingress": rules,
-        },
+        "spec": body,
     }
 
 
