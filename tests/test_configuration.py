@@ -91,8 +91,6 @@ def test_migrate_seeds_the_demo_products_only_when_asked(tmp_path) -> None:
         ("users", {"TRUSTED_PROXIES": "10.0.0.1/8"}, "TRUSTED_PROXIES: bad entry '10.0.0.1/8'"),
         ("users", {"LOGIN_MAX_FAILURES_PER_ADDRESS": "0"}, "LOGIN_MAX_FAILURES_PER_ADDRESS"),
         ("users", {"TOKEN_ADDRESS_WINDOW_SECONDS": "soon"}, "TOKEN_ADDRESS_WINDOW_SECONDS"),
-        ("users", {"OAUTH_CLIENTS": "billing"}, "OAUTH_CLIENT_BILLING_SECRET"),
-        ("users", {"ADMIN_EMAIL": "a@example.com"}, "ADMIN_PASSWORD"),
         ("users", {"PORT": "http"}, "PORT"),
         ("users", {"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
     ],
@@ -108,3 +106,57 @@ def test_a_bad_variable_is_named_and_the_service_does_not_start(
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         assert named in result.stderr
         assert "Traceback" not in result.stderr
+
+
+# What only `migrate` needs (users registers the clients and the admin): it and check-config
+# refuse to start without it; `serve` is not given these secrets and does not need them.
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"OAUTH_CLIENTS": "billing"}, "OAUTH_CLIENT_BILLING_SECRET"),
+        ({"OAUTH_CLIENTS": "billing", "OAUTH_CLIENT_BILLING_SECRET": "short"}, "OAUTH_CLIENT_BILLING_SECRET"),
+        ({"ADMIN_EMAIL": "a@example.com"}, "ADMIN_PASSWORD"),
+    ],
+)
+def test_a_secret_only_the_migration_needs_is_named_by_migrate_and_check_config(
+    env: dict[str, str], named: str, tmp_path
+) -> None:
+    full = {**BASE, "FLOTILLA_DATA_DIR": str(tmp_path), **env}
+    for command in ("check-config", "migrate"):
+        result = run_cli("users", command, env=full)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert named in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_orders_migrates_without_the_client_secret_it_needs_to_serve(tmp_path) -> None:
+    env = {name: value for name, value in BASE.items() if name != "ORDERS_CLIENT_SECRET"}
+    migrated = run_cli("orders", "migrate", env={**env, "FLOTILLA_DATA_DIR": str(tmp_path)})
+    assert migrated.returncode == 0, migrated.stderr
+    refused = run_cli("orders", "check-config", env={**env, "FLOTILLA_DATA_DIR": str(tmp_path)})
+    assert refused.returncode == 2 and "ORDERS_CLIENT_SECRET" in refused.stderr
+
+
+def test_secrets_come_from_files_named_by_file_variables_or_in_the_secrets_directory(tmp_path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "ORDERS_CLIENT_SECRET").write_text("from-the-secrets-directory\n")
+    database = tmp_path / "orders.db"
+    (tmp_path / "database-url").write_text(f"sqlite:///{database}\n")
+    env = {name: value for name, value in BASE.items() if name != "ORDERS_CLIENT_SECRET"}
+    env |= {
+        "FLOTILLA_DATA_DIR": str(tmp_path / "data"),
+        "FLOTILLA_SECRETS_DIR": str(secrets),
+        "DATABASE_URL_FILE": str(tmp_path / "database-url"),
+    }
+    assert run_cli("orders", "check-config", env=env).returncode == 0
+    migrated = run_cli("orders", "migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert database.exists()  # the URL came from the file, its newline stripped
+    (secrets / "ORDERS_CLIENT_SECRET").write_text("short")
+    short = run_cli("orders", "check-config", env=env)
+    assert short.returncode == 2 and "ORDERS_CLIENT_SECRET" in short.stderr  # validated like a variable
+    both = run_cli("orders", "check-config", env={**env, "DATABASE_URL": f"sqlite:///{database}"})
+    assert both.returncode == 2 and "DATABASE_URL and DATABASE_URL_FILE" in both.stderr
+    missing = run_cli("orders", "check-config", env={**env, "DATABASE_URL_FILE": str(tmp_path / "nope")})
+    assert missing.returncode == 2 and "DATABASE_URL_FILE" in missing.stderr

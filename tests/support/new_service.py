@@ -72,6 +72,7 @@ FILES = {
                 name="{NAME}",
                 app_factory="flotilla_{NAME}.app:create_app()",
                 load_settings=lambda: KitSettings.load("{NAME}"),
+                load_migration_settings=lambda: KitSettings.load("{NAME}"),
                 metadata=MetaData(),
                 versions=Path(__file__).with_name("migrations"),
             )

@@ -45,6 +45,7 @@ main = service_cli(
         name=SERVICE,
         app_factory="flotilla_catalog.app:create_app()",
         load_settings=CatalogSettings.load,
+        load_migration_settings=CatalogSettings.load,
         metadata=metadata,
         versions=Path(__file__).with_name("migrations") / "versions",
         bootstrap=bootstrap,

@@ -23,22 +23,25 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 S = TypeVar("S", bound=KitSettings)
+M = TypeVar("M", bound=KitSettings)
 
 
 @dataclass(frozen=True)
-class ServiceDefinition(Generic[S]):
+class ServiceDefinition(Generic[S, M]):
     """What the kit needs to know to migrate and serve one service.
 
-    ``metadata`` may be a function that imports the models and returns theirs, so that only
-    ``migrate`` imports them.
+    ``load_settings`` reads what ``serve`` needs, ``load_migration_settings`` what ``migrate``
+    and ``bootstrap`` need: each container is given only its own secrets. ``metadata`` may be a
+    function that imports the models and returns theirs, so that only ``migrate`` imports them.
     """
 
     name: str
     app_factory: str
     load_settings: Callable[[], S]
+    load_migration_settings: Callable[[], M]
     metadata: MetaData | Callable[[], MetaData]
     versions: Path
-    bootstrap: Callable[[S], None] | None = None
+    bootstrap: Callable[[M], None] | None = None
 
     def target_metadata(self) -> MetaData:
         """The tables the migrations are checked against."""
@@ -54,7 +57,7 @@ def load_or_exit(load: Callable[[], T]) -> T:
         sys.exit(2)
 
 
-def service_cli(service: ServiceDefinition[S]) -> click.Group:
+def service_cli(service: ServiceDefinition[S, M]) -> click.Group:
     """A click group with the commands every service has; services may add their own."""
 
     @click.group(help=f"Flotilla {service.name} service.")
@@ -63,8 +66,9 @@ def service_cli(service: ServiceDefinition[S]) -> click.Group:
 
     @group.command("check-config")
     def check_config() -> None:
-        """Validate the environment and exit."""
+        """Validate the environment of every command (serve and migrate) and exit."""
         load_or_exit(service.load_settings)
+        load_or_exit(service.load_migration_settings)
         load_or_exit(ServerSettings.load)
         click.echo("configuration ok")
 
@@ -73,7 +77,7 @@ def service_cli(service: ServiceDefinition[S]) -> click.Group:
         """Upgrade the database schema to the newest revision, then bootstrap its data."""
         from flotilla_kit import migrations  # noqa: PLC0415 - Alembic: this command only
 
-        settings = load_or_exit(service.load_settings)
+        settings = load_or_exit(service.load_migration_settings)
         try:
             migrations.upgrade(
                 settings.database_url,

@@ -29,6 +29,40 @@ def read_env() -> Env:
     return Env(eager=False, expand_vars=False)
 
 
+def secret(env: Env, name: str, default: str | None = None, validate: Any = None) -> str | None:
+    """A secret setting: variable ``name``, file ``<name>_FILE``, file ``$FLOTILLA_SECRETS_DIR/<name>``.
+
+    Files (a mounted Secret) keep secrets out of the container's environment, which child
+    processes, crash reports and ``kubectl describe`` show. A value from a file is validated too.
+    """
+    if name in os.environ:
+        if f"{name}_FILE" in os.environ:
+            raise ConfigError(f"invalid configuration: {name} and {name}_FILE: set one, not both")
+        value: str | None = env.str(name, default, validate=validate)
+        return value
+    path = os.environ.get(f"{name}_FILE") or _in_secrets_dir(name)
+    if path is None:
+        return default
+    try:
+        value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"invalid configuration: {name}_FILE: cannot read {path!r} ({exc})") from None
+    for check in validate if isinstance(validate, list | tuple) else [validate] if validate else []:
+        try:
+            check(value)
+        except ValidationError as exc:
+            raise ConfigError(
+                f"invalid configuration: {name} (from {path}): {' '.join(exc.messages)}"
+            ) from None
+    return value
+
+
+def _in_secrets_dir(name: str) -> str | None:
+    directory = os.environ.get("FLOTILLA_SECRETS_DIR")
+    candidate = Path(directory) / name if directory else None
+    return str(candidate) if candidate and candidate.is_file() else None
+
+
 def finish(env: Env) -> None:
     """Raise one ``ConfigError`` naming every missing or invalid variable."""
     try:
@@ -113,7 +147,7 @@ class KitSettings:
                 validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
             ),
             "data_dir": data_dir,
-            "database_url": env.str("DATABASE_URL", f"sqlite:///{data_dir / (service_name + '.db')}"),
+            "database_url": secret(env, "DATABASE_URL", f"sqlite:///{data_dir / (service_name + '.db')}"),
             # How long `migrate` waits for the database to answer (a fresh PostgreSQL starts slowly).
             "database_wait_seconds": env.float(
                 "DATABASE_WAIT_SECONDS", 120.0, validate=Range(min=0, max=3600)

@@ -6,12 +6,14 @@ process with gunicorn at once.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from flotilla_kit.cli import ServiceDefinition, load_or_exit, service_cli
+from flotilla_kit.settings import KitSettings
 from flotilla_orders.settings import SERVICE, OrdersSettings
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ main = service_cli(
         name=SERVICE,
         app_factory="flotilla_orders.app:create_app()",
         load_settings=OrdersSettings.load,
+        # The migration needs the database, not the client secret: it is not given it.
+        load_migration_settings=partial(KitSettings.load, SERVICE),
         metadata=metadata,
         versions=Path(__file__).with_name("migrations") / "versions",
     )

@@ -41,6 +41,7 @@ main = service_cli(
         name=SERVICE,
         app_factory="flotilla_users.app:create_app()",
         load_settings=UsersSettings.load,
+        load_migration_settings=UsersSettings.load_for_migration,
         metadata=metadata,
         versions=Path(__file__).with_name("migrations") / "versions",
         bootstrap=bootstrap,

@@ -31,6 +31,8 @@ def sync_clients(session: Session, configured: Iterable[ServiceClientConfig]) ->
     wanted = {client.client_id: client for client in configured}
     existing = {client.client_id: client for client in session.scalars(select(ServiceClient))}
     for client_id, config in wanted.items():
+        # UsersSettings.load_for_migration, which `migrate` reads, requires every secret.
+        assert config.secret is not None, client_id
         row = existing.get(client_id)
         if row is None:
             row = ServiceClient(client_id=client_id, secret_hash=secret_digest(config.secret))

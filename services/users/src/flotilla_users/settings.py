@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from marshmallow.validate import Length, Range
 
-from flotilla_kit.settings import PRODUCTION, ConfigError, KitSettings, finish, read_env
+from flotilla_kit.settings import PRODUCTION, ConfigError, KitSettings, finish, read_env, secret
 
 SERVICE = "users"
 
@@ -19,7 +19,7 @@ class ServiceClientConfig:
     """A service allowed the client-credentials grant, with its secret and scopes."""
 
     client_id: str
-    secret: str
+    secret: str | None  # only the migration, which registers the clients, is given it
     scopes: frozenset[str]
 
 
@@ -57,16 +57,16 @@ class UsersSettings(KitSettings):
         clients = []
         for client_id in client_ids:
             prefix = f"OAUTH_CLIENT_{client_id.upper().replace('-', '_')}"
-            secret = env.str(f"{prefix}_SECRET", None, validate=Length(min=16))
+            client_secret = secret(env, f"{prefix}_SECRET", validate=Length(min=16))
             scopes = env.str(f"{prefix}_SCOPES", "")
-            clients.append((client_id, secret, scopes, prefix))
+            clients.append((client_id, client_secret, scopes, prefix))
         extra: dict[str, Any] = {
             "jwt_active_kid": env.str("JWT_ACTIVE_KID", None),
             "access_token_ttl_seconds": env.int(
                 "ACCESS_TOKEN_TTL_SECONDS", 900, validate=Range(min=30, max=86400)
             ),
             "admin_email": env.str("ADMIN_EMAIL", None),
-            "admin_password": env.str("ADMIN_PASSWORD", None, validate=Length(min=8)),
+            "admin_password": secret(env, "ADMIN_PASSWORD", validate=Length(min=8)),
             "login_max_failures": env.int("LOGIN_MAX_FAILURES", 5, validate=Range(min=1)),
             "login_lockout_seconds": env.int("LOGIN_LOCKOUT_SECONDS", 60, validate=Range(min=1)),
             "login_address_limit": RateLimit(
@@ -91,22 +91,34 @@ class UsersSettings(KitSettings):
             )
         if problems:
             raise ConfigError(f"invalid configuration: {'; '.join(problems)}")
-        for client_id, secret, _scopes, prefix in clients:
-            if not secret:
-                raise ConfigError(
-                    f"invalid configuration: {prefix}_SECRET: required for OAuth client {client_id!r}"
-                )
-        if bool(extra["admin_email"]) != bool(extra["admin_password"]):
-            raise ConfigError("invalid configuration: ADMIN_EMAIL and ADMIN_PASSWORD: set both or neither")
         return cls(
             **fields,
             jwt_keys_dir=Path(keys_dir) if keys_dir else fields["data_dir"] / "jwt-keys",
             oauth_clients=tuple(
-                ServiceClientConfig(client_id, str(secret), frozenset(scopes.split()))
-                for client_id, secret, scopes, _prefix in clients
+                ServiceClientConfig(client_id, client_secret, frozenset(scopes.split()))
+                for client_id, client_secret, scopes, _prefix in clients
             ),
             **extra,
         )
+
+    @classmethod
+    def load_for_migration(cls, service_name: str = SERVICE) -> UsersSettings:
+        """The settings ``migrate`` needs: also every client's secret and the admin's password.
+
+        Only the migration registers clients and the admin, so only it is given their secrets.
+        """
+        settings = cls.load(service_name)
+        problems = [
+            f"OAUTH_CLIENT_{client.client_id.upper().replace('-', '_')}_SECRET: "
+            f"required for OAuth client {client.client_id!r}"
+            for client in settings.oauth_clients
+            if not client.secret
+        ]
+        if bool(settings.admin_email) != bool(settings.admin_password):
+            problems.append("ADMIN_EMAIL and ADMIN_PASSWORD: set both or neither")
+        if problems:
+            raise ConfigError(f"invalid configuration: {'; '.join(problems)}")
+        return settings
 
 
 def is_issuer_identifier(value: str) -> bool:
