@@ -24,6 +24,11 @@ for name, entry in json.load(sys.stdin).items():
     if entry.get("oauthClient"):
         print(name, (entry["oauthClient"] or {}).get("scopes", ""))
 ')
+# The token issuer (services.N.tokenIssuer): its URL is every token's `iss` (RFC 8414 metadata).
+issuer_service=$("$VENV/bin/python" "$ROOT/scripts/services.py" json | "$VENV/bin/python" -c '
+import json, sys
+print(next((name for name, entry in json.load(sys.stdin).items() if entry.get("tokenIssuer")), ""))
+')
 
 # Secrets made once and kept, so a second run finds the same clients and admin; a client added
 # to the list gets its secret on the next run.
@@ -47,6 +52,7 @@ for index in "${!services[@]}"; do
   port_var="${prefix}_PORT"
   ports+=("${!port_var:-$((8001 + index))}")
   export "${prefix}_URL=http://127.0.0.1:${ports[$index]}"
+  [ "${services[$index]}" != "$issuer_service" ] || export "JWT_ISSUER=http://127.0.0.1:${ports[$index]}"
 done
 for client in "${clients[@]}"; do
   name=${client%% *} scopes=${client#* }

@@ -61,6 +61,17 @@ def of_kind(documents: Documents, kind: str) -> dict[str, dict[str, Any]]:
     return {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == kind}
 
 
+def secret_files(spec: dict[str, Any]) -> dict[tuple[str, str, str], tuple[str, ...]]:
+    """(file, Secret, key) -> the containers given it; ``*`` for a mount of every key."""
+    both = ("service", "migration")
+    files = {}
+    for mount in spec.get("secretMounts", []):
+        for item in mount.get("items", [{"path": "*", "key": "*"}]):
+            used_by = tuple(item.get("usedBy", mount.get("usedBy", both)))
+            files[(item["path"], mount["secretName"], item["key"])] = used_by
+    return files
+
+
 def env_of(microservice: dict[str, Any]) -> dict[str, Any]:
     """name -> value, or name -> (secret, key) for a secretKeyRef."""
     found: dict[str, Any] = {}
@@ -133,37 +144,59 @@ def test_the_umbrella_renders_the_services_only_as_microservices() -> None:
 
 
 def test_the_microservices_carry_the_wiring_of_the_map() -> None:
-    microservices = of_kind(template(), "Microservice")
+    documents = template()
+    microservices, databases = of_kind(documents, "Microservice"), of_kind(documents, "StatefulSet")
     users, catalog, orders = (microservices[name]["spec"] for name in ("users", "catalog", "orders"))
     assert "dependsOn" not in users
     assert catalog["dependsOn"] == ["users"] and orders["dependsOn"] == ["users", "catalog"]
     assert users["ingress"]["paths"] == ["/users", "/auth", "/oauth", "/.well-known"]
     assert catalog["ingress"]["paths"] == ["/products"] and orders["ingress"]["paths"] == ["/orders"]
+    issuer = "https://users.default.svc.cluster.local"
+    proxies = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    common = {
+        "TRUSTED_PROXIES": proxies,
+        "JWT_ISSUER": issuer,
+        "FLOTILLA_SECRETS_DIR": "/etc/flotilla/secrets",
+    }
     assert env_of(microservices["users"]) == {
-        "DATABASE_URL": ("fl-flotilla", "users-database-url"),
+        **common,
         "JWT_KEYS_DIR": "/etc/flotilla/jwt-keys",
         "OAUTH_CLIENTS": "orders",
-        "OAUTH_CLIENT_ORDERS_SECRET": ("fl-flotilla", "orders-client-secret"),
         "OAUTH_CLIENT_ORDERS_SCOPES": "reservations:write",
         "ADMIN_EMAIL": "admin@flotilla.local",
-        "ADMIN_PASSWORD": ("fl-flotilla", "admin-password"),
     }
-    assert users["secretMounts"] == [{"secretName": "fl-jwt-keys", "mountPath": "/etc/flotilla/jwt-keys"}]
-    assert env_of(microservices["catalog"]) == {"DATABASE_URL": ("fl-flotilla", "catalog-database-url")}
-    assert env_of(microservices["orders"]) == {
-        "DATABASE_URL": ("fl-flotilla", "orders-database-url"),
-        "ORDERS_CLIENT_SECRET": ("fl-flotilla", "orders-client-secret"),
+    assert env_of(microservices["catalog"]) == env_of(microservices["orders"]) == common
+    # No secret in any environment: files in one mount, each only in the container that uses it.
+    assert secret_files(users) == {
+        ("DATABASE_URL", "fl-flotilla", "users-database-url"): ("service", "migration"),
+        ("OAUTH_CLIENT_ORDERS_SECRET", "fl-flotilla", "orders-client-secret"): ("migration",),
+        ("ADMIN_PASSWORD", "fl-flotilla", "admin-password"): ("migration",),
+        ("*", "fl-jwt-keys", "*"): ("service",),
+    }
+    assert secret_files(catalog) == {
+        ("DATABASE_URL", "fl-flotilla", "catalog-database-url"): ("service", "migration"),
+    }
+    assert secret_files(orders) == {
+        ("DATABASE_URL", "fl-flotilla", "orders-database-url"): ("service", "migration"),
+        ("ORDERS_CLIENT_SECRET", "fl-flotilla", "orders-client-secret"): ("service",),
     }
     test_pod = {
         "podSelector": {
             "matchLabels": {"app.kubernetes.io/component": "test", "app.kubernetes.io/instance": "fl"}
         }
     }
-    for spec in (users, catalog, orders):
+    for name, spec in (("users", users), ("catalog", catalog), ("orders", orders)):
         assert spec["replicas"] == 2 and spec["migrate"] is True
         assert spec["disruptionBudget"] == {"minAvailable": 1}
         assert spec["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
-        assert spec["networkPolicy"] == {"enabled": True, "from": [test_pod]}
+        policy = spec["networkPolicy"]
+        assert {key: policy[key] for key in ("enabled", "from")} == {"enabled": True, "from": [test_pod]}
+        # Egress to its own database: the peer selects that StatefulSet's pods and no other's.
+        (database,) = policy["to"]
+        selector = database["podSelector"]["matchLabels"].items()
+        for statefulset, pods in databases.items():
+            labels = pods["spec"]["template"]["metadata"]["labels"].items()
+            assert (selector <= labels) == (statefulset == f"fl-{name}-postgresql"), statefulset
         assert "host" not in spec["ingress"] and "className" not in spec["ingress"]
 
 
@@ -225,7 +258,9 @@ def test_a_fourth_map_entry_renders_a_fourth_microservice_and_nothing_else() -> 
     assert len(after) == len(before) + 1
     hello = of_kind(after, "Microservice")["hello"]["spec"]
     assert hello["image"] == FOURTH["image"] and hello["ingress"]["paths"] == ["/hello"]
-    assert hello["replicas"] == 2 and "env" not in hello  # no database, no client: nothing injected
+    # No database, no client: only the release-wide settings, and no secret at all.
+    assert hello["replicas"] == 2 and "secretMounts" not in hello
+    assert {entry["name"] for entry in hello["env"]} == {"TRUSTED_PROXIES", "JWT_ISSUER"}
     test_pod = next(doc for doc in after if doc["kind"] == "Pod")
     assert test_pod["spec"]["containers"][0]["args"][1:] == sorted([*SERVICES, "hello"])
 
@@ -280,11 +315,13 @@ def test_existing_secrets_render_no_secret_and_are_referenced() -> None:
     )
     assert not of_kind(documents, "Secret")
     users = of_kind(documents, "Microservice")["users"]
-    assert env_of(users)["ADMIN_PASSWORD"] == ("shop-credentials", "admin-password")
-    assert users["spec"]["secretMounts"][0]["secretName"] == "shop-jwt"
+    assert ("ADMIN_PASSWORD", "shop-credentials", "admin-password") in secret_files(users["spec"])
+    assert ("*", "shop-jwt", "*") in secret_files(users["spec"])
     for name in DATABASES:
         microservice = of_kind(documents, "Microservice")[name]
-        assert env_of(microservice)["DATABASE_URL"] == ("shop-credentials", f"{name}-database-url")
+        assert ("DATABASE_URL", "shop-credentials", f"{name}-database-url") in secret_files(
+            microservice["spec"]
+        )
         container = of_kind(documents, "StatefulSet")[f"fl-{name}-postgresql"]["spec"]["template"]["spec"][
             "containers"
         ][0]
@@ -319,6 +356,33 @@ def test_the_schema_rejects_a_bad_value_naming_it(value: str) -> None:
     result = tool("helm", "template", "fl", UMBRELLA, "--set", value)
     assert result.returncode != 0, f"{value} accepted"
     assert BAD_VALUES[value] in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "issuer"),
+    [
+        ({"ingress.host": "shop.example.com"}, "https://shop.example.com"),
+        (
+            {"ingress.host": "shop.example.com", "global.issuerUrl": "https://id.example.com"},
+            "https://id.example.com",
+        ),
+        (
+            {"services.users.tokenIssuer": "false", "services.accounts.tokenIssuer": "true"},
+            "https://accounts.shop.svc.cluster.local",
+        ),
+    ],
+)
+def test_every_service_gets_the_one_issuer_url(values: dict[str, str], issuer: str) -> None:
+    microservices = of_kind(template(*sets(values), namespace="shop"), "Microservice")
+    assert {name: env_of(ms)["JWT_ISSUER"] for name, ms in microservices.items()} == dict.fromkeys(
+        microservices, issuer
+    )
+
+
+def test_an_issuer_url_that_is_not_https_is_refused_naming_it() -> None:
+    result = tool("helm", "template", "fl", UMBRELLA, "--set", "global.issuerUrl=http://shop.example.com")
+    assert result.returncode != 0
+    assert "issuerUrl" in result.stderr
 
 
 def test_a_token_issuer_is_needed_by_an_oauth_client() -> None:
@@ -365,7 +429,7 @@ def _rules(role: dict[str, Any]) -> set[tuple[str, str]]:
     }
 
 
-def test_a_watched_namespace_confines_the_reads_of_secrets_and_configmaps_to_it() -> None:
+def test_a_watched_namespace_confines_every_namespaced_right_to_a_role_there() -> None:
     everywhere = template()
     cluster_role = next(iter(of_kind(everywhere, "ClusterRole").values()))
     assert {("", "secrets"), ("", "configmaps")} <= _rules(cluster_role)
@@ -375,8 +439,17 @@ def test_a_watched_namespace_confines_the_reads_of_secrets_and_configmaps_to_it(
     cluster_role = next(iter(of_kind(confined, "ClusterRole").values()))
     role = next(iter(of_kind(confined, "Role").values()))
     binding = next(iter(of_kind(confined, "RoleBinding").values()))
-    assert not {("", "secrets"), ("", "configmaps")} & _rules(cluster_role)
-    assert _rules(role) == {("", "secrets"), ("", "configmaps")}
+    # Cluster-wide: only its CRD and the namespace list; no Secret read, no workload created.
+    assert _rules(cluster_role) == {
+        ("apiextensions.k8s.io", "customresourcedefinitions"),
+        ("", "namespaces"),
+    }
+    assert {("", "secrets"), ("", "configmaps"), ("apps", "deployments"), ("batch", "jobs")} <= _rules(role)
+    assert ("flotilla.dev", "microservices") in _rules(role)
+    # Everything the operator may do everywhere without a watched namespace, it may do there.
+    assert _rules(role) | _rules(cluster_role) == _rules(
+        next(iter(of_kind(everywhere, "ClusterRole").values()))
+    )
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "shop"
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "flotilla-operator", "namespace": "default"}

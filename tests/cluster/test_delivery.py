@@ -193,11 +193,18 @@ def test_the_shop_reads_only_secrets_and_keys_its_bootstrap_job_makes() -> None:
     for key, name in referenced:
         assert key in made.get(name, set()), (name, key)
     mounts = [
-        s["secretName"]
-        for m in of_kind(documents, "Microservice").values()
-        for s in m["spec"].get("secretMounts", [])
+        mount for m in of_kind(documents, "Microservice").values() for mount in m["spec"]["secretMounts"]
     ]
-    assert mounts == ["shop-jwt-keys"]
+    assert {mount["secretName"] for mount in mounts} == {"shop-secrets", "shop-jwt-keys"}
+    for mount in mounts:
+        for item in mount.get("items", []):
+            assert item["key"] in made[mount["secretName"]], item
+    # No Microservice takes a secret from its environment: files only.
+    assert not any(
+        "valueFrom" in entry
+        for m in of_kind(documents, "Microservice").values()
+        for entry in m["spec"].get("env", [])
+    )
     (pem,) = bootstrap.jwt_keys().values()
     assert pem.startswith("-----BEGIN PRIVATE KEY-----")
     secrets = bootstrap.shop_secrets()

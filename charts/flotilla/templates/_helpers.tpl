@@ -36,15 +36,30 @@
 {{- toYaml $services -}}
 {{- end -}}
 
+{{/* The token issuer's identifier: (list $ $services). global.issuerUrl, else the ingress host's
+     https origin, else the in-cluster URL of the service with tokenIssuer: true (none: empty). */}}
+{{- define "flotilla.issuerUrl" -}}
+{{- $root := index . 0 -}}{{- $services := index . 1 -}}
+{{- if $root.Values.global.issuerUrl -}}
+{{- $root.Values.global.issuerUrl -}}
+{{- else if and $root.Values.ingress.enabled $root.Values.ingress.host -}}
+{{- printf "https://%s" $root.Values.ingress.host -}}
+{{- else -}}
+{{- $issuer := "" -}}
+{{- range $name, $entry := $services -}}{{- if $entry.tokenIssuer -}}{{- $issuer = $name -}}{{- end -}}{{- end -}}
+{{- with $issuer -}}{{- printf "https://%s.%s.svc.cluster.local" . $root.Release.Namespace -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The pod labels of one service's bundled PostgreSQL: (list $ "users"), as YAML. */}}
+{{- define "flotilla.postgresql.selector" -}}
+{{- $root := index . 0 -}}
+{{- toYaml (dict "app.kubernetes.io/name" "postgresql" "app.kubernetes.io/instance" $root.Release.Name "app.kubernetes.io/component" (printf "%s-database" (index . 1))) -}}
+{{- end -}}
+
 {{/* A name as an environment variable prefix: orders -> ORDERS, my-svc -> MY_SVC. */}}
 {{- define "flotilla.envPrefix" -}}
 {{- . | upper | replace "-" "_" -}}
-{{- end -}}
-
-{{/* A secretKeyRef env entry: (list $ "NAME" "key"). */}}
-{{- define "flotilla.secretEnv" -}}
-{{- $root := index . 0 -}}
-{{- dict "name" (index . 1) "valueFrom" (dict "secretKeyRef" (dict "name" (include "flotilla.secretName" $root) "key" (index . 2))) | toJson -}}
 {{- end -}}
 
 {{/* The Microservice spec of one service: (list $ name entry $services), as YAML. The
@@ -57,8 +72,19 @@
 {{- $_ := set $spec "image" ($entry.image | default (printf "%sflotilla/%s:%s" (ternary (printf "%s/" $registry) "" (ne $registry "")) $name $tag)) -}}
 {{- /* Injected env first; an entry's own env entry of the same name replaces the injected one. */ -}}
 {{- $injected := list -}}
+{{- with $root.Values.global.trustedProxies -}}
+{{- $injected = append $injected (dict "name" "TRUSTED_PROXIES" "value" .) -}}
+{{- end -}}
+{{- with include "flotilla.issuerUrl" (list $root $services) -}}
+{{- $injected = append $injected (dict "name" "JWT_ISSUER" "value" .) -}}
+{{- end -}}
+{{- /* Secrets as files in one mount, each only in the container that uses it (the kit reads
+       $FLOTILLA_SECRETS_DIR/<VARIABLE>): the migration registers clients and the admin, the
+       service signs and calls with its client secret. */ -}}
+{{- $files := list -}}
+{{- $mounts := $spec.secretMounts | default list -}}
 {{- if $entry.database -}}
-{{- $injected = append $injected (include "flotilla.secretEnv" (list $root "DATABASE_URL" (printf "%s-database-url" $name)) | fromJson) -}}
+{{- $files = append $files (dict "key" (printf "%s-database-url" $name) "path" "DATABASE_URL") -}}
 {{- end -}}
 {{- if $entry.tokenIssuer -}}
 {{- $clients := list -}}
@@ -69,17 +95,21 @@
 {{- $injected = append $injected (dict "name" "OAUTH_CLIENTS" "value" (join "," $clients)) -}}
 {{- range $client := $clients -}}
 {{- $prefix := printf "OAUTH_CLIENT_%s" (include "flotilla.envPrefix" $client) -}}
-{{- $injected = append $injected (include "flotilla.secretEnv" (list $root (printf "%s_SECRET" $prefix) (printf "%s-client-secret" $client)) | fromJson) -}}
+{{- $files = append $files (dict "key" (printf "%s-client-secret" $client) "path" (printf "%s_SECRET" $prefix) "usedBy" (list "migration")) -}}
 {{- $injected = append $injected (dict "name" (printf "%s_SCOPES" $prefix) "value" (required (printf "services.%s.oauthClient.scopes is required" $client) (index $services $client).oauthClient.scopes)) -}}
 {{- end -}}
 {{- $injected = append $injected (dict "name" "ADMIN_EMAIL" "value" $root.Values.global.adminEmail) -}}
-{{- $injected = append $injected (include "flotilla.secretEnv" (list $root "ADMIN_PASSWORD" "admin-password") | fromJson) -}}
-{{- $mounts := $spec.secretMounts | default list -}}
-{{- $_ := set $spec "secretMounts" (prepend $mounts (dict "secretName" (include "flotilla.jwtSecretName" $root) "mountPath" "/etc/flotilla/jwt-keys")) -}}
+{{- $files = append $files (dict "key" "admin-password" "path" "ADMIN_PASSWORD" "usedBy" (list "migration")) -}}
+{{- $mounts = prepend $mounts (dict "secretName" (include "flotilla.jwtSecretName" $root) "mountPath" "/etc/flotilla/jwt-keys" "usedBy" (list "service")) -}}
 {{- end -}}
 {{- if $entry.oauthClient -}}
-{{- $injected = append $injected (include "flotilla.secretEnv" (list $root (printf "%s_CLIENT_SECRET" (include "flotilla.envPrefix" $name)) (printf "%s-client-secret" $name)) | fromJson) -}}
+{{- $files = append $files (dict "key" (printf "%s-client-secret" $name) "path" (printf "%s_CLIENT_SECRET" (include "flotilla.envPrefix" $name)) "usedBy" (list "service")) -}}
 {{- end -}}
+{{- if $files -}}
+{{- $mounts = prepend $mounts (dict "secretName" (include "flotilla.secretName" $root) "mountPath" "/etc/flotilla/secrets" "items" $files) -}}
+{{- $injected = append $injected (dict "name" "FLOTILLA_SECRETS_DIR" "value" "/etc/flotilla/secrets") -}}
+{{- end -}}
+{{- if $mounts -}}{{- $_ := set $spec "secretMounts" $mounts -}}{{- end -}}
 {{- $own := $spec.env | default list -}}
 {{- $ownNames := list -}}
 {{- range $own -}}{{- $ownNames = append $ownNames .name -}}{{- end -}}
@@ -114,6 +144,12 @@
 {{- $policy := $spec.networkPolicy | default dict -}}
 {{- $testPod := dict "podSelector" (dict "matchLabels" (dict "app.kubernetes.io/component" "test" "app.kubernetes.io/instance" $root.Release.Name)) -}}
 {{- $_ := set $policy "from" (prepend ($policy.from | default list) $testPod) -}}
+{{- /* Egress: its own database and the release's extra peers, beside what the operator derives. */ -}}
+{{- $to := concat ($policy.to | default list) ($root.Values.networkPolicy.to | default list) -}}
+{{- if and $entry.database $root.Values.postgresql.enabled -}}
+{{- $to = prepend $to (dict "podSelector" (dict "matchLabels" (include "flotilla.postgresql.selector" (list $root $name) | fromYaml))) -}}
+{{- end -}}
+{{- if $to -}}{{- $_ := set $policy "to" $to -}}{{- end -}}
 {{- $_ := set $spec "networkPolicy" (merge $policy (dict "enabled" true)) -}}
 {{- else -}}
 {{- $_ := set $spec "networkPolicy" (dict "enabled" false) -}}
