@@ -156,14 +156,3 @@ def test_the_signing_key_is_chosen_by_kid_or_by_file_name(tmp_path: Path) -> Non
         algorithms=["RS256"],
     )
     assert signed.header["kid"] == by_name.active_kid
-
-
-def test_a_failed_login_answers_with_a_challenge(platform: Platform) -> None:
-    account = platform.register()
-    response = requests.post(
-        f"{platform.users.url}/auth/login",
-        json={"email": account["email"], "password": "not the password"},
-        timeout=10,
-    )
-    assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"] == 'Bearer realm="flotilla"'

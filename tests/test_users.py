@@ -48,6 +48,8 @@ def test_login_with_a_wrong_password_is_401(platform: Platform) -> None:
     assert response.status_code == 401
     assert response.headers["Content-Type"] == PROBLEM
     assert response.json()["status"] == 401
+    # RFC 9110: a 401 carries a challenge (no error code: no token was presented, RFC 6750 3.1).
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="flotilla"'
 
 
 def test_login_with_an_unknown_email_is_the_same_401(platform: Platform) -> None:

@@ -124,29 +124,27 @@ def kit_scaling(platform: Platform, log_dir: Path, settings: Settings) -> list[R
     return [scaling(two, one)]
 
 
-def auth_cost(platform: Platform, unverified: ServiceProcess, settings: Settings) -> list[Result]:
-    """``GET /users/me`` against the same app with token verification taken out."""
+def customer_reads(
+    platform: Platform, settings: Settings, path: str, ours: ServiceProcess, theirs: ServiceProcess
+) -> tuple[wrk.Load, wrk.Load]:
+    """A customer's ``GET path`` on two processes of one service, side by side."""
     headers = {"Authorization": f"Bearer {platform.customer_token()}"}
 
-    def me(process: ServiceProcess) -> wrk.Load:
-        return wrk.run(
-            process.url + "/users/me", seconds=settings.seconds, connections=CONNECTIONS, headers=headers
-        )
+    def read(process: ServiceProcess) -> wrk.Load:
+        return wrk.run(process.url + path, seconds=settings.seconds, connections=CONNECTIONS, headers=headers)
 
-    ours, theirs = side_by_side(settings, lambda: me(platform.users), lambda: me(unverified))
+    return side_by_side(settings, lambda: read(ours), lambda: read(theirs))
+
+
+def auth_cost(platform: Platform, unverified: ServiceProcess, settings: Settings) -> list[Result]:
+    """``GET /users/me`` against the same app with token verification taken out."""
+    ours, theirs = customer_reads(platform, settings, "/users/me", platform.users, unverified)
     return [Result("auth_cost_rps", ours.rps, theirs.rps, " req/s", Target(">=", 0.8))]
 
 
 def revocation_cost(platform: Platform, unchecked: ServiceProcess, settings: Settings) -> list[Result]:
     """orders ``GET /orders`` against the same app without the revocation check."""
-    headers = {"Authorization": f"Bearer {platform.customer_token()}"}
-
-    def orders(process: ServiceProcess) -> wrk.Load:
-        return wrk.run(
-            process.url + "/orders", seconds=settings.seconds, connections=CONNECTIONS, headers=headers
-        )
-
-    ours, theirs = side_by_side(settings, lambda: orders(platform.orders), lambda: orders(unchecked))
+    ours, theirs = customer_reads(platform, settings, "/orders", platform.orders, unchecked)
     return [Result("auth_revocation_cost_rps", ours.rps, theirs.rps, " req/s", Target(">=", 0.9))]
 
 
