@@ -156,3 +156,14 @@ def test_the_signing_key_is_chosen_by_kid_or_by_file_name(tmp_path: Path) -> Non
         algorithms=["RS256"],
     )
     assert signed.header["kid"] == by_name.active_kid
+
+
+def test_an_unknown_parameter_is_ignored_even_repeated(platform: Platform) -> None:
+    """RFC 6749 section 3.2: the server MUST ignore unrecognized parameters."""
+    response = requests.post(
+        f"{platform.users.url}/oauth/token",
+        auth=("orders", platform.clients["orders"]),
+        data=[("grant_type", "client_credentials"), ("x-extra", "1"), ("x-extra", "2")],
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text

@@ -211,8 +211,9 @@ class Token(MethodView):
 
 @oauth.before_request
 def _no_repeated_parameter() -> None:
-    """RFC 6749 section 3.2: a parameter sent twice makes the request malformed."""
-    repeated = sorted({name for name, values in request.form.lists() if len(values) > 1})
+    """RFC 6749 section 3.2: a parameter sent twice makes the request malformed (unknown ones are ignored)."""
+    known = ClientCredentialsSchema().fields
+    repeated = sorted(name for name, values in request.form.lists() if len(values) > 1 and name in known)
     if repeated:
         raise BadRequest(f"Parameter(s) sent more than once: {', '.join(repeated)}.")
 
