@@ -44,6 +44,22 @@ remove_cni_chains() {  # remove_cni_chains TABLE
   done
 }
 
+# The pods' network namespaces whose veth hangs on the node's bridge, and the bridge itself. Done
+# even without the node's state: a node that died with its machine (or in another clone of the
+# repository) leaves these behind, and they would stop the next node from starting.
+remove_node_network() {
+  local netns count=0
+  ip link show "$NODE_BRIDGE" >/dev/null 2>&1 || return 0
+  for netns in $(ip -o link show master "$NODE_BRIDGE" 2>/dev/null \
+                   | grep -o 'link-netns [^ ]*' | awk '{print $2}' | sort -u); do
+    ip netns delete "$netns" 2>/dev/null && count=$((count + 1)) || true
+  done
+  ip -o link show master "$NODE_BRIDGE" 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}' \
+    | while read -r veth; do ip link delete "$veth" 2>/dev/null || true; done
+  ip link delete "$NODE_BRIDGE"
+  note "removed the bridge $NODE_BRIDGE and $count pod network namespace(s)"
+}
+
 if [ -d "$NODE_DIR" ]; then
   step "stopping the node $NODE_NAME"
   stop kubelet
@@ -85,13 +101,12 @@ if [ -d "$NODE_DIR" ]; then
   mount | awk -v dir="$NODE_DIR" 'index($3, dir) == 1 {print $3}' | sort -r | while read -r target; do
     umount "$target" 2>/dev/null || umount -l "$target" 2>/dev/null || true
   done
-  if ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
-    ip link delete "$NODE_BRIDGE"
-  fi
   if [ -f "$NODE_DIR/sysctl.saved" ]; then
     sysctl -qw "net.ipv4.ip_forward=$(cat "$NODE_DIR/sysctl.saved")"
   fi
 fi
+
+remove_node_network
 
 if [ -d "$PIDS" ]; then
   step "stopping the control plane"
