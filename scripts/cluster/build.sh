@@ -3,7 +3,7 @@
 # A binary is rebuilt only when its pin changes.
 #   scripts/cluster/build.sh          the control plane, kwok, helm (4), helm3, kind and the CI tools
 #   scripts/cluster/build.sh --node   also the real node's: kubelet, kube-proxy, crictl, CoreDNS,
-#                                     Traefik and the local-path provisioner
+#                                     Traefik, the local-path provisioner and kube-router
 #   scripts/cluster/build.sh NAME...  only these binaries (of either list)
 #   --plan       print the binaries of the selection that are not up to date, one a line
 #   --download   only fetch the modules they are built from (network, no compiling): make test
@@ -22,7 +22,7 @@ source "$(dirname "$0")/lib.sh"
 
 KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 CONTROL_PLANE=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd skaffold kwok helm helm3 kind actionlint)
-NODE=(kubelet kube-proxy crictl coredns traefik local-path-provisioner)
+NODE=(kubelet kube-proxy crictl coredns traefik local-path-provisioner kube-router)
 
 selected=("${CONTROL_PLANE[@]}")
 [ "$with_node" = 1 ] && selected+=("${NODE[@]}")
@@ -42,6 +42,8 @@ pin_of() {  # pin_of "VERSIONS" [WRAPPER_DIR]
 
 pin_for() {  # pin_for NAME
   case $1 in
+    # Before kube-*, which would match it.
+    kube-router) pin_of "$KUBE_ROUTER_VERSION" "$CLUSTER_SCRIPTS/kube-router" ;;
     kube-* | kubectl | kubelet) pin_of "$KUBERNETES_VERSION" "$CLUSTER_SCRIPTS/kube" ;;
     etcd) pin_of "$ETCD_VERSION" "$CLUSTER_SCRIPTS/etcd" ;;
     skaffold) pin_of "$SKAFFOLD_VERSION" "$CLUSTER_SCRIPTS/skaffold" ;;
@@ -146,7 +148,6 @@ install_tool() {  # install_tool NAME PACKAGE@VERSION LDFLAGS
   note "$name built in $(elapsed $((SECONDS - started)))"
 }
 
-module_dir() { go mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'; }
 
 total_started=$SECONDS
 
@@ -191,6 +192,17 @@ if wanted coredns; then
   coredns_dir=$(prepare_module coredns "$(pin_for coredns)")
   if [ "$mode" = build ]; then
     build "$coredns_dir" "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" coredns=.
+  fi
+fi
+
+# kube-router, stamped as its Makefile does (the version and the module's date).
+if wanted kube-router; then
+  kube_router_dir=$(prepare_module kube-router "$(pin_for kube-router)")
+  if [ "$mode" = build ]; then
+    kr=github.com/cloudnativelabs/kube-router/v2
+    kr_date=$(cd "$kube_router_dir" && go list -m -f '{{.Time}}' $kr | cut -c1-19)Z
+    build "$kube_router_dir" "-s -w -X $kr/pkg/version.Version=$KUBE_ROUTER_VERSION -X $kr/pkg/version.BuildDate=${kr_date/ /T}" \
+      kube-router=$kr/cmd/kube-router
   fi
 fi
 

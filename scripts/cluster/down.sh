@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make down` and `make cluster-down`: stop the real node (pods, kubelet, kube-proxy,
+# `make down` and `make cluster-down`: stop the real node (pods, kubelet, kube-proxy, kube-router,
 # containerd, its registry) and the control plane, and remove their state: no process, mount, network
-# interface or iptables chain of theirs is left behind.
+# interface, iptables chain or ipset of theirs is left behind.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -60,6 +60,35 @@ remove_node_network() {
   note "removed the bridge $NODE_BRIDGE and $count pod network namespace(s)"
 }
 
+# kube-router's policy chains and ipsets, and only those (the names of its netpol controller).
+# Not `kube-router --cleanup-config`: it also destroys every other ipset of the host and flushes IPVS.
+KUBE_ROUTER_CHAINS='^KUBE-(ROUTER-(INPUT|FORWARD|OUTPUT)|NWPLCY-|POD-FW-)'
+KUBE_ROUTER_SETS='^(inet6:)?(KUBE-SRC-|KUBE-DST-|kube-router-local-pods$|TMP-[A-Z2-7]{16}$)'
+kube_router_sets() {
+  if command -v ipset >/dev/null; then ipset list -n 2>/dev/null | grep -E "$KUBE_ROUTER_SETS" || true; fi
+}
+kube_router_chains() {  # kube_router_chains TOOL
+  { "$1" -t filter -S 2>/dev/null || true; } | awk -v names="$KUBE_ROUTER_CHAINS" '$1 == "-N" && $2 ~ names {print $2}'
+}
+remove_kube_router_state() {
+  local tool rule chain chains sets removed=0
+  for tool in iptables ip6tables; do
+    { "$tool" -t filter -S 2>/dev/null || true; } \
+      | awk '$1 == "-A" && $2 ~ /^(INPUT|FORWARD|OUTPUT)$/ && / -j KUBE-ROUTER-(INPUT|FORWARD|OUTPUT)$/ {$1 = "-D"; print}' \
+      | while read -r rule; do eval "$tool -t filter $rule" 2>/dev/null || true; done
+    chains=$(kube_router_chains "$tool")
+    for chain in $chains; do "$tool" -t filter -F "$chain" 2>/dev/null || true; done
+    for chain in $chains; do
+      if "$tool" -t filter -X "$chain" 2>/dev/null; then removed=$((removed + 1)); fi
+    done
+  done
+  sets=$(kube_router_sets)
+  for set in $sets; do ipset destroy "$set" 2>/dev/null || true; done
+  if [ "$removed" -gt 0 ] || [ -n "$sets" ]; then
+    note "removed kube-router's $removed chains and $(echo "$sets" | grep -c .) ipsets"
+  fi
+}
+
 if [ -d "$NODE_DIR" ]; then
   step "stopping the node $NODE_NAME"
   stop kubelet
@@ -73,7 +102,7 @@ if [ -d "$NODE_DIR" ]; then
       note "removed $(echo "$pods" | wc -w) pod sandbox(es)"
     fi
   fi
-  stop kube-proxy containerd
+  stop kube-proxy kube-router containerd
   # Container shims outlive containerd by design: end those of this node, then whatever still
   # runs in the pods' cgroups, and remove those cgroups.
   pkill -KILL -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCKET" 2>/dev/null || true
@@ -107,6 +136,7 @@ if [ -d "$NODE_DIR" ]; then
 fi
 
 remove_node_network
+remove_kube_router_state
 
 if [ -d "$PIDS" ]; then
   step "stopping the control plane"
@@ -127,6 +157,8 @@ left=$( { for exe in /proc/[0-9]*/exe; do
           pgrep -a -f "containerd.*$STATE_DIR" || true
           pgrep -a -f "docker-registry serve $STATE_DIR" || true
           mount | awk -v dir="$STATE_DIR" 'index($3, dir) == 1 {print "mount " $3}'
-          ip -o link show 2>/dev/null | awk -F': ' -v a="$NODE_INTERFACE" -v b="$NODE_BRIDGE" '$2 == a || $2 ~ "^" b {print "interface " $2}'; } )
+          ip -o link show 2>/dev/null | awk -F': ' -v a="$NODE_INTERFACE" -v b="$NODE_BRIDGE" '$2 == a || $2 ~ "^" b {print "interface " $2}'
+          kube_router_chains iptables | sed 's/^/iptables chain /'
+          kube_router_sets | sed 's/^/ipset /'; } )
 [ -z "$left" ] || die "left behind: $left"
-note "nothing left behind (no process, mount or network interface)"
+note "nothing left behind (no process, mount, network interface, policy chain or ipset)"

@@ -85,6 +85,9 @@ logged() {  # logged FILE COMMAND...
   "$@" > "$log" 2>&1
 }
 
+# The directory of a module version in Go's module cache, downloaded when missing.
+module_dir() { go mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'; }
+
 elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
 # The cluster's processes: each in its own session, its pid in .cluster/pids, its log in .cluster/logs.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real node of `make up`, on top of the control plane of `make cluster-up`: containerd (CRI)
-# with runc and a CNI bridge network, the kubelet and kube-proxy, then the cluster add-ons
+# with runc and a CNI bridge network, the kubelet, kube-proxy and kube-router's network policy
+# controller (NetworkPolicies: iptables and ipsets), then the cluster add-ons
 # (CoreDNS, the Traefik ingress controller, the local-path volume provisioner), every image built
 # here and pulled from the node's registry (scripts/cluster/registry.sh). State lives in
 # .cluster/node; `make down` removes it. A live node is reused.
@@ -9,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 
 started_at=$SECONDS
 [ "$(id -u)" -eq 0 ] || die "the node runs containers, mounts and iptables rules: run 'make up' as root"
-apt_install containerd runc containernetworking-plugins iptables conntrack buildah debootstrap docker-registry
+apt_install containerd runc containernetworking-plugins iptables ipset conntrack buildah debootstrap docker-registry
 "$CLUSTER_SCRIPTS/up.sh"
 "$CLUSTER_SCRIPTS/build.sh" --node
 "$CLUSTER_SCRIPTS/registry.sh" up
@@ -157,6 +158,28 @@ EOT
     kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s
 fi
 
+# NetworkPolicies: kube-router's network policy controller alone (its router and service proxy
+# off), a host process beside the bridge CNI and kube-proxy, as k3s runs it. It needs the node
+# registered (it reads its address) and bridged pod-to-pod traffic handed to iptables; started
+# before the add-ons, so that every pod is covered from its start. A dead one is restarted on a
+# live node.
+[ "$(sysctl -n net.bridge.bridge-nf-call-iptables 2>/dev/null)" = 1 ] \
+  || die "bridged pod traffic bypasses iptables (net.bridge.bridge-nf-call-iptables is not 1): NetworkPolicies would not be enforced"
+if ! alive kube-router; then
+  # Its certificate, also on a cluster made before it.
+  "$CLUSTER_SCRIPTS/pki.sh" "$PKI" "$NODE_NAME" "$NODE_IP"
+  write_kubeconfig "$NODE_DIR/kube-router.kubeconfig" kube-router
+  kubectl apply --server-side --force-conflicts --field-manager flotilla-node \
+    -f "$CLUSTER_SCRIPTS/addons/kube-router.yaml" >/dev/null
+  step "starting kube-router $KUBE_ROUTER_VERSION (NetworkPolicies: its policy controller alone, iptables and ipset)"
+  start kube-router kube-router --kubeconfig "$NODE_DIR/kube-router.kubeconfig" --hostname-override "$NODE_NAME" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --run-loadbalancer=false \
+    --service-cluster-ip-range "$SERVICE_CIDR" --health-addr 127.0.0.1 --health-port 20244 --metrics-port 0 --v=1
+  # Its first full sync has written every pod's chain (its /healthz answers before that).
+  wait_until "waiting for kube-router's first sync of the policies" 60 kube-router \
+    grep -q "sync iptables took" "$LOGS/kube-router.log"
+fi
+
 step "installing the cluster add-ons: CoreDNS $COREDNS_VERSION, Traefik $TRAEFIK_VERSION, local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION"
 render_addon() {  # render_addon FILE: the manifest with this cluster's images and addresses
   sed -e "s#@COREDNS_IMAGE@#$COREDNS_IMAGE#g" -e "s#@TRAEFIK_IMAGE@#$TRAEFIK_IMAGE#g" \
@@ -164,6 +187,10 @@ render_addon() {  # render_addon FILE: the manifest with this cluster's images a
     -e "s#@CLUSTER_DNS_IP@#$CLUSTER_DNS_IP#g" -e "s#@INGRESS_PORT@#$INGRESS_PORT#g" \
     -e "s#@VOLUMES_DIR@#$NODE_DIR/volumes#g" "$CLUSTER_SCRIPTS/addons/$1"
 }
+# Traefik's CRDs (its CRD provider reads the operator's ServersTransports), from its pinned module.
+traefik_dir=$(module_dir "github.com/traefik/traefik/v3@$TRAEFIK_VERSION")
+kubectl apply --server-side --force-conflicts --field-manager flotilla-node \
+  -f "$traefik_dir/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml" >/dev/null
 for addon in coredns.yaml traefik.yaml local-path.yaml; do
   render_addon "$addon" | kubectl apply --server-side --force-conflicts --field-manager flotilla-node -f - >/dev/null
 done

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Certificates and keys of the local control plane, made once per cluster with openssl:
 # a CA, the API server's serving certificate, client certificates, the service-account keys.
+# Run again, it makes only what is missing (a certificate added since the cluster was made).
 #   scripts/cluster/pki.sh DIR NODE_NAME NODE_IP
 set -euo pipefail
 dir=$1 node_name=$2 node_ip=$3
 mkdir -p "$dir" && cd "$dir"
-[ -f ca.crt ] && exit 0
 
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key" 2>/dev/null; }
 
-key ca
-openssl req -x509 -new -key ca.key -subj "/CN=flotilla-local-ca" -days 3650 -out ca.crt 2>/dev/null
+if [ ! -f ca.crt ]; then
+  key ca
+  openssl req -x509 -new -key ca.key -subj "/CN=flotilla-local-ca" -days 3650 -out ca.crt 2>/dev/null
+fi
 
 # sign NAME SUBJECT [SAN] [EXTENDED_KEY_USAGE]
 sign() {
   local name=$1 subject=$2 san=${3:-} usage=${4:-clientAuth}
+  [ -f "$name.crt" ] && return 0
   key "$name"
   {
     echo "basicConstraints=CA:FALSE"
@@ -41,6 +44,10 @@ sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-clien
 sign kubelet "/O=system:nodes/CN=system:node:$node_name"
 sign kubelet-serving "/CN=$node_name" "IP:$node_ip,DNS:$node_name" serverAuth
 sign kube-proxy "/CN=system:kube-proxy"
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
-openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
+# The node's NetworkPolicy engine (kube-router's policy controller; addons/kube-router.yaml).
+sign kube-router "/CN=flotilla:kube-router"
+if [ ! -f sa.key ]; then
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
+  openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
+fi
 chmod 600 ./*.key

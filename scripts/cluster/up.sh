@@ -112,7 +112,7 @@ start kube-scheduler kube-scheduler \
 
 # kwok's node and pod lifecycles ("stages") come from its own module, at the pinned version; the
 # nodes renew Leases (as kubelets do), or the node lifecycle controller would mark them NotReady.
-kwok_dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+kwok_dir=$(module_dir "sigs.k8s.io/kwok@$KWOK_VERSION")
 stages="$STATE_DIR/kwok-stages.yaml"
 : > "$stages"
 for file in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
@@ -149,8 +149,7 @@ wait_until "waiting for the fake nodes to be Ready" 60 kwok \
   kubectl wait --for=condition=Ready node --all --timeout=2s
 
 step "installing the ServiceMonitor and PrometheusRule CRDs (prometheus-operator $PROMETHEUS_OPERATOR_VERSION)"
-operator_dir=$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
-  | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+operator_dir=$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
 for crd in servicemonitors prometheusrules; do
   kubectl apply --server-side --field-manager flotilla-cluster \
     -f "$operator_dir/example/prometheus-operator-crd/monitoring.coreos.com_$crd.yaml" >/dev/null
