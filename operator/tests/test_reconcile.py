@@ -35,9 +35,11 @@ class FakeKube:
         self.created: list[tuple[str, str]] = []
         self.refuse: dict[str, int] = {}  # kind -> the HTTP status its applies get
         self.config: dict[tuple[str, str], dict[str, str] | None] = {}  # (kind, name) -> data
+        self.missing_crds: set[str] = set()
+        self.listed: list[str] = []  # the kinds whose children were listed (pruning)
 
-    def crd_installed(self, _: str) -> bool:
-        return True
+    def crd_installed(self, name: str) -> bool:
+        return name not in self.missing_crds
 
     def config_hash(self, _: str, refs: list[ConfigRef]) -> str:
         return config_digest(refs, self.config)
@@ -84,6 +86,7 @@ class FakeKube:
         return found
 
     def children(self, kind: str, *_: Any) -> list[dict[str, Any]]:
+        self.listed.append(kind)
         return [copy.deepcopy(obj) for (k, _name), obj in self.objects.items() if k == kind]
 
     def delete(self, kind: str, _: str, name: str) -> bool:
@@ -313,3 +316,43 @@ def test_a_rebuild_keeps_what_events_changed_after_its_listing_began() -> None:
     dependents.update("shop", "orders", None)
     assert dependents.rebuild(listing, mark) == set()
     assert dependents.callers("shop", "users") == ("cart",)
+
+
+TLS = {"secretName": "orders-tls"}
+TLS_SECRET = {"tls.crt": "Y2VydA==", "tls.key": "a2V5", "ca.crt": "Y2E="}
+
+
+def test_tls_makes_the_status_url_https_and_removing_it_prunes_the_servers_transport() -> None:
+    kube = FakeKube()
+    kube.config[("Secret", "orders-tls")] = TLS_SECRET
+    status = run(kube, ms(tls=TLS))
+    assert status["url"] == "https://orders.shop.svc.cluster.local"
+    assert ("ServersTransport", "orders") in kube.objects
+    status = run(kube, ms(2))
+    assert status["url"] == "http://orders.shop.svc.cluster.local"
+    assert ("ServersTransport", "orders") in kube.deleted
+    assert ("ServersTransport", "orders") not in kube.objects
+
+
+def test_without_the_traefik_crd_no_servers_transport_is_applied_nor_looked_for() -> None:
+    kube = FakeKube()
+    kube.missing_crds = {"serverstransports.traefik.io"}
+    kube.config[("Secret", "orders-tls")] = TLS_SECRET
+    run(kube, ms(tls=TLS))
+    assert not [kind for kind, _ in kube.applied if kind == "ServersTransport"]
+    assert "Ingress" in kube.listed  # pruning looked for the kinds not rendered...
+    assert "ServersTransport" not in kube.listed  # ...but those the cluster cannot have
+    assert kube.objects[("Service", "orders")]["metadata"]["annotations"] == {
+        "traefik.ingress.kubernetes.io/service.serversscheme": "https"
+    }
+
+
+def test_a_renewed_certificate_changes_the_pods_config_hash() -> None:
+    kube = FakeKube()
+    kube.config[("Secret", "orders-tls")] = TLS_SECRET
+    run(kube, ms(tls=TLS))
+    before = kube.objects[("Deployment", "orders")]["spec"]["template"]["metadata"]["annotations"]
+    kube.config[("Secret", "orders-tls")] = {**TLS_SECRET, "tls.crt": "cmVuZXdlZA=="}
+    run(kube, ms(tls=TLS))
+    after = kube.objects[("Deployment", "orders")]["spec"]["template"]["metadata"]["annotations"]
+    assert before["flotilla.dev/config-hash"] != after["flotilla.dev/config-hash"]

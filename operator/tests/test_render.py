@@ -26,6 +26,7 @@ from flotilla_operator.render import (
     network_policy,
     render,
     selector_labels,
+    servers_transport,
     service,
     service_monitor,
 )
@@ -152,7 +153,7 @@ def test_the_config_hash_lands_on_the_pod_template() -> None:
 
 
 def test_the_service_exposes_port_80_named_http() -> None:
-    assert service(ms())["spec"]["ports"] == [
+    assert service(ms(), RenderContext())["spec"]["ports"] == [
         {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
     ]
 
@@ -198,7 +199,10 @@ def test_scraped_series_carry_the_operators_label_so_alerts_find_every_microserv
     assert rendered is not None
     assert rendered["spec"]["targetLabels"] == ["app.kubernetes.io/managed-by"]
     # The label it copies is on the Service it selects, with the operator's value.
-    assert service(ms())["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "flotilla-operator"
+    assert (
+        service(ms(), RenderContext())["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+        == "flotilla-operator"
+    )
 
 
 def test_image_tags_become_valid_label_values() -> None:
@@ -531,7 +535,7 @@ def test_migration_pods_are_not_selected_by_the_service_but_by_the_database() ->
     assert labels["app.kubernetes.io/name"] == "orders"
     assert labels["app.kubernetes.io/instance"] == "orders-migrate"
     assert labels["app.kubernetes.io/component"] == "migration"
-    selector = service(ms())["spec"]["selector"]
+    selector = service(ms(), RenderContext())["spec"]["selector"]
     assert not all(labels.get(key) == value for key, value in selector.items())
 
 
@@ -566,6 +570,7 @@ def test_the_job_name_follows_the_revision_of_image_env_and_config() -> None:
         {"podLabels": {"team": "shop"}},
         {"dependsOn": ["users"]},
         {"port": 9000},
+        {"tls": {"secretName": "orders-tls"}},
     ],
     ids=[
         "replicas",
@@ -576,6 +581,7 @@ def test_the_job_name_follows_the_revision_of_image_env_and_config() -> None:
         "podLabels",
         "dependsOn",
         "port",
+        "tls",
     ],
 )
 def test_what_the_migration_does_not_run_with_keeps_the_revision(change: dict[str, Any]) -> None:
@@ -697,3 +703,154 @@ def test_secret_items_reach_only_the_containers_they_are_for() -> None:
     assert lonely is not None
     container = lonely["spec"]["template"]["spec"]["containers"][0]
     assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]  # nothing of it mounted
+
+
+# --- HTTPS inside the cluster (spec.tls) -----------------------------------------------------
+
+TLS = {"secretName": "orders-tls"}
+TLS_ENV = {
+    "TLS_CERT_FILE": "/etc/flotilla/tls/tls.crt",
+    "TLS_KEY_FILE": "/etc/flotilla/tls/tls.key",
+    "TLS_CA_FILE": "/etc/flotilla/tls/ca.crt",
+}
+ROUTED = {"host": "shop.example.com", "paths": ["/orders"]}
+
+
+def container(manifest: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = pod(manifest)["containers"][0]
+    return found
+
+
+def env_values(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value") for e in container(manifest)["env"]}
+
+
+def by_kind(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {m["kind"]: m for m in manifests}
+
+
+def test_without_tls_the_service_speaks_plain_http_as_before() -> None:
+    body = ms(dependsOn=["users"], ingress=ROUTED, migrate=True)
+    children = by_kind(render(body, RenderContext()))
+    assert "ServersTransport" not in children
+    assert children["Service"]["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert "annotations" not in children["Service"]["metadata"]
+    assert "annotations" not in children["Ingress"]["metadata"]
+    backend = children["Ingress"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    assert backend["service"]["port"] == {"name": "http"}
+    assert children["ServiceMonitor"]["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "interval": "30s"}
+    ]
+    served = children["Deployment"]
+    assert not set(TLS_ENV) & set(env_values(served))
+    assert env_values(served)["USERS_URL"] == "http://users.shop.svc.cluster.local"
+    assert [v["name"] for v in pod(served)["volumes"]] == ["tmp"]
+    assert container(served)["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert ConfigRef("Secret", "orders-tls") not in config_references(body["spec"])
+
+
+def test_tls_mounts_its_secret_read_only_and_points_the_kit_at_its_files() -> None:
+    served = deployment(ms(tls=TLS), RenderContext())
+    assert {"name": "tls", "secret": {"secretName": "orders-tls", "defaultMode": 0o440}} in pod(served)[
+        "volumes"
+    ]
+    assert {"name": "tls", "mountPath": "/etc/flotilla/tls", "readOnly": True} in container(served)[
+        "volumeMounts"
+    ]
+    assert {name: value for name, value in env_values(served).items() if name.startswith("TLS_")} == TLS_ENV
+
+
+def test_the_migration_job_neither_serves_nor_calls_so_it_gets_no_tls() -> None:
+    job = migration_job(ms(tls=TLS, migrate=True), RenderContext())
+    assert job is not None
+    assert [v["name"] for v in pod(job)["volumes"]] == ["tmp"]
+    assert [m["mountPath"] for m in container(job)["volumeMounts"]] == ["/tmp"]
+    assert not set(TLS_ENV) & set(env_values(job))
+
+
+def test_a_service_with_tls_calls_its_dependencies_over_https() -> None:
+    served = deployment(ms(tls=TLS, dependsOn=["users", "order-history"]), RenderContext())
+    assert env_values(served)["USERS_URL"] == "https://users.shop.svc.cluster.local"
+    assert env_values(served)["ORDER_HISTORY_URL"] == "https://order-history.shop.svc.cluster.local"
+
+
+def test_tls_probes_use_https_on_the_same_named_port() -> None:
+    served = container(deployment(ms(tls=TLS), RenderContext()))
+    for probe, path in (
+        ("livenessProbe", "/livez"),
+        ("readinessProbe", "/readyz"),
+        ("startupProbe", "/livez"),
+    ):
+        assert served[probe]["httpGet"] == {"path": path, "port": "http", "scheme": "HTTPS"}
+    assert served["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+
+
+def test_the_service_exposes_443_named_https_and_tells_traefik_how_to_verify_it() -> None:
+    rendered = service(ms(tls=TLS), RenderContext())
+    assert rendered["spec"]["ports"] == [
+        {"name": "https", "port": 443, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert rendered["metadata"]["annotations"] == {
+        "traefik.ingress.kubernetes.io/service.serversscheme": "https",
+        "traefik.ingress.kubernetes.io/service.serverstransport": "shop-orders@kubernetescrd",
+    }
+
+
+def test_without_the_traefik_crd_there_is_no_servers_transport_and_no_reference_to_one() -> None:
+    context = RenderContext(servers_transport_crd=False)
+    assert "ServersTransport" not in kinds(render(ms(tls=TLS, ingress=ROUTED), context))
+    assert servers_transport(ms(tls=TLS), context) is None
+    assert service(ms(tls=TLS), context)["metadata"]["annotations"] == {
+        "traefik.ingress.kubernetes.io/service.serversscheme": "https"
+    }
+
+
+def test_the_servers_transport_names_the_service_and_trusts_the_secrets_ca() -> None:
+    children = render(ms(tls=TLS), RenderContext())
+    assert kinds(children) == ["Deployment", "Service", "ServiceMonitor", "ServersTransport", "NetworkPolicy"]
+    transport = by_kind(children)["ServersTransport"]
+    assert transport["apiVersion"] == "traefik.io/v1alpha1"
+    assert (transport["metadata"]["name"], transport["metadata"]["namespace"]) == ("orders", "shop")
+    assert transport["metadata"]["labels"] == labels(ms(tls=TLS))
+    assert transport["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert transport["spec"] == {"serverName": "orders.shop.svc", "rootCAs": [{"secret": "orders-tls"}]}
+    assert servers_transport(ms(), RenderContext()) is None
+
+
+def test_the_ingress_routes_to_the_https_port_for_traefik_and_ingress_nginx() -> None:
+    routed = {**ROUTED, "tls": {"secretName": "shop-tls", "clusterIssuer": "letsencrypt"}}
+    rendered = ingress(ms(tls=TLS, ingress=routed))
+    assert rendered is not None
+    backend = rendered["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+    assert backend["service"] == {"name": "orders", "port": {"name": "https"}}
+    assert rendered["metadata"]["annotations"] == {
+        "cert-manager.io/cluster-issuer": "letsencrypt",
+        "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+    }
+
+
+def test_prometheus_scrapes_over_https_verifying_with_the_secrets_ca() -> None:
+    rendered = service_monitor(ms(tls=TLS), RenderContext())
+    assert rendered is not None
+    assert rendered["spec"]["endpoints"] == [
+        {
+            "port": "https",
+            "path": "/metrics",
+            "interval": "30s",
+            "scheme": "https",
+            "tlsConfig": {
+                "ca": {"secret": {"name": "orders-tls", "key": "ca.crt"}},
+                "serverName": "orders.shop.svc",
+            },
+        }
+    ]
+
+
+def test_a_renewed_certificate_rolls_the_pods() -> None:
+    assert ConfigRef("Secret", "orders-tls") in config_references(ms(tls=TLS)["spec"])
+
+
+def test_the_network_policy_keeps_admitting_the_container_port_under_tls() -> None:
+    assert _peers(ms(tls=TLS), RenderContext()) == _peers(ms(), RenderContext())

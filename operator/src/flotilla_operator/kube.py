@@ -26,8 +26,12 @@ CHILD_KINDS = {
     "PodDisruptionBudget": "policy/v1",
     "NetworkPolicy": "networking.k8s.io/v1",
     "Job": "batch/v1",
+    "ServersTransport": "traefik.io/v1alpha1",
 }
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+SERVERS_TRANSPORT_CRD = "serverstransports.traefik.io"
+# Children of kinds a cluster may lack: each is rendered only while its CRD is installed.
+OPTIONAL_KINDS = {"ServiceMonitor": SERVICE_MONITOR_CRD, "ServersTransport": SERVERS_TRANSPORT_CRD}
 CRD_CACHE_SECONDS = 30.0
 REPORTING_INSTANCE = socket.gethostname()[:128]
 
@@ -100,7 +104,7 @@ class Kube:
         try:
             resource = self._resource(CHILD_KINDS[kind], kind)
         except ResourceNotFoundError:
-            return []  # e.g. no ServiceMonitor CRD: there can be no such children
+            return []  # e.g. no ServiceMonitor CRD (OPTIONAL_KINDS): there can be no such children
         instance = migration_instance(owner) if kind == "Job" else owner
         selector = f"app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/instance={instance}"
         try:

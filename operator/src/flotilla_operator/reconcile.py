@@ -14,7 +14,7 @@ from typing import Any
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 
 from flotilla_operator import FIELD_MANAGER, KIND
-from flotilla_operator.kube import CHILD_KINDS, SERVICE_MONITOR_CRD, Kube
+from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, SERVICE_MONITOR_CRD, Kube
 from flotilla_operator.metrics import MANAGED_RESOURCES, RECONCILE_DURATION, RECONCILES
 from flotilla_operator.render import (
     ConfigMissing,
@@ -22,6 +22,7 @@ from flotilla_operator.render import (
     config_references,
     external_url,
     render,
+    scheme,
     selector_labels,
     service_url,
 )
@@ -274,11 +275,11 @@ def prune_migrations(kube: Kube, namespace: str, name: str, uid: str, current: s
             log.info("removed an old migration Job", extra={"job": job_name, "microservice": name})
 
 
-def prune_kinds(kube: Kube, ms: dict[str, Any], rendered: set[str], crd_installed: bool) -> None:
-    """Delete the children of kinds the spec no longer asks for."""
+def prune_kinds(kube: Kube, ms: dict[str, Any], rendered: set[str], uninstalled: set[str]) -> None:
+    """Delete the children of kinds the spec no longer asks for (none of kinds whose CRD is missing)."""
     namespace, name, uid = (ms["metadata"][key] for key in ("namespace", "name", "uid"))
     for kind in CHILD_KINDS:
-        if kind in rendered or (kind == "ServiceMonitor" and not crd_installed):
+        if kind in rendered or kind in uninstalled:
             continue
         for child in kube.children(kind, namespace, name):
             if _owned_by(child, uid) and kube.delete(kind, namespace, child["metadata"]["name"]):
@@ -336,8 +337,13 @@ def reconcile(
         # Nothing to hold for: the pods wait for their Secret themselves (the kubelet says so,
         # CreateContainerConfigError), and roll once it exists and its hash joins the template.
         missing = None
-    crd_installed = kube.crd_installed(SERVICE_MONITOR_CRD)
-    context = replace(base or RenderContext(), config_hash=config_hash, service_monitor_crd=crd_installed)
+    installed = {kind: kube.crd_installed(crd) for kind, crd in OPTIONAL_KINDS.items()}
+    context = replace(
+        base or RenderContext(),
+        config_hash=config_hash,
+        service_monitor_crd=installed["ServiceMonitor"],
+        servers_transport_crd=installed["ServersTransport"],
+    )
     desired = render(ms, context)
     rendered = {manifest["kind"] for manifest in desired}
     if missing is not None:
@@ -356,7 +362,7 @@ def reconcile(
             prune_migrations(kube, namespace, name, uid, record.children["Job"]["metadata"]["name"])
     applied = record.children
     if prune:
-        prune_kinds(kube, ms, rendered, crd_installed)
+        prune_kinds(kube, ms, rendered, {kind for kind, present in installed.items() if not present})
     dependencies = {
         dependency: kube.microservice(namespace, dependency) for dependency in spec.get("dependsOn", [])
     }
@@ -365,7 +371,7 @@ def reconcile(
     conditions = [
         *with_stalled(workload_conditions(spec, record, missing)),
         dependencies_condition(dependencies),
-        monitoring_condition(spec, crd_installed),
+        monitoring_condition(spec, installed["ServiceMonitor"]),
     ]
     previous = (ms.get("status") or {}).get("conditions")
     stamped = stamp(conditions, previous, metadata["generation"])
@@ -378,7 +384,7 @@ def reconcile(
         "readyReplicas": ready,
         "replicasSummary": f"{ready}/{wanted if wanted is not None else replicas}",
         "selector": ",".join(f"{k}={v}" for k, v in selector_labels(name).items()),
-        "url": service_url(name, namespace),
+        "url": service_url(name, namespace, context.cluster_domain, scheme(spec)),
         "conditions": stamped,
     }
     public = external_url(spec)

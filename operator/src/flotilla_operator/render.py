@@ -25,9 +25,26 @@ PROMETHEUS_NAMESPACE = "monitoring"
 MIGRATION_BACKOFF_LIMIT = 3
 MIGRATION_DEADLINE_SECONDS = 600
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+# The container's named port, whatever it serves (probes and the NetworkPolicy use it).
+CONTAINER_PORT_NAME = "http"
+HTTP, HTTPS = "http", "https"
+# The Service's port by scheme; the scheme names it (Traefik and Prometheus read the name).
+SERVICE_PORTS = {HTTP: 80, HTTPS: 443}
+# spec.tls: its Secret (kubernetes.io/tls plus the CA, as cert-manager writes it) as files.
+TLS_VOLUME = "tls"
+TLS_MOUNT_PATH = "/etc/flotilla/tls"
+TLS_CERT_KEY, TLS_KEY_KEY, TLS_CA_KEY = "tls.crt", "tls.key", "ca.crt"
+# The kit's variables naming each file (it reads them at start: a new certificate rolls the pods).
+TLS_FILE_ENV = {"TLS_CERT_FILE": TLS_CERT_KEY, "TLS_KEY_FILE": TLS_KEY_KEY, "TLS_CA_FILE": TLS_CA_KEY}
+SERVERS_SCHEME_ANNOTATION = "traefik.ingress.kubernetes.io/service.serversscheme"
+SERVERS_TRANSPORT_ANNOTATION = "traefik.ingress.kubernetes.io/service.serverstransport"
+NGINX_BACKEND_PROTOCOL_ANNOTATION = "nginx.ingress.kubernetes.io/backend-protocol"
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9._-]")
 # Pod settings copied as they are from the spec onto every pod (the service's and the Job's).
 _POD_FIELDS = ("nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName")
+# The two containers a Microservice runs: what a secret mount's item may be limited to.
+SERVICE, MIGRATION = "service", "migration"
+SECRET_MODE = 0o440  # of every Secret volume's files: the pod's group (fsGroup) reads them
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ class RenderContext:
 
     config_hash: str = ""
     service_monitor_crd: bool = True
+    servers_transport_crd: bool = True
     cluster_domain: str = CLUSTER_DOMAIN
     extra_labels: dict[str, str] = field(default_factory=dict)
     # Microservices of the same namespace whose dependsOn names this one.
@@ -105,9 +123,19 @@ def _metadata(ms: Manifest, **extra: Any) -> dict[str, Any]:
     }
 
 
-def service_url(name: str, namespace: str, domain: str = CLUSTER_DOMAIN) -> str:
-    """The in-cluster URL of a Microservice (its Service listens on port 80)."""
-    return f"http://{name}.{namespace}.svc.{domain}"
+def scheme(spec: dict[str, Any]) -> str:
+    """``https`` when ``spec.tls`` is set (the service serves and calls over TLS), else ``http``."""
+    return HTTPS if spec.get("tls") else HTTP
+
+
+def service_url(name: str, namespace: str, domain: str = CLUSTER_DOMAIN, url_scheme: str = HTTP) -> str:
+    """The in-cluster URL of a Microservice (its Service listens on the scheme's default port)."""
+    return f"{url_scheme}://{name}.{namespace}.svc.{domain}"
+
+
+def tls_server_name(ms: Manifest) -> str:
+    """The name its certificate is checked against by Traefik and Prometheus."""
+    return f"{ms['metadata']['name']}.{ms['metadata']['namespace']}.svc"
 
 
 def ingress_paths(spec: dict[str, Any]) -> list[str]:
@@ -126,33 +154,49 @@ def external_url(spec: dict[str, Any]) -> str | None:
 
 
 def dependency_env(ms: Manifest, domain: str = CLUSTER_DOMAIN) -> list[dict[str, Any]]:
-    """``<NAME>_URL`` for every ``dependsOn`` entry, as the kit's discovery reads it."""
-    namespace = ms["metadata"]["namespace"]
+    """``<NAME>_URL`` for every ``dependsOn`` entry, as the kit's discovery reads it (https with tls)."""
+    namespace, url_scheme = ms["metadata"]["namespace"], scheme(ms["spec"])
     return [
         {
             "name": f"{dependency.upper().replace('-', '_')}_URL",
-            "value": service_url(dependency, namespace, domain),
+            "value": service_url(dependency, namespace, domain, url_scheme),
         }
         for dependency in ms["spec"].get("dependsOn", [])
     ]
 
 
-def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+def serves_tls(spec: dict[str, Any], role: str) -> bool:
+    """Whether ``role`` gets ``spec.tls``: the service does, a migration neither serves nor calls."""
+    return role == SERVICE and bool(spec.get("tls"))
+
+
+def tls_env(spec: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    """The kit's ``TLS_*_FILE`` variables, pointing into the mounted ``spec.tls`` Secret."""
+    if not serves_tls(spec, role):
+        return []
+    return [{"name": name, "value": f"{TLS_MOUNT_PATH}/{key}"} for name, key in TLS_FILE_ENV.items()]
+
+
+def _probe(path: str, url_scheme: str, *, period: int, failures: int) -> dict[str, Any]:
+    get: dict[str, Any] = {"path": path, "port": CONTAINER_PORT_NAME}
+    if url_scheme == HTTPS:
+        get["scheme"] = HTTPS.upper()  # the kubelet does not verify the certificate
     return {
-        "httpGet": {"path": path, "port": "http"},
+        "httpGet": get,
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,
     }
 
 
-def container_env(ms: Manifest, context: RenderContext) -> list[dict[str, Any]]:
+def container_env(ms: Manifest, context: RenderContext, role: str = SERVICE) -> list[dict[str, Any]]:
     """The injected variables, then the user's own (which win over injected ones of the same name)."""
     spec = ms["spec"]
     injected: list[dict[str, Any]] = [
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "PORT", "value": str(spec["port"])},
         *dependency_env(ms, context.cluster_domain),
+        *tls_env(spec, role),
     ]
     own: list[dict[str, Any]] = spec.get("env", [])
     return [entry for entry in injected if entry["name"] not in {e["name"] for e in own}] + own
@@ -174,15 +218,11 @@ POD_SECURITY = {
 }
 
 
-# The two containers a Microservice runs: what a secret mount's item may be limited to.
-SERVICE, MIGRATION = "service", "migration"
-
-
 def secret_volume(mount: dict[str, Any], role: str) -> dict[str, Any] | None:
     """One mount's Secret volume for ``role``: every key, or the items for ``role`` (None: no item)."""
     if role not in mount.get("usedBy", (SERVICE, MIGRATION)):
         return None
-    volume: dict[str, Any] = {"secretName": mount["secretName"], "defaultMode": 0o440}
+    volume: dict[str, Any] = {"secretName": mount["secretName"], "defaultMode": SECRET_MODE}
     if "items" in mount:
         items = [
             {"key": item["key"], "path": item["path"]}
@@ -202,25 +242,39 @@ def _secret_mounts(spec: dict[str, Any], role: str) -> list[tuple[int, dict[str,
 
 
 def volume_mounts(spec: dict[str, Any], role: str = SERVICE) -> list[dict[str, Any]]:
-    """The scratch directory, the secret mounts (read-only), then the spec's own ``volumeMounts``."""
+    """The scratch directory, the secret mounts and the TLS files (read-only), then ``volumeMounts``."""
     return [
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the writable scratch directory
         *(
             {"name": f"secret-{index}", "mountPath": mount["mountPath"], "readOnly": True}
             for index, mount, _volume in _secret_mounts(spec, role)
         ),
+        *(
+            [{"name": TLS_VOLUME, "mountPath": TLS_MOUNT_PATH, "readOnly": True}]
+            if serves_tls(spec, role)
+            else []
+        ),
         *spec.get("volumeMounts", []),
     ]
 
 
+def tls_volume(spec: dict[str, Any]) -> dict[str, Any]:
+    """The ``spec.tls`` Secret as a volume, every key of it."""
+    return {
+        "name": TLS_VOLUME,
+        "secret": {"secretName": spec["tls"]["secretName"], "defaultMode": SECRET_MODE},
+    }
+
+
 def volumes(spec: dict[str, Any], role: str = SERVICE) -> list[dict[str, Any]]:
-    """The scratch emptyDir, one Secret volume per secret mount, then the spec's own ``volumes``."""
+    """The scratch emptyDir, one Secret volume per secret mount, the TLS Secret, then ``volumes``."""
     return [
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         *(
             {"name": f"secret-{index}", "secret": volume}
             for index, _mount, volume in _secret_mounts(spec, role)
         ),
+        *([tls_volume(spec)] if serves_tls(spec, role) else []),
         *spec.get("volumes", []),
     ]
 
@@ -230,7 +284,7 @@ def _base_container(ms: Manifest, context: RenderContext, role: str = SERVICE) -
     spec = ms["spec"]
     container: dict[str, Any] = {
         "image": spec["image"],
-        "env": container_env(ms, context),
+        "env": container_env(ms, context, role),
         "resources": spec.get("resources", {}),
         "securityContext": CONTAINER_SECURITY,
         "volumeMounts": volume_mounts(spec, role),
@@ -294,13 +348,14 @@ def deployment(ms: Manifest, context: RenderContext, replicas: int | None = None
     Deployment starts at ``minReplicas``, not at the API server's default of 1).
     """
     spec, name = ms["spec"], ms["metadata"]["name"]
+    probes, url_scheme = spec["probes"], scheme(spec)
     container: dict[str, Any] = {
         "name": name,
         **_base_container(ms, context),
-        "ports": [{"name": "http", "containerPort": spec["port"], "protocol": "TCP"}],
-        "livenessProbe": _probe(spec["probes"]["liveness"]["path"], period=10, failures=3),
-        "readinessProbe": _probe(spec["probes"]["readiness"]["path"], period=5, failures=2),
-        "startupProbe": _probe(spec["probes"]["liveness"]["path"], period=2, failures=30),
+        "ports": [{"name": CONTAINER_PORT_NAME, "containerPort": spec["port"], "protocol": "TCP"}],
+        "livenessProbe": _probe(probes["liveness"]["path"], url_scheme, period=10, failures=3),
+        "readinessProbe": _probe(probes["readiness"]["path"], url_scheme, period=5, failures=2),
+        "startupProbe": _probe(probes["liveness"]["path"], url_scheme, period=2, failures=30),
         "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
     }
     pod_spec: dict[str, Any] = {
@@ -379,16 +434,43 @@ def migration_job(ms: Manifest, context: RenderContext) -> Manifest | None:
     }
 
 
-def service(ms: Manifest) -> Manifest:
-    """The Service: port 80 named ``http`` onto the container's ``http`` port."""
+def servers_transport_reference(ms: Manifest) -> str:
+    """How Traefik's Ingress provider names this service's ServersTransport: ``<ns>-<name>@kubernetescrd``."""
+    return f"{ms['metadata']['namespace']}-{ms['metadata']['name']}@kubernetescrd"
+
+
+def service_annotations(ms: Manifest, context: RenderContext) -> dict[str, str]:
+    """With ``spec.tls``: Traefik speaks HTTPS to the pods, verifying them with the ServersTransport."""
+    if not ms["spec"].get("tls"):
+        return {}
+    annotations = {SERVERS_SCHEME_ANNOTATION: HTTPS}
+    if context.servers_transport_crd:
+        annotations[SERVERS_TRANSPORT_ANNOTATION] = servers_transport_reference(ms)
+    return annotations
+
+
+def service(ms: Manifest, context: RenderContext) -> Manifest:
+    """The Service: port 80 named ``http`` (443 ``https`` with ``spec.tls``) onto the container's port."""
+    port_name = scheme(ms["spec"])
+    metadata = _metadata(ms)
+    annotations = service_annotations(ms, context)
+    if annotations:
+        metadata["annotations"] = annotations
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(ms),
+        "metadata": metadata,
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(ms["metadata"]["name"]),
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [
+                {
+                    "name": port_name,
+                    "port": SERVICE_PORTS[port_name],
+                    "targetPort": CONTAINER_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
         },
     }
 
@@ -398,7 +480,7 @@ def ingress(ms: Manifest) -> Manifest | None:
     spec = ms["spec"].get("ingress")
     if not spec:
         return None
-    backend = {"service": {"name": ms["metadata"]["name"], "port": {"name": "http"}}}
+    backend = {"service": {"name": ms["metadata"]["name"], "port": {"name": scheme(ms["spec"])}}}
     path_type = spec.get("pathType", "Prefix")
     rule: dict[str, Any] = {
         "http": {
@@ -419,6 +501,8 @@ def ingress(ms: Manifest) -> Manifest | None:
         body["tls"] = [{"hosts": [spec["host"]], "secretName": tls["secretName"]}]
         if tls.get("clusterIssuer"):
             annotations["cert-manager.io/cluster-issuer"] = tls["clusterIssuer"]
+    if ms["spec"].get("tls"):  # Traefik reads the Service's annotations; ingress-nginx this one
+        annotations[NGINX_BACKEND_PROTOCOL_ANNOTATION] = HTTPS.upper()
     metadata = _metadata(ms)
     if annotations:
         metadata["annotations"] = annotations
@@ -466,7 +550,7 @@ def network_policy(ms: Manifest, context: RenderContext) -> Manifest | None:
         return None
     peers = network_policy_peers(ms, context)
     # A rule without peers would admit everyone: no peers, no rule (nothing is admitted).
-    rules = [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]}] if peers else []
+    rules = [{"from": peers, "ports": [{"port": CONTAINER_PORT_NAME, "protocol": "TCP"}]}] if peers else []
     name = ms["metadata"]["name"]
     body: dict[str, Any] = {
         # The name alone: the service's pods and its migration Jobs' (whose instance differs).
@@ -490,6 +574,23 @@ def network_policy(ms: Manifest, context: RenderContext) -> Manifest | None:
 SCRAPE_TARGET_LABELS = ("app.kubernetes.io/managed-by",)
 
 
+def scrape_endpoint(ms: Manifest) -> dict[str, Any]:
+    """The ServiceMonitor's endpoint: the Service's port; over HTTPS verified with ``ca.crt`` under tls."""
+    metrics, tls = ms["spec"]["metrics"], ms["spec"].get("tls")
+    endpoint: dict[str, Any] = {
+        "port": scheme(ms["spec"]),
+        "path": metrics["path"],
+        "interval": metrics["interval"],
+    }
+    if tls:
+        endpoint["scheme"] = HTTPS
+        endpoint["tlsConfig"] = {
+            "ca": {"secret": {"name": tls["secretName"], "key": TLS_CA_KEY}},
+            "serverName": tls_server_name(ms),
+        }
+    return endpoint
+
+
 def service_monitor(ms: Manifest, context: RenderContext) -> Manifest | None:
     """The ServiceMonitor, when metrics are enabled and its CRD is installed."""
     metrics = ms["spec"].get("metrics", {})
@@ -504,9 +605,22 @@ def service_monitor(ms: Manifest, context: RenderContext) -> Manifest | None:
         "spec": {
             "selector": {"matchLabels": selector_labels(ms["metadata"]["name"])},
             "namespaceSelector": {"matchNames": [ms["metadata"]["namespace"]]},
-            "endpoints": [{"port": "http", "path": metrics["path"], "interval": metrics["interval"]}],
+            "endpoints": [scrape_endpoint(ms)],
             "targetLabels": list(SCRAPE_TARGET_LABELS),
         },
+    }
+
+
+def servers_transport(ms: Manifest, context: RenderContext) -> Manifest | None:
+    """Traefik's ServersTransport verifying the pods' certificate, with ``spec.tls`` and its CRD."""
+    tls = ms["spec"].get("tls")
+    if not tls or not context.servers_transport_crd:
+        return None
+    return {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "ServersTransport",
+        "metadata": _metadata(ms),
+        "spec": {"serverName": tls_server_name(ms), "rootCAs": [{"secret": tls["secretName"]}]},
     }
 
 
@@ -555,6 +669,7 @@ def render(ms: Manifest, context: RenderContext) -> list[Manifest]:
     optional = [
         ingress(ms),
         service_monitor(ms, context),
+        servers_transport(ms, context),
         autoscaler(ms),
         disruption_budget(ms),
         network_policy(ms, context),
@@ -563,7 +678,7 @@ def render(ms: Manifest, context: RenderContext) -> list[Manifest]:
     return [
         *([job] if job else []),
         deployment(ms, context),
-        service(ms),
+        service(ms, context),
         *[child for child in optional if child is not None],
     ]
 
@@ -629,6 +744,8 @@ def config_references(spec: dict[str, Any]) -> list[ConfigRef]:
                     ConfigRef(kind, entry[field_name]["name"], None, bool(entry[field_name].get("optional")))
                 )
     refs.update(ConfigRef("Secret", mount["secretName"]) for mount in spec.get("secretMounts", []))
+    if spec.get("tls"):  # the kit reads the certificate at start: a renewed one rolls the pods
+        refs.add(ConfigRef("Secret", spec["tls"]["secretName"]))
     for volume in spec.get("volumes", []):
         refs.update(_volume_references(volume))
     return sorted(refs, key=lambda ref: (ref.kind, ref.name, ref.key or "", ref.optional))
