@@ -37,6 +37,7 @@ class FakeKube:
         self.config: dict[tuple[str, str], dict[str, str] | None] = {}  # (kind, name) -> data
         self.missing_crds: set[str] = set()
         self.listed: list[str] = []  # the kinds whose children were listed (pruning)
+        self.microservices: dict[str, dict[str, Any]] = {}  # name -> the stored Microservice
 
     def crd_installed(self, name: str) -> bool:
         return name not in self.missing_crds
@@ -93,8 +94,8 @@ class FakeKube:
         self.deleted.append((kind, name))
         return self.objects.pop((kind, name), None) is not None
 
-    def microservice(self, *_: Any) -> None:
-        return None
+    def microservice(self, _: str, name: str) -> dict[str, Any] | None:
+        return self.microservices.get(name)
 
     def patch_status(self, _: str, __: str, status: dict[str, Any]) -> None:
         self.status = status
@@ -356,3 +357,16 @@ def test_a_renewed_certificate_changes_the_pods_config_hash() -> None:
     run(kube, ms(tls=TLS))
     after = kube.objects[("Deployment", "orders")]["spec"]["template"]["metadata"]["annotations"]
     assert before["flotilla.dev/config-hash"] != after["flotilla.dev/config-hash"]
+
+
+def test_dependencies_condition_compares_tls_with_the_stored_dependency() -> None:
+    kube = FakeKube()
+    kube.config[("Secret", "orders-tls")] = TLS_SECRET
+    kube.microservices["users"] = {
+        "metadata": {"name": "users", "generation": 1},
+        "spec": {},
+        "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    dependencies = conditions(run(kube, ms(tls=TLS, dependsOn=["users"])))["DependenciesReady"]
+    assert (dependencies["status"], dependencies["reason"]) == ("False", "TLSMismatch")
+    assert "orders calls users over HTTPS but users serves HTTP" in dependencies["message"]

@@ -240,13 +240,13 @@ def test_dependencies_condition() -> None:
         "metadata": {"generation": 1},
         "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]},
     }
-    assert dependencies_condition({}).status is True
-    assert dependencies_condition({"users": None}).reason == "DependencyMissing"
+    assert dependencies_condition(ms(), {}).status is True
+    assert dependencies_condition(ms(), {"users": None}).reason == "DependencyMissing"
     assert (
-        dependencies_condition({"users": {"metadata": {"generation": 1}, "status": {}}}).reason
+        dependencies_condition(ms(), {"users": {"metadata": {"generation": 1}, "status": {}}}).reason
         == "DependencyNotReady"
     )
-    assert dependencies_condition({"users": ready}).status is True
+    assert dependencies_condition(ms(), {"users": ready}).status is True
 
 
 def test_transition_times_move_only_when_the_status_flips() -> None:
@@ -854,3 +854,32 @@ def test_a_renewed_certificate_rolls_the_pods() -> None:
 
 def test_the_network_policy_keeps_admitting_the_container_port_under_tls() -> None:
     assert _peers(ms(tls=TLS), RenderContext()) == _peers(ms(), RenderContext())
+
+
+def _ready(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": 1},
+        "spec": spec,
+        "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def test_a_caller_over_https_of_a_dependency_serving_http_is_a_tls_mismatch() -> None:
+    condition = dependencies_condition(ms(tls=TLS), {"users": _ready(), "catalog": _ready(tls=TLS)})
+    assert (condition.status, condition.reason) == (False, "TLSMismatch")
+    assert condition.message == (
+        "orders calls users over HTTPS but users serves HTTP: set spec.tls on both or neither."
+    )
+
+
+def test_a_caller_over_http_of_a_dependency_serving_https_is_a_tls_mismatch() -> None:
+    condition = dependencies_condition(ms(), {"users": _ready(tls={"secretName": "users-tls"}), "gone": None})
+    assert (condition.status, condition.reason) == (False, "TLSMismatch")
+    assert condition.message == (
+        "orders calls users over HTTP but users serves HTTPS: set spec.tls on both or neither."
+    )
+
+
+def test_dependencies_serving_the_callers_scheme_are_ready() -> None:
+    condition = dependencies_condition(ms(tls=TLS), {"users": _ready(tls={"secretName": "users-tls"})})
+    assert (condition.status, condition.reason) == (True, "AllReady")

@@ -370,7 +370,7 @@ def reconcile(
     wanted = None if spec.get("autoscaling") else spec["replicas"]
     conditions = [
         *with_stalled(workload_conditions(spec, record, missing)),
-        dependencies_condition(dependencies),
+        dependencies_condition(ms, dependencies),
         monitoring_condition(spec, installed["ServiceMonitor"]),
     ]
     previous = (ms.get("status") or {}).get("conditions")

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flotilla_operator.render import scheme
+
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
@@ -114,12 +116,29 @@ def with_migration(conditions: list[Condition], migrated: Condition) -> list[Con
     return conditions
 
 
-def dependencies_condition(dependencies: dict[str, dict[str, Any] | None]) -> Condition:
-    """DependenciesReady: every ``dependsOn`` Microservice exists and is Ready."""
+def tls_mismatches(caller: dict[str, Any], dependencies: dict[str, dict[str, Any] | None]) -> list[str]:
+    """One sentence per dependency that serves HTTP where ``caller`` calls over HTTPS, or the reverse."""
+    calls = scheme(caller["spec"])
+    serves = {name: scheme(ms.get("spec") or {}) for name, ms in dependencies.items() if ms is not None}
+    return [
+        f"{caller['metadata']['name']} calls {name} over {calls.upper()} but {name} serves "
+        f"{served.upper()}: set spec.tls on both or neither."
+        for name, served in sorted(serves.items())
+        if served != calls
+    ]
+
+
+def dependencies_condition(
+    caller: dict[str, Any], dependencies: dict[str, dict[str, Any] | None]
+) -> Condition:
+    """DependenciesReady: every ``dependsOn`` Microservice exists, speaks ``caller``'s scheme and is Ready."""
     if not dependencies:
         return Condition(DEPENDENCIES_READY, True, "NoDependencies", "This service depends on nothing.")
+    mismatches = tls_mismatches(caller, dependencies)
     missing = sorted(name for name, ms in dependencies.items() if ms is None)
     waiting = sorted(name for name, ms in dependencies.items() if ms is not None and not is_ready(ms))
+    if mismatches:  # first: unlike the others, it never resolves by waiting
+        return Condition(DEPENDENCIES_READY, False, "TLSMismatch", " ".join(mismatches))
     if missing:
         return Condition(DEPENDENCIES_READY, False, "DependencyMissing", f"Not found: {', '.join(missing)}.")
     if waiting:
