@@ -8,6 +8,20 @@
 {{- .Values.secrets.existingJwtKeysSecret | default (printf "%s-jwt-keys" .Release.Name) -}}
 {{- end -}}
 
+{{/* The Secret of the services' HTTPS certificate (tls.enabled): the user's or the generated one. */}}
+{{- define "flotilla.tlsSecretName" -}}
+{{- .Values.tls.existingSecret | default (printf "%s-tls" .Release.Name) -}}
+{{- end -}}
+
+{{/* The DNS names a service's certificate must carry: (list $ $services), one per line. */}}
+{{- define "flotilla.tlsNames" -}}
+{{- $root := index . 0 -}}
+{{- range $name, $_ := index . 1 }}
+{{ $name }}.{{ $root.Release.Namespace }}.svc
+{{ $name }}.{{ $root.Release.Namespace }}.svc.cluster.local
+{{- end -}}
+{{- end -}}
+
 {{/* The bundled PostgreSQL of one service: (list $ "users"). */}}
 {{- define "flotilla.postgresql.name" -}}
 {{- $name := printf "%s-%s-postgresql" (index . 0).Release.Name (index . 1) -}}
@@ -117,6 +131,9 @@
 {{- range $injected -}}{{- if not (has .name $ownNames) -}}{{- $env = append $env . -}}{{- end -}}{{- end -}}
 {{- $env = concat $env $own -}}
 {{- if $env -}}{{- $_ := set $spec "env" $env -}}{{- end -}}
+{{- if and $root.Values.tls.enabled (not $spec.tls) -}}
+{{- $_ := set $spec "tls" (dict "secretName" (include "flotilla.tlsSecretName" $root)) -}}
+{{- end -}}
 {{- /* The release's ingress settings under every routed service's own. */ -}}
 {{- if and $spec.ingress $root.Values.ingress.enabled -}}
 {{- $ingress := dict -}}
