@@ -702,3 +702,36 @@ def test_dns_resolves_in_every_pod_under_the_policies(
     assert rows
     failed = [row for row in rows if not row.holds]
     assert not failed, f"names not resolved to their Service's address: {failed}"
+
+
+def operator_pod(kube: ApiClient, namespace: str) -> Probe:
+    """The release's operator pod, as a source of connections."""
+    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"
+    pods = client.CoreV1Api(kube).list_namespaced_pod(namespace, label_selector=selector).items
+    running = [pod for pod in pods if pod.status.phase == "Running" and pod.status.pod_ip]
+    assert running, "no running operator pod"
+    return Probe("operator (own pod)", namespace, running[0].metadata.name, running[0].status.pod_ip)
+
+
+def test_the_operator_reaches_only_the_api_server_and_admits_only_prometheus(
+    kube: ApiClient, platform: Platform, probes: Probes, case: Case, table: list[Row]
+) -> None:
+    """The operator chart's own policy: from the operator's pod the API server connects (through
+    the kubernetes Service), a service and the listener do not; its metrics port admits
+    Prometheus' namespace and no one else."""
+    namespace = platform.namespace
+    operator = operator_pod(kube, namespace)
+    metrics = Target(f"operator metrics {operator.ip}", operator.ip, 9090)
+    listener = Target(f"listener pod {probes.listener.ip}", probes.listener.ip, LISTENER_PORT)
+    api_server = Target("API server (kubernetes Service)", dns_name("default", "kubernetes"), 443)
+    users = service_targets(kube, namespace, "users")
+    connections = [
+        Connection(operator, api_server, allowed=True),
+        Connection(operator, listener, allowed=False),
+        Connection(probes.stranger, listener, allowed=True),
+        *(Connection(operator, target, allowed=False) for target in users),
+        *(Connection(control(probes, "users"), target, allowed=True) for target in users),
+        Connection(probes.prometheus, metrics, allowed=True),
+        *(Connection(p, metrics, allowed=False) for p in (probes.stranger, probes.outsider, probes.ingress)),
+    ]
+    verify(connections, case, table)
