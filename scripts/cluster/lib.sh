@@ -26,6 +26,8 @@ CLUSTER_DNS_IP=10.96.0.10
 # schedule there, so the real node's workloads never land on a node that runs nothing.
 KWOK_TAINT_KEY=kwok.x-k8s.io/node
 NODE_BRIDGE=flotilla-cni0
+# Traefik's CRDs (its CRD provider reads the operator's ServersTransports), in its module and repository.
+TRAEFIK_CRDS=docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml
 NODE_POD_SUBNET="${FLOTILLA_NODE_POD_SUBNET:-10.88.0.0/24}"
 # Traefik listens on the host's loopback (make up prints the address).
 INGRESS_PORT="${FLOTILLA_INGRESS_PORT:-8080}"

@@ -187,10 +187,9 @@ render_addon() {  # render_addon FILE: the manifest with this cluster's images a
     -e "s#@CLUSTER_DNS_IP@#$CLUSTER_DNS_IP#g" -e "s#@INGRESS_PORT@#$INGRESS_PORT#g" \
     -e "s#@VOLUMES_DIR@#$NODE_DIR/volumes#g" "$CLUSTER_SCRIPTS/addons/$1"
 }
-# Traefik's CRDs (its CRD provider reads the operator's ServersTransports), from its pinned module.
-traefik_dir=$(module_dir "github.com/traefik/traefik/v3@$TRAEFIK_VERSION")
+# Traefik's CRDs, from its pinned module.
 kubectl apply --server-side --force-conflicts --field-manager flotilla-node \
-  -f "$traefik_dir/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml" >/dev/null
+  -f "$(module_dir "github.com/traefik/traefik/v3@$TRAEFIK_VERSION")/$TRAEFIK_CRDS" >/dev/null
 for addon in coredns.yaml traefik.yaml local-path.yaml; do
   render_addon "$addon" | kubectl apply --server-side --force-conflicts --field-manager flotilla-node -f - >/dev/null
 done

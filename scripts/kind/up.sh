@@ -47,6 +47,8 @@ step "the flotilla namespace (restricted Pod Security)"
 k apply --server-side --field-manager flotilla-kind -f "$ROOT/k8s/namespace.yaml" >/dev/null
 
 step "Traefik $TRAEFIK_VERSION, the default IngressClass, on the host's ports 80 and 443"
+k apply --server-side --force-conflicts --field-manager flotilla-kind \
+  -f "https://raw.githubusercontent.com/traefik/traefik/$TRAEFIK_VERSION/$TRAEFIK_CRDS" >/dev/null
 "$ROOT/scripts/kind/traefik.sh" | k apply --server-side --force-conflicts --field-manager flotilla-kind -f - >/dev/null
 k -n traefik rollout status deployment/traefik --timeout=5m
 

@@ -373,6 +373,15 @@ def test_traefik_on_kind_is_accepted_by_the_api_server(
 # --- Flotilla's values on kind, and kube-prometheus-stack's ----------------------------------
 
 
+def cluster_setting(name: str) -> str:
+    """A setting of scripts/cluster/versions.env or lib.sh (NAME=value)."""
+    for source in ("versions.env", "lib.sh"):
+        found = re.search(rf"^{name}=(\S+)$", (ROOT / "scripts" / "cluster" / source).read_text(), re.M)
+        if found:
+            return found.group(1)
+    raise AssertionError(f"scripts/cluster sets no {name}")
+
+
 def up_setting(name: str) -> str:
     found = re.search(rf"^{name}=(\S+)$", (KIND_SCRIPTS / "up.sh").read_text(), re.M)
     assert found, f"scripts/kind/up.sh sets no {name}"
@@ -500,12 +509,16 @@ def test_kind_up_creates_the_cluster_then_applies_the_namespace_traefik_and_moni
         for tool_name, args in calls
         if args[:1] in (["create"], ["upgrade"]) or "apply" in args or "rollout" in args
     ]
-    assert [s[0] for s in steps] == ["kind", "kubectl", "kubectl", "kubectl", "helm"], steps
+    assert [s[0] for s in steps] == ["kind", "kubectl", "kubectl", "kubectl", "kubectl", "helm"], steps
     assert steps[0][1] == ["create", "cluster", "--config", str(KIND_CONFIG), "--wait", "3m"]
     applies = [c for c in stubs.calls("kubectl") if "apply" in c["args"]]
     assert all(c["args"][:2] == ["--context", context] for c in applies)
     assert str(ROOT / "k8s" / "namespace.yaml") in applies[0]["args"]
-    assert [d for d in yaml.safe_load_all(applies[1]["stdin"]) if d] == render_traefik_for_kind()
+    # Traefik's CRDs of the pinned release (the file the node applies from the same module).
+    crds = applies[1]["args"][applies[1]["args"].index("-f") + 1]
+    version, path = cluster_setting("TRAEFIK_VERSION"), cluster_setting("TRAEFIK_CRDS")
+    assert crds == f"https://raw.githubusercontent.com/traefik/traefik/{version}/{path}"
+    assert [d for d in yaml.safe_load_all(applies[2]["stdin"]) if d] == render_traefik_for_kind()
     helm = steps[-1][1]
     assert helm[:4] == [
         "upgrade",
