@@ -5,6 +5,7 @@ The umbrella chart deploys the services as Microservice resources only, one per 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any, cast
 
 import pytest
 import yaml
+from cryptography import x509
 from kubernetes import client
 from kubernetes.client import ApiClient
 
@@ -477,6 +479,10 @@ MATRIX: dict[str, Callable[[str], list[str]]] = {
             "ingress.className": "nginx",
         }
     ),
+    "internal-tls": lambda namespace: sets({"tls.enabled": "true"}),
+    "internal-tls-existing-secret": lambda namespace: sets(
+        {"tls.enabled": "true", "tls.existingSecret": "my-tls"}
+    ),
     "external-database": lambda namespace: [
         "--set",
         "postgresql.enabled=false",
@@ -530,6 +536,8 @@ def test_the_umbrella_chart_renders_what_the_api_server_accepts(case: str, names
     if case == "tls-on":
         for microservice in of_kind(documents, "Microservice").values():
             assert microservice["spec"]["ingress"]["tls"]["secretName"] == "flotilla-tls"
+    if case.startswith("internal-tls"):
+        _assert_internal_tls(documents, release, namespace, generated=case == "internal-tls")
     checked = tool(
         "kubectl",
         "apply",
@@ -541,6 +549,31 @@ def test_the_umbrella_chart_renders_what_the_api_server_accepts(case: str, names
         stdin=yaml.safe_dump_all(documents),
     )
     assert checked.returncode == 0, checked.stderr
+
+
+def _assert_internal_tls(documents: Documents, release: str, namespace: str, *, generated: bool) -> None:
+    """Every Microservice serves HTTPS from one Secret; a generated one holds a certificate for
+    every service's in-cluster names, signed by a CA whose key stays in a Secret of its own."""
+    secret_name = f"{release}-tls" if generated else "my-tls"
+    for microservice in of_kind(documents, "Microservice").values():
+        assert microservice["spec"]["tls"] == {"secretName": secret_name}
+    test_pod = next(d for d in documents if d["kind"] == "Pod")
+    assert all(url.startswith("https://") for url in test_pod["spec"]["containers"][0]["args"][1:])
+    secrets = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Secret"}
+    if not generated:
+        assert not {f"{release}-tls", f"{release}-tls-ca"} & set(secrets)
+        return
+    serving, authority = secrets[f"{release}-tls"], secrets[f"{release}-tls-ca"]
+    assert serving["type"] == authority["type"] == "kubernetes.io/tls"
+    assert set(serving["data"]) == {"tls.crt", "tls.key", "ca.crt"}  # no CA key where pods mount it
+    certificate = x509.load_pem_x509_certificate(base64.b64decode(serving["data"]["tls.crt"]))
+    ca = x509.load_pem_x509_certificate(base64.b64decode(authority["data"]["tls.crt"]))
+    assert base64.b64decode(serving["data"]["ca.crt"]) == base64.b64decode(authority["data"]["tls.crt"])
+    certificate.verify_directly_issued_by(ca)
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(names.get_values_for_type(x509.DNSName)) == {
+        f"{name}.{namespace}.svc{suffix}" for name in SERVICES for suffix in ("", ".cluster.local")
+    }
 
 
 # --- install, upgrade, uninstall ----------------------------------------------------------------

@@ -116,6 +116,11 @@ VALID_SPECS = [
     },
     {"ingress": {"host": "*.example.com", "paths": ["/shop"], "tls": {"secretName": "wildcard-tls"}}},
     {"ingress": {"host": "shop.example.com", "paths": ["/.well-known", "/a.b/c..d", "/%20"]}},
+    {"tls": {"secretName": "shop-internal.tls"}},
+    {
+        "tls": {"secretName": "t"},
+        "secretMounts": [{"secretName": "keys", "mountPath": "/etc/flotilla/tls-other"}],
+    },
     {"metrics": {"interval": "1m30s"}},
     {"metrics": {"interval": "0"}},
     {"metrics": {"interval": "1h5m10s500ms"}},
@@ -294,6 +299,16 @@ INVALID_SPECS = [
         },
         "spec.volumeMounts[1]: Duplicate value",
     ),
+    ({"tls": {}}, "spec.tls.secretName: Required value"),
+    ({"tls": {"secretName": "Bad_Name"}}, "spec.tls.secretName"),
+    (
+        {
+            "tls": {"secretName": "t"},
+            "secretMounts": [{"secretName": "keys", "mountPath": "/etc/flotilla/tls"}],
+        },
+        "spec.tls: Invalid value",
+    ),
+    ({"tls": {"secretName": "t"}, "volumes": [{"name": "tls", "emptyDir": {}}]}, "spec.tls: Invalid value"),
 ]
 
 
