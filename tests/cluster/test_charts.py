@@ -40,6 +40,11 @@ WORKLOAD_KINDS = {
 }
 SERVICES = services()
 DATABASES = [name for name, entry in SERVICES.items() if entry.get("database")]
+DEFAULT_RESOURCES = yaml.safe_load((ROOT / "charts" / "flotilla" / "values.yaml").read_text())[
+    "serviceDefaults"
+]["resources"]
+# A service that takes serviceDefaults' resources (no resources of its own).
+DEFAULTED = next(name for name, entry in SERVICES.items() if "resources" not in entry)
 FOURTH = {"image": "registry.example/flotilla/hello:1.0", "ingress": {"paths": ["/hello"]}}
 
 Documents = list[dict[str, Any]]
@@ -190,7 +195,9 @@ def test_the_microservices_carry_the_wiring_of_the_map() -> None:
     for name, spec in (("users", users), ("catalog", catalog), ("orders", orders)):
         assert spec["replicas"] == 2 and spec["migrate"] is True
         assert spec["disruptionBudget"] == {"minAvailable": 1}
-        assert spec["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
+        # The defaults' resources, or the entry's own whole (users': room for its argon2 hashes).
+        expected = SERVICES[name].get("resources") or DEFAULT_RESOURCES
+        assert spec["resources"] == expected, name
         policy = spec["networkPolicy"]
         assert {key: policy[key] for key in ("enabled", "from")} == {"enabled": True, "from": [test_pod]}
         # Egress to its own database: the peer selects that StatefulSet's pods and no other's.
@@ -499,8 +506,8 @@ MATRIX: dict[str, Callable[[str], list[str]]] = {
     # minAvailable, a memory limit below the default request does not meet that request.
     "entry-keys-replace-defaults": lambda namespace: sets(
         {
-            f"services.{next(iter(SERVICES))}.disruptionBudget.maxUnavailable": "1",
-            f"services.{next(iter(SERVICES))}.resources.limits.memory": "64Mi",
+            f"services.{DEFAULTED}.disruptionBudget.maxUnavailable": "1",
+            f"services.{DEFAULTED}.resources.limits.memory": "64Mi",
         }
     ),
 }

@@ -6,7 +6,7 @@ from flask import Flask
 
 from flotilla_kit import auth, health
 from flotilla_kit.app import create_service_app
-from flotilla_users import routes
+from flotilla_users import passwords, routes
 from flotilla_users.db import database
 from flotilla_users.keys import SigningKeys, ensure_development_key
 from flotilla_users.settings import UsersSettings
@@ -30,6 +30,7 @@ def create_app(settings: UsersSettings | None = None) -> Flask:
         description="Accounts, login, service clients and the token issuer.",
         database=database,
     )
+    passwords.limit_concurrent_hashes(settings.password_hash_concurrency)
     keys = load_signing_keys(settings)
     app.extensions["flotilla_signing_keys"] = keys
     app.extensions["flotilla_token_issuer"] = TokenIssuer(

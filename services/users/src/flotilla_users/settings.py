@@ -46,6 +46,8 @@ class UsersSettings(KitSettings):
     login_lockout_seconds: int
     login_address_limit: RateLimit
     token_address_limit: RateLimit
+    # argon2 hashes a process runs at once (64 MiB each): see flotilla_users.passwords.
+    password_hash_concurrency: int = 1
 
     @classmethod
     def load(cls, service_name: str = SERVICE) -> UsersSettings:
@@ -67,6 +69,9 @@ class UsersSettings(KitSettings):
             ),
             "admin_email": env.str("ADMIN_EMAIL", None),
             "admin_password": secret(env, "ADMIN_PASSWORD", validate=Length(min=8)),
+            "password_hash_concurrency": env.int(
+                "PASSWORD_HASH_CONCURRENCY", 1, validate=Range(min=1, max=64)
+            ),
             "login_max_failures": env.int("LOGIN_MAX_FAILURES", 5, validate=Range(min=1)),
             "login_lockout_seconds": env.int("LOGIN_LOCKOUT_SECONDS", 60, validate=Range(min=1)),
             "login_address_limit": RateLimit(
