@@ -140,7 +140,11 @@ def test_the_umbrella_renders_the_services_only_as_microservices() -> None:
     # The operator's own Deployment is the chart's one Deployment.
     assert list(of_kind(documents, "Deployment")) == ["flotilla-operator"]
     assert set(of_kind(documents, "StatefulSet")) == {f"fl-{name}-postgresql" for name in DATABASES}
-    assert set(of_kind(documents, "NetworkPolicy")) == {f"fl-{name}-postgresql" for name in DATABASES}
+    # Each database's, and the operator's own.
+    assert set(of_kind(documents, "NetworkPolicy")) == {
+        *(f"fl-{name}-postgresql" for name in DATABASES),
+        "flotilla-operator",
+    }
     for name, microservice in microservices.items():
         labels = microservice["metadata"]["labels"]
         assert (
@@ -271,7 +275,9 @@ def test_a_fourth_map_entry_renders_a_fourth_microservice_and_nothing_else() -> 
     assert hello["replicas"] == 2 and "secretMounts" not in hello
     assert {entry["name"] for entry in hello["env"]} == {"TRUSTED_PROXIES", "JWT_ISSUER"}
     test_pod = next(doc for doc in after if doc["kind"] == "Pod")
-    assert test_pod["spec"]["containers"][0]["args"][1:] == sorted([*SERVICES, "hello"])
+    assert test_pod["spec"]["containers"][0]["args"][1:] == [
+        f"http://{name}.default.svc/readyz" for name in sorted([*SERVICES, "hello"])
+    ]
 
 
 def test_a_disabled_entry_renders_nothing() -> None:
@@ -312,10 +318,14 @@ def test_each_database_admits_only_its_own_service() -> None:
 
 
 def test_network_policies_off_turns_them_off_on_every_microservice() -> None:
+    """networkPolicy.enabled is the services' and databases'; the operator's own policy is the
+    operator chart's (operator.networkPolicy.enabled): both off, the release has none."""
     documents = template("--set", "networkPolicy.enabled=false")
-    assert not of_kind(documents, "NetworkPolicy")
+    assert list(of_kind(documents, "NetworkPolicy")) == ["flotilla-operator"]
     for microservice in of_kind(documents, "Microservice").values():
         assert microservice["spec"]["networkPolicy"] == {"enabled": False}
+    documents = template(*sets({"networkPolicy.enabled": "false", "operator.networkPolicy.enabled": "false"}))
+    assert not of_kind(documents, "NetworkPolicy")
 
 
 def test_existing_secrets_render_no_secret_and_are_referenced() -> None:
