@@ -20,9 +20,19 @@ def current_namespace() -> str | None:
     return None
 
 
+def url_variable(name: str) -> str:
+    """The variable that names service ``name``'s base URL: ``users`` -> ``USERS_URL``."""
+    return f"{name.upper().replace('-', '_')}_URL"
+
+
+def is_declared(name: str) -> bool:
+    """Whether ``name``'s URL is given (the operator sets it for every ``dependsOn`` entry)."""
+    return bool(os.environ.get(url_variable(name)))
+
+
 def service_url(name: str) -> str:
     """The base URL of service ``name``, without a trailing slash."""
-    variable = f"{name.upper().replace('-', '_')}_URL"
+    variable = url_variable(name)
     explicit = os.environ.get(variable)
     if explicit:
         return explicit.rstrip("/")

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 
 from flotilla_kit import auth, health
-from flotilla_kit.discovery import service_url
+from flotilla_kit.discovery import is_declared, service_url
 from flotilla_kit.http_client import ClientPolicy, ServiceClient
 from flotilla_kit.problems import Problem
 from flotilla_kit.revocation import RevocationList
@@ -19,9 +19,12 @@ REVOCATIONS_PATH = "/internal/revocations"
 
 
 def init_jwks_auth(app: Flask, settings: KitSettings) -> None:
-    """Verify bearer tokens with the issuer's JWKS and revocation list; ``/readyz`` waits for both.
+    """Verify bearer tokens with the issuer's JWKS and revocation list.
 
     They come from ``JWKS_URL`` and ``REVOCATIONS_URL``, or from the discovered users service.
+    ``/readyz`` waits for both when the issuer is declared (those URLs, or ``USERS_URL``: the
+    operator sets it for ``dependsOn: [users]``); a service that declares no issuer is ready
+    without one, serves what needs no token, and answers a token with 503 while none is found.
     """
     keys = _json_fetcher(settings, settings.jwks_url or service_url("users") + JWKS_PATH, "keys")
     revoked = _json_fetcher(
@@ -39,8 +42,9 @@ def init_jwks_auth(app: Flask, settings: KitSettings) -> None:
             resolver, issuer=settings.jwt_issuer, audience=settings.jwt_audience, revocations=revocations
         ),
     )
-    health.add_readiness_check(app, "signing_keys", resolver.ensure_loaded)
-    health.add_readiness_check(app, "revocations", revocations.ensure_loaded)
+    if settings.jwks_url or settings.revocations_url or is_declared("users"):
+        health.add_readiness_check(app, "signing_keys", resolver.ensure_loaded)
+        health.add_readiness_check(app, "revocations", revocations.ensure_loaded)
 
 
 def _json_fetcher(settings: KitSettings, url: str, what: str) -> Callable[[], Any]:
