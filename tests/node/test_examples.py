@@ -159,9 +159,11 @@ def test_the_hello_example_is_the_smallest_useful_microservice(
     )
     conditions = {c["type"]: c["status"] for c in ms["status"]["conditions"]}
     assert conditions["Migrated"] == "True"
+    # In the pod itself, as the README's port-forward reaches it: its NetworkPolicy admits only
+    # declared callers through the Service (hello has none), and egress only to what it declares.
     answered = tool(
         "kubectl", "exec", "-n", namespace, "deploy/hello", "--", "python", "-c",
-        "import urllib.request; print(urllib.request.urlopen('http://hello/products?limit=1').status)",
+        "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/products?limit=1').status)",
     )  # fmt: skip
     assert answered.returncode == 0, answered.stderr
     assert answered.stdout.strip() == "200"
