@@ -159,6 +159,21 @@ class Probe:
         return list(self.run(CONNECT, json.dumps(pairs), str(CONNECT_TIMEOUT)))
 
 
+@dataclass(frozen=True)
+class ShellProbe(Probe):
+    """A pod whose image has bash but no Python (PostgreSQL's): connects through /dev/tcp."""
+
+    def connect(self, targets: Sequence[Target]) -> list[str]:
+        script = "\n".join(
+            f"timeout {CONNECT_TIMEOUT:g} bash -c '</dev/tcp/{target.host}/{target.port}' 2>/dev/null; "
+            'case $? in 0) echo connected;; 124) echo "timed out";; *) echo "connection refused";; esac'
+            for target in targets
+        )
+        result = exec_in(self.namespace, f"pod/{self.name}", "bash", "-c", script)
+        assert result.returncode == 0, f"{self.title}: {result.stderr}"
+        return result.stdout.splitlines()
+
+
 @dataclass
 class Connection:
     """A probe's TCP connection to a target, and whether the policies should let it through."""
@@ -734,4 +749,36 @@ def test_the_operator_reaches_only_the_api_server_and_admits_only_prometheus(
         Connection(probes.prometheus, metrics, allowed=True),
         *(Connection(p, metrics, allowed=False) for p in (probes.stranger, probes.outsider, probes.ingress)),
     ]
+    verify(connections, case, table)
+
+
+def database_pods(kube: ApiClient, namespace: str) -> list[ShellProbe]:
+    """Each bundled database's pod, as a source of connections."""
+    probes = []
+    for service in DATABASES:
+        selector = (
+            f"app.kubernetes.io/name=postgresql,app.kubernetes.io/instance={RELEASE},"
+            f"app.kubernetes.io/component={service}-database"
+        )
+        pods = client.CoreV1Api(kube).list_namespaced_pod(namespace, label_selector=selector).items
+        running = [pod for pod in pods if pod.status.phase == "Running" and pod.status.pod_ip]
+        assert running, f"no running database of {service}"
+        probes.append(ShellProbe(f"{service} DB (own pod)", namespace, running[0].metadata.name))
+    return probes
+
+
+def test_a_database_connects_nowhere(
+    kube: ApiClient, platform: Platform, probes: Probes, case: Case, table: list[Row]
+) -> None:
+    """The databases' policies have no egress rule: from each database pod, neither the listener
+    (a pod no policy selects) nor a service it stores data for connects."""
+    namespace = platform.namespace
+    listener = Target(f"listener pod {probes.listener.ip}", probes.listener.ip, LISTENER_PORT)
+    connections = [Connection(probes.stranger, listener, allowed=True)]
+    for source in database_pods(kube, namespace):
+        service = source.title.split()[0]
+        targets = service_targets(kube, namespace, service, with_service=False)
+        connections.append(Connection(source, listener, allowed=False))
+        connections += [Connection(source, target, allowed=False) for target in targets]
+        connections += [Connection(control(probes, service), target, allowed=True) for target in targets]
     verify(connections, case, table)
