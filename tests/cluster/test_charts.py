@@ -297,7 +297,7 @@ def test_each_database_admits_only_its_own_service() -> None:
         pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
         assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
         assert pod_labels["app.kubernetes.io/component"] == f"{name}-database"
-        assert policy["policyTypes"] == ["Ingress"]
+        assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["egress"] == []  # connects nowhere
         assert policy["ingress"] == [
             {
                 "ports": [{"port": 5432, "protocol": "TCP"}],
