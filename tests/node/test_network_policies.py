@@ -451,8 +451,8 @@ def service_targets(
     return targets
 
 
-def database_targets(kube: ApiClient, namespace: str, service: str) -> list[Target]:
-    """The pod of ``service``'s database and its Service, on PostgreSQL's port."""
+def running_database_pods(kube: ApiClient, namespace: str, service: str) -> list[Any]:
+    """The running pods of ``service``'s bundled database (the chart's flotilla.postgresql.selector)."""
     selector = (
         f"app.kubernetes.io/name=postgresql,app.kubernetes.io/instance={RELEASE},"
         f"app.kubernetes.io/component={service}-database"
@@ -460,6 +460,12 @@ def database_targets(kube: ApiClient, namespace: str, service: str) -> list[Targ
     pods = client.CoreV1Api(kube).list_namespaced_pod(namespace, label_selector=selector).items
     running = [pod for pod in pods if pod.status.phase == "Running" and pod.status.pod_ip]
     assert running, f"no running database of {service}"
+    return running
+
+
+def database_targets(kube: ApiClient, namespace: str, service: str) -> list[Target]:
+    """The pod of ``service``'s database and its Service, on PostgreSQL's port."""
+    running = running_database_pods(kube, namespace, service)
     name = database_service(service)
     return [
         *(Target(f"{service} DB pod {pod.status.pod_ip}", pod.status.pod_ip, 5432) for pod in running),
@@ -754,17 +760,14 @@ def test_the_operator_reaches_only_the_api_server_and_admits_only_prometheus(
 
 def database_pods(kube: ApiClient, namespace: str) -> list[ShellProbe]:
     """Each bundled database's pod, as a source of connections."""
-    probes = []
-    for service in DATABASES:
-        selector = (
-            f"app.kubernetes.io/name=postgresql,app.kubernetes.io/instance={RELEASE},"
-            f"app.kubernetes.io/component={service}-database"
+    return [
+        ShellProbe(
+            f"{service} DB (own pod)",
+            namespace,
+            running_database_pods(kube, namespace, service)[0].metadata.name,
         )
-        pods = client.CoreV1Api(kube).list_namespaced_pod(namespace, label_selector=selector).items
-        running = [pod for pod in pods if pod.status.phase == "Running" and pod.status.pod_ip]
-        assert running, f"no running database of {service}"
-        probes.append(ShellProbe(f"{service} DB (own pod)", namespace, running[0].metadata.name))
-    return probes
+        for service in DATABASES
+    ]
 
 
 def test_a_database_connects_nowhere(
