@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from flotilla_kit import api as api_module
-from flotilla_kit import client_address, context, health, logs, metrics, problems
+from flotilla_kit import client_address, context, faults, health, logs, metrics, problems
 from flotilla_kit.api import Api
 from flotilla_kit.db import Database
 from flotilla_kit.json_provider import OrjsonProvider
@@ -20,7 +20,7 @@ def create_service_app(
     description: str = "",
     database: Database | None = None,
 ) -> tuple[Flask, Api]:
-    """A Flask app with logs, request IDs, problems, metrics, health and the OpenAPI Api.
+    """A Flask app with logs, request IDs, problems, metrics, health, faults and the OpenAPI Api.
 
     The service then registers its blueprints on the returned ``Api`` and its readiness
     checks with ``health.add_readiness_check``.
@@ -37,6 +37,8 @@ def create_service_app(
     metrics.init_app(app)
     problems.init_app(app)
     health.init_app(app)
+    # Timed and counted like real failures, before a session or a token check is started.
+    faults.init_app(app, settings.faults)
     if database is not None:
         database.init_app(app, settings.database_url)
         health.add_readiness_check(app, "database", database.ping)

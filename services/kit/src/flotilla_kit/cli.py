@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import click
 
 from flotilla_kit.server import ServerSettings
-from flotilla_kit.settings import ConfigError, KitSettings
+from flotilla_kit.settings import CRASH_AT_START_MESSAGE, ConfigError, KitSettings
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -67,9 +67,11 @@ def service_cli(service: ServiceDefinition[S, M]) -> click.Group:
     @group.command("check-config")
     def check_config() -> None:
         """Validate the environment of every command (serve and migrate) and exit."""
-        load_or_exit(service.load_settings)
+        settings = load_or_exit(service.load_settings)
         load_or_exit(service.load_migration_settings)
         load_or_exit(ServerSettings.load)
+        if faults := settings.faults.describe():
+            click.echo(f"warning: faults injected on purpose: {faults}", err=True)
         click.echo("configuration ok")
 
     @group.command()
@@ -95,8 +97,12 @@ def service_cli(service: ServiceDefinition[S, M]) -> click.Group:
     @group.command()
     def serve() -> None:
         """Run the service under gunicorn with the shared configuration."""
-        load_or_exit(service.load_settings)
+        settings = load_or_exit(service.load_settings)
         load_or_exit(ServerSettings.load)
+        if settings.faults.crash_at_start:
+            # Before gunicorn: the container exits at once (the app factory would stop it too).
+            click.echo(f"error: {CRASH_AT_START_MESSAGE}", err=True)
+            sys.exit(1)
         argv = [
             sys.executable,
             "-m",

@@ -105,6 +105,56 @@ def ip_networks(value: str) -> None:
     parse_networks(value)
 
 
+CRASH_AT_START_MESSAGE = (
+    "FAULT_CRASH_AT_START is true: this release crashes at start on purpose "
+    "(a fault injected for canary tests and demos); unset it to start"
+)
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """Faults injected on purpose (``FAULT_*``) to make a bad release for canary tests and demos.
+
+    All off by default; ``flotilla_kit.faults`` applies them.
+    """
+
+    error_ratio: float = 0.0
+    delay_seconds: float = 0.0
+    delay_ratio: float = 1.0
+    not_ready: bool = False
+    crash_at_start: bool = False
+
+    @classmethod
+    def from_env(cls, env: Env) -> FaultSettings:
+        """Read the ``FAULT_*`` variables; ``finish(env)`` reports the bad ones."""
+        share = Range(min=0, max=1)
+        return cls(
+            error_ratio=env.float("FAULT_ERROR_RATIO", 0.0, validate=share),
+            delay_seconds=env.float("FAULT_DELAY_SECONDS", 0.0, validate=Range(min=0, max=300)),
+            delay_ratio=env.float("FAULT_DELAY_RATIO", 1.0, validate=share),
+            not_ready=env.bool("FAULT_NOT_READY", False),
+            crash_at_start=env.bool("FAULT_CRASH_AT_START", False),
+        )
+
+    def active(self) -> dict[str, str]:
+        """The variables of the faults switched on, with their values; empty when none is."""
+        active: dict[str, str] = {}
+        if self.error_ratio > 0:
+            active["FAULT_ERROR_RATIO"] = f"{self.error_ratio:g}"
+        if self.delay_seconds > 0 and self.delay_ratio > 0:
+            active["FAULT_DELAY_SECONDS"] = f"{self.delay_seconds:g}"
+            active["FAULT_DELAY_RATIO"] = f"{self.delay_ratio:g}"
+        if self.not_ready:
+            active["FAULT_NOT_READY"] = "true"
+        if self.crash_at_start:
+            active["FAULT_CRASH_AT_START"] = "true"
+        return active
+
+    def describe(self) -> str:
+        """``FAULT_ERROR_RATIO=0.2, FAULT_NOT_READY=true``: the faults switched on, for a log line."""
+        return ", ".join(f"{name}={value}" for name, value in self.active().items())
+
+
 @dataclass(frozen=True)
 class KitSettings:
     """Settings every service shares."""
@@ -128,6 +178,7 @@ class KitSettings:
     revocations_url: str | None
     revocation_refresh_seconds: float
     revocation_max_staleness_seconds: float
+    faults: FaultSettings
 
     @property
     def is_development(self) -> bool:
@@ -171,6 +222,7 @@ class KitSettings:
             "circuit_reset_seconds": env.float("CIRCUIT_RESET_SECONDS", 10.0, validate=Range(min=0.1)),
             # Proxies whose X-Forwarded-For names the client (the ingress controller's pods).
             "trusted_proxies": parse_networks(env.str("TRUSTED_PROXIES", "", validate=ip_networks) or ""),
+            "faults": FaultSettings.from_env(env),
         }
 
     @classmethod
