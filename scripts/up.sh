@@ -22,10 +22,15 @@ version=$(field version) chart=$(field chart)
 
 step "installing $chart --version $version (release $RELEASE, namespace $NAMESPACE)"
 # Only what differs on this machine is set: the PostgreSQL image (the official one cannot be
-# pulled here); the ingress controller's namespace is the chart's default, Traefik's.
+# pulled here), and the node's Prometheus (node-up.sh), which the operator queries, outside the
+# pod network: its NetworkPolicy lets it connect to that address. The ingress controller's
+# namespace is the chart's default, Traefik's.
+PROMETHEUS_URL=$(cat "$PROMETHEUS_URL_FILE")
 install=(helm upgrade --install "$RELEASE" "$chart" --version "$version" --plain-http
   --namespace "$NAMESPACE" --create-namespace --wait --timeout 15m
-  --set "postgresql.image=$(field postgresql)" "$@")
+  --set "postgresql.image=$(field postgresql)"
+  --set "operator.prometheus.url=$PROMETHEUS_URL" --set "operator.networkPolicy.prometheus.cidr=$NODE_POD_GATEWAY/32"
+  "$@")
 note "${install[*]}"
 installed_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 "${install[@]}" > "$STATE_DIR/helm-install.log" 2>&1 &
@@ -91,6 +96,7 @@ Flotilla $version is up on node $NODE_NAME in $(elapsed $((SECONDS - started_at)
   The registry:     http://$REGISTRY  (curl -s http://$REGISTRY/v2/_catalog)
   The release:      helm install $RELEASE $chart --version $version --plain-http
   Every route through the ingress (Traefik): $INGRESS  ($routes)
+  Prometheus:       $PROMETHEUS_URL  (every pod the operator runs, every 5s; curl -s $PROMETHEUS_URL/api/v1/targets)
   The admin:        $admin_email / $admin_password
                     (kubectl -n $NAMESPACE get secret $RELEASE-flotilla -o jsonpath='{.data.admin-password}' | base64 -d)
   export KUBECONFIG=$KUBECONFIG_FILE PATH=$BIN_DIR:\$PATH

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make down` and `make cluster-down`: stop the real node (pods, kubelet, kube-proxy, kube-router,
-# containerd, its registry) and the control plane, and remove their state: no process, mount, network
-# interface, iptables chain or ipset of theirs is left behind.
+# `make down` and `make cluster-down`: stop the real node (Prometheus, pods, kubelet, kube-proxy,
+# kube-router, containerd, its registry) and the control plane, and remove their state: no process,
+# mount, network interface, iptables chain or ipset of theirs is left behind.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -91,6 +91,7 @@ remove_kube_router_state() {
 
 if [ -d "$NODE_DIR" ]; then
   step "stopping the node $NODE_NAME"
+  stop prometheus prometheus-discovery
   stop kubelet
   if [ -S "$CONTAINERD_SOCKET" ] && kill -0 "$(cat "$PIDS/containerd.pid" 2>/dev/null || echo 0)" 2>/dev/null; then
     # Removing the pod sandboxes through the CRI tears their networks down (CNI DEL).
@@ -155,6 +156,8 @@ left=$( { for exe in /proc/[0-9]*/exe; do
             esac
           done
           pgrep -a -f "containerd.*$STATE_DIR" || true
+          pgrep -a -f "^prometheus --config.file=$STATE_DIR/" || true
+          pgrep -a -f "prometheus/discovery.py .*$STATE_DIR/" || true
           pgrep -a -f "docker-registry serve $STATE_DIR" || true
           mount | awk -v dir="$STATE_DIR" 'index($3, dir) == 1 {print "mount " $3}'
           ip -o link show 2>/dev/null | awk -F': ' -v a="$NODE_INTERFACE" -v b="$NODE_BRIDGE" '$2 == a || $2 ~ "^" b {print "interface " $2}'

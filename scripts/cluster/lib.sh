@@ -29,9 +29,16 @@ NODE_BRIDGE=flotilla-cni0
 # Traefik's CRDs (its CRD provider reads the operator's ServersTransports), in its module and repository.
 TRAEFIK_CRDS=docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml
 NODE_POD_SUBNET="${FLOTILLA_NODE_POD_SUBNET:-10.88.0.0/24}"
+# The bridge's own address on the pods' network, their gateway: the subnet's first address.
+NODE_POD_GATEWAY="${NODE_POD_SUBNET%.*}.1"
 # Traefik listens on the host's loopback (make up prints the address).
 INGRESS_PORT="${FLOTILLA_INGRESS_PORT:-8080}"
 INGRESS_NAMESPACE=traefik
+# The node's Prometheus (node-up.sh; scripts/cluster/prometheus/), a host process listening on
+# the pods' gateway, which pods reach, on this port; its URL is written to PROMETHEUS_URL_FILE.
+PROMETHEUS_PORT="${FLOTILLA_PROMETHEUS_PORT:-9090}"
+PROMETHEUS_ADDRESS="$NODE_POD_GATEWAY:$PROMETHEUS_PORT"
+PROMETHEUS_URL_FILE="$STATE_DIR/prometheus-url"
 
 # The node's registry (scripts/cluster/registry.sh): every image is built on this machine
 # (scripts/images.sh), pushed there, and pulled from there by the node's containerd.

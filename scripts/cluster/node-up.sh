@@ -3,14 +3,15 @@
 # with runc and a CNI bridge network, the kubelet, kube-proxy and kube-router's network policy
 # controller (NetworkPolicies: iptables and ipsets), then the cluster add-ons
 # (CoreDNS, the Traefik ingress controller, the local-path volume provisioner), every image built
-# here and pulled from the node's registry (scripts/cluster/registry.sh). State lives in
-# .cluster/node; `make down` removes it. A live node is reused.
+# here and pulled from the node's registry (scripts/cluster/registry.sh), and Prometheus scraping
+# every pod the operator runs. State lives in .cluster/node; `make down` removes it. A live node is
+# reused.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 started_at=$SECONDS
 [ "$(id -u)" -eq 0 ] || die "the node runs containers, mounts and iptables rules: run 'make up' as root"
-apt_install containerd runc containernetworking-plugins iptables ipset conntrack buildah debootstrap docker-registry
+apt_install containerd runc containernetworking-plugins iptables ipset conntrack buildah debootstrap docker-registry prometheus
 "$CLUSTER_SCRIPTS/up.sh"
 "$CLUSTER_SCRIPTS/build.sh" --node
 "$CLUSTER_SCRIPTS/registry.sh" up
@@ -39,7 +40,7 @@ else
   "plugins": [
     {
       "type": "bridge", "bridge": "$NODE_BRIDGE", "isGateway": true, "ipMasq": true, "hairpinMode": true,
-      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$NODE_POD_SUBNET"}]],
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$NODE_POD_SUBNET", "gateway": "$NODE_POD_GATEWAY"}]],
                "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$NODE_DIR/cni/ipam"}
     },
     {"type": "portmap", "capabilities": {"portMappings": true}}
@@ -197,4 +198,49 @@ for deployment in kube-system/coredns "$INGRESS_NAMESPACE/traefik" local-path-st
   wait_until "waiting for $deployment" 180 "" \
     kubectl rollout status "deployment/${deployment#*/}" -n "${deployment%/*}" --timeout=2s
 done
+
+# Prometheus: a host process like the kubelet, scraping every pod the operator runs as its
+# ServiceMonitors would (scripts/cluster/prometheus/prometheus.yml). Debian's build has no
+# Kubernetes discovery: scripts/cluster/prometheus/discovery.py, a host process too, signed in as
+# flotilla:prometheus (read only: addons/prometheus.yaml), writes the targets it would find. It
+# listens on the pods' gateway, the bridge's address (there once the add-ons' pods run): pods
+# reach it, nothing outside the machine does. Its URL goes to PROMETHEUS_URL_FILE for the scripts
+# and tests. A live one re-reads a changed configuration.
+PROMETHEUS_URL="http://$PROMETHEUS_ADDRESS"
+PROMETHEUS_TARGETS="$NODE_DIR/prometheus-targets.json"
+[ -f "$PKI/prometheus.crt" ] || "$CLUSTER_SCRIPTS/pki.sh" "$PKI" "$NODE_NAME" "$NODE_IP"
+kubectl apply --server-side --force-conflicts --field-manager flotilla-node \
+  -f "$CLUSTER_SCRIPTS/addons/prometheus.yaml" >/dev/null
+if ! alive prometheus-discovery; then
+  step "starting Prometheus' discovery of the pods (scripts/cluster/prometheus/discovery.py, as flotilla:prometheus)"
+  start prometheus-discovery "$PYTHON_BIN" "$CLUSTER_SCRIPTS/prometheus/discovery.py" \
+    --server "https://$NODE_IP:$APISERVER_PORT" --ca "$PKI/ca.crt" --cert "$PKI/prometheus.crt" \
+    --key "$PKI/prometheus.key" --out "$PROMETHEUS_TARGETS"
+  wait_until "waiting for the first targets" 30 prometheus-discovery test -s "$PROMETHEUS_TARGETS"
+fi
+# Only the Services of the operator are scraped: their managed-by label, from the operator's code.
+managed_by=$(sed -n 's/^MANAGED_BY = "\(.*\)"$/\1/p' "$ROOT/operator/src/flotilla_operator/__init__.py")
+[ -n "$managed_by" ] || die "no MANAGED_BY in operator/src/flotilla_operator/__init__.py"
+sed -e "s#@TARGETS@#$PROMETHEUS_TARGETS#g" -e "s#@MANAGED_BY@#$managed_by#g" \
+  "$CLUSTER_SCRIPTS/prometheus/prometheus.yml" > "$NODE_DIR/prometheus.yml.new"
+promtool check config "$NODE_DIR/prometheus.yml.new" > "$LOGS/promtool.log" 2>&1 \
+  || { cat "$LOGS/promtool.log" >&2; die "Prometheus' configuration is not valid (scripts/cluster/prometheus/prometheus.yml)"; }
+if alive prometheus && cmp -s "$NODE_DIR/prometheus.yml.new" "$NODE_DIR/prometheus.yml"; then
+  rm "$NODE_DIR/prometheus.yml.new"
+  step "reusing the live Prometheus on $PROMETHEUS_URL"
+elif alive prometheus; then
+  mv "$NODE_DIR/prometheus.yml.new" "$NODE_DIR/prometheus.yml"
+  step "reloading Prometheus' configuration (SIGHUP)"
+  kill -HUP "$(cat "$PIDS/prometheus.pid")"
+else
+  mv "$NODE_DIR/prometheus.yml.new" "$NODE_DIR/prometheus.yml"
+  ip -4 -o addr show dev "$NODE_BRIDGE" 2>/dev/null | grep -q " $NODE_POD_GATEWAY/" \
+    || die "the bridge $NODE_BRIDGE does not hold the pods' gateway $NODE_POD_GATEWAY: Prometheus has no address to listen on"
+  step "starting Prometheus $(prometheus --version 2>&1 | awk 'NR == 1 {print $3}') on $PROMETHEUS_URL (every pod the operator runs, every 5s; 2h kept)"
+  mkdir -p "$NODE_DIR/prometheus"
+  start prometheus prometheus --config.file="$NODE_DIR/prometheus.yml" --storage.tsdb.path="$NODE_DIR/prometheus" \
+    --storage.tsdb.retention.time=2h --web.listen-address="$PROMETHEUS_ADDRESS" --enable-feature=exemplar-storage
+  wait_until "waiting for Prometheus to be ready" 60 prometheus curl -fsS --max-time 2 "$PROMETHEUS_URL/-/ready"
+fi
+echo "$PROMETHEUS_URL" > "$PROMETHEUS_URL_FILE"
 note "node up in $(elapsed $((SECONDS - started_at)))"

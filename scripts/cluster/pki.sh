@@ -46,6 +46,8 @@ sign kubelet-serving "/CN=$node_name" "IP:$node_ip,DNS:$node_name" serverAuth
 sign kube-proxy "/CN=system:kube-proxy"
 # The node's NetworkPolicy engine (kube-router's policy controller; addons/kube-router.yaml).
 sign kube-router "/CN=flotilla:kube-router"
+# The node's Prometheus: its discovery of the pods, which reads only (addons/prometheus.yaml).
+sign prometheus "/CN=flotilla:prometheus"
 if [ ! -f sa.key ]; then
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
   openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
