@@ -366,6 +366,7 @@ BAD_VALUES = {
     "global.mode=operator": "mode",
     "operator.ingressNamespace=": "ingressNamespace",
     "operator.replicaCount=2": "replicaCount",
+    "operator.prometheus.url=prometheus:9090": "url",
     "externalDatabase.users.url=mysql://db/users": "url",
 }
 
@@ -437,6 +438,56 @@ def test_the_operator_is_ready_on_healthz_and_takes_its_namespaces_from_the_valu
     environment = {e["name"]: e.get("value") for e in container["env"]}
     assert environment["FLOTILLA_INGRESS_NAMESPACE"] == "traefik"
     assert environment["FLOTILLA_PROMETHEUS_NAMESPACE"] == "monitoring"
+
+
+NAMESPACE_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+
+
+@pytest.mark.parametrize(
+    ("values", "peer", "port"),
+    [
+        # make up's: the node's Prometheus, outside the pod network (scripts/up.sh).
+        (
+            {
+                "operator.prometheus.url": "http://10.88.0.1:9090",
+                "operator.networkPolicy.prometheus.cidr": "10.88.0.1/32",
+            },
+            {"ipBlock": {"cidr": "10.88.0.1/32"}},
+            9090,
+        ),
+        # In the cluster: Prometheus' namespace, on the URL's port or the scheme's.
+        ({"operator.prometheus.url": "http://prometheus-operated.monitoring.svc:9090"}, NAMESPACE_PEER, 9090),
+        ({"operator.prometheus.url": "https://prometheus.monitoring.svc/prom"}, NAMESPACE_PEER, 443),
+        (
+            {
+                "operator.prometheus.url": "http://prometheus.monitoring.svc:80",
+                "operator.networkPolicy.prometheus.port": "9090",
+            },
+            NAMESPACE_PEER,
+            9090,
+        ),
+        ({}, None, None),
+    ],
+    ids=["node-address", "namespace-url-port", "namespace-https", "namespace-pod-port", "no-url"],
+)
+def test_the_operator_is_told_of_prometheus_and_may_connect_to_it_alone(
+    values: dict[str, str], peer: dict[str, Any] | None, port: int | None
+) -> None:
+    apiserver = {
+        "operator.networkPolicy.apiServer[0].cidr": "10.0.0.1/32",
+        "operator.networkPolicy.apiServer[0].port": "6443",
+    }
+    documents = template(*sets({**apiserver, **values}))
+    container = of_kind(documents, "Deployment")["flotilla-operator"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    environment = {e["name"]: e.get("value") for e in container["env"]}
+    assert environment.get("FLOTILLA_PROMETHEUS_URL") == values.get("operator.prometheus.url")
+    egress = of_kind(documents, "NetworkPolicy")["flotilla-operator"]["spec"]["egress"]
+    dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    api = {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [{"port": 6443, "protocol": "TCP"}]}
+    prometheus = [{"to": [peer], "ports": [{"port": port, "protocol": "TCP"}]}] if peer else []
+    assert egress == [dns, api, *prometheus]
 
 
 def _rules(role: dict[str, Any]) -> set[tuple[str, str]]:
@@ -511,6 +562,12 @@ MATRIX: dict[str, Callable[[str], list[str]]] = {
         {"secrets.existingSecret": "mine", "secrets.existingJwtKeysSecret": "my-keys"}
     ),
     "watch-namespace": lambda namespace: sets({"operator.watchNamespace": namespace}),
+    "operator-prometheus": lambda namespace: sets(
+        {
+            "operator.prometheus.url": "http://10.88.0.1:9090",
+            "operator.networkPolicy.prometheus.cidr": "10.88.0.1/32",
+        }
+    ),
     "fourth-service": lambda namespace: ["--set-json", f"services.hello={json.dumps(FOURTH)}"],
     # An entry's key replaces the default's whole: maxUnavailable does not meet the default
     # minAvailable, a memory limit below the default request does not meet that request.
