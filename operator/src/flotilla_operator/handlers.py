@@ -19,8 +19,10 @@ from flotilla_operator import GROUP, MANAGED_BY, PLURAL, VERSION
 from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.kube import Kube
 from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS
+from flotilla_operator.prometheus import Prometheus
 from flotilla_operator.reconcile import Reconciler, owner_of, slim
 from flotilla_operator.render import ConfigMissing, RenderContext
+from flotilla_operator.rollout import TICK_SECONDS
 from flotilla_operator.settings import OperatorSettings
 from flotilla_operator.status import is_ready
 
@@ -73,6 +75,7 @@ def _reconciler() -> Reconciler:
             Kube(api_client(), SETTINGS.crd_cache_seconds),
             _post,
             reapply_seconds=SETTINGS.reapply_seconds,
+            prometheus=Prometheus(SETTINGS.prometheus_url) if SETTINGS.prometheus_url else None,
             base=RenderContext(
                 ingress_namespace=SETTINGS.ingress_namespace,
                 prometheus_namespace=SETTINGS.prometheus_namespace,
@@ -169,6 +172,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     except Exception:  # the events fill the map in as well; a caller may be late, not lost
         log.exception("listing the Microservices at start-up failed")
     threading.Thread(target=_resync_forever, args=(_State.stop,), name="resync", daemon=True).start()
+    threading.Thread(target=_tick_forever, args=(_State.stop,), name="releases", daemon=True).start()
     log.info("operator started", extra={"workers": SETTINGS.workers, "resync": SETTINGS.resync_seconds})
 
 
@@ -188,6 +192,12 @@ def _resync_forever(stop: threading.Event) -> None:
     """
     while not stop.wait(SETTINGS.resync_seconds):
         _resync_once(_reconciler())
+
+
+def _tick_forever(stop: threading.Event) -> None:
+    """Look at every release in progress every ``TICK_SECONDS``: its steps run on a clock."""
+    while not stop.wait(TICK_SECONDS):
+        _reconciler().tick()
 
 
 def _resync_once(reconciler: Reconciler) -> None:

@@ -27,11 +27,19 @@ CHILD_KINDS = {
     "NetworkPolicy": "networking.k8s.io/v1",
     "Job": "batch/v1",
     "ServersTransport": "traefik.io/v1alpha1",
+    "TraefikService": "traefik.io/v1alpha1",
+    "IngressRoute": "traefik.io/v1alpha1",
 }
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
 SERVERS_TRANSPORT_CRD = "serverstransports.traefik.io"
 # Children of kinds a cluster may lack: each is rendered only while its CRD is installed.
-OPTIONAL_KINDS = {"ServiceMonitor": SERVICE_MONITOR_CRD, "ServersTransport": SERVERS_TRANSPORT_CRD}
+OPTIONAL_KINDS = {
+    "ServiceMonitor": SERVICE_MONITOR_CRD,
+    "ServersTransport": SERVERS_TRANSPORT_CRD,
+    "TraefikService": "traefikservices.traefik.io",
+    "IngressRoute": "ingressroutes.traefik.io",
+}
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 CRD_CACHE_SECONDS = 30.0
 REPORTING_INSTANCE = socket.gethostname()[:128]
 
@@ -45,6 +53,7 @@ class Kube:
         self.dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
         self._crd_lock = threading.Lock()
         self._crd_checked: dict[str, tuple[float, bool]] = {}
+        self._classes: tuple[float, list[Manifest] | None] = (0.0, None)
         # The client's discovery cache is not thread-safe: an invalidation (which empties it and
         # reloads) while another handler thread fills it in raised KeyError('apis') there, and
         # kopf parks a handler failing that way for a minute.
@@ -98,6 +107,39 @@ class Kube:
         except NotFoundError:
             return False
         return True
+
+    def pods(self, namespace: str, selector: dict[str, str]) -> list[Manifest]:
+        """The pods matching ``selector`` (a release's candidate: its restarts and waiting reasons)."""
+        label_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+        listed = self._resource("v1", "Pod").get(namespace=namespace, label_selector=label_selector)
+        items: list[Manifest] = listed.to_dict()["items"]
+        return items
+
+    def ingress_controller(self, class_name: str | None) -> str | None:
+        """The controller of an IngressClass (unnamed: the default class), cached like the CRDs."""
+        with self._crd_lock:
+            checked_at, classes = self._classes
+            if time.monotonic() - checked_at >= self.crd_cache_seconds or classes is None:
+                classes = self._resource("networking.k8s.io/v1", "IngressClass").get().to_dict()["items"]
+                self._classes = (time.monotonic(), classes)
+        for item in classes:
+            metadata = item.get("metadata") or {}
+            default = (metadata.get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
+            if metadata.get("name") == class_name or (class_name is None and default):
+                return str((item.get("spec") or {}).get("controller") or "") or None
+        return None
+
+    def remove_annotation(self, namespace: str, name: str, key: str) -> None:
+        """Drop one annotation of a Microservice (a command acted on)."""
+        client.CustomObjectsApi(self.api_client).patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "microservices",
+            name,
+            {"metadata": {"annotations": {key: None}}},
+            _content_type="application/merge-patch+json",
+        )
 
     def children(self, kind: str, namespace: str, owner: str) -> list[Manifest]:
         """The children of ``kind`` this operator manages for Microservice ``owner``."""

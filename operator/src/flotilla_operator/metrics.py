@@ -1,6 +1,10 @@
 """Prometheus metrics of the operator."""
 
+import time
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from flotilla_operator.rollout import ROLLBACK_REASONS, Plan
 
 RECONCILES = Counter(
     "flotilla_operator_reconciles_total", "Reconciliations of Microservices, by result.", ["result"]
@@ -21,3 +25,28 @@ DRIFT_CORRECTIONS = Counter(
     "Children restored after being deleted by hand, by kind.",
     ["kind"],
 )
+ROLLOUTS = Counter(
+    "flotilla_operator_rollouts_total",
+    "Releases by result (started, promoted, rolled_back) and, for rollbacks, the reason.",
+    ["result", "reason"],
+)
+ROLLBACK_SECONDS = Histogram(
+    "flotilla_operator_rollback_seconds",
+    "How long a rolled-back release ran: from its start to the rollback (its traffic back on stable).",
+    buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
+# Present at 0 before the first release: a counter's first rise is an increase (alerts, panels).
+for _result in ("started", "promoted"):
+    ROLLOUTS.labels(_result, "")
+for _reason in ROLLBACK_REASONS:
+    ROLLOUTS.labels("rolled_back", _reason)
+
+
+def count_release(plan: Plan) -> None:
+    """Count a release that started, was promoted or was rolled back in this reconcile."""
+    if plan.result is None:
+        return
+    reason = plan.state.reason if plan.result == "rolled_back" else ""
+    ROLLOUTS.labels(plan.result, reason).inc()
+    if plan.result == "rolled_back" and plan.state.started_at is not None:
+        ROLLBACK_SECONDS.observe(max(0.0, time.time() - plan.state.started_at))

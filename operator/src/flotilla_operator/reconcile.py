@@ -15,8 +15,12 @@ from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, Resour
 
 from flotilla_operator import FIELD_MANAGER, KIND
 from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, SERVICE_MONITOR_CRD, Kube
-from flotilla_operator.metrics import MANAGED_RESOURCES, RECONCILE_DURATION, RECONCILES
+from flotilla_operator.metrics import MANAGED_RESOURCES, RECONCILE_DURATION, RECONCILES, count_release
+from flotilla_operator.prometheus import Prometheus
+from flotilla_operator.release import Release, decide, release_status, remove_release
 from flotilla_operator.render import (
+    ROUTE_LABEL,
+    TRACK_LABEL,
     ConfigMissing,
     RenderContext,
     config_references,
@@ -26,6 +30,8 @@ from flotilla_operator.render import (
     selector_labels,
     service_url,
 )
+from flotilla_operator.rollout import ACTIVE_PHASES
+from flotilla_operator.routing import weighted_route
 from flotilla_operator.status import (
     DEGRADED,
     MIGRATED,
@@ -39,6 +45,7 @@ from flotilla_operator.status import (
     stamp,
     transitions,
     with_migration,
+    with_release,
     with_stalled,
 )
 
@@ -46,6 +53,13 @@ log = logging.getLogger("flotilla.operator")
 HANDOVER_MANAGER = "flotilla-operator-handover"
 EventPoster = Callable[[dict[str, Any], str, str, str], None]
 """post(microservice, type, reason, message): one Kubernetes Event."""
+
+
+def child_key(child: dict[str, Any]) -> str:
+    """How a child is known in an ``Applied`` record: its kind, and the track of a release's own."""
+    labels = child["metadata"].get("labels") or {}
+    track = labels.get(TRACK_LABEL) or labels.get(ROUTE_LABEL)
+    return f"{child['kind']}/{track}" if track else str(child["kind"])
 
 
 def _owned_by(child: dict[str, Any], uid: str) -> bool:
@@ -98,12 +112,13 @@ class Applied:
 
     def observe(self, kind: str, body: dict[str, Any], deleted: bool) -> None:
         """A watch event on one of the children."""
-        known = self.children.get(kind)
+        key = child_key({**body, "kind": kind})
+        known = self.children.get(key)
         if deleted or known is None:
             self.intact = False
         elif kind == "Deployment" and _same_spec(known, body):
             if not _older(body, known):  # a late event must not bring back an old status
-                self.children[kind] = body  # only its status moved on
+                self.children[key] = body  # only its status moved on
         elif body["metadata"].get("resourceVersion") != known["metadata"].get("resourceVersion"):
             self.intact = False
 
@@ -229,26 +244,34 @@ def ensure_job(kube: Kube, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_children(
-    kube: Kube, desired: list[dict[str, Any]], spec: dict[str, Any], digest: str, *, hold: bool = False
+    kube: Kube,
+    desired: list[dict[str, Any]],
+    spec: dict[str, Any],
+    digest: str,
+    *,
+    hold: bool = False,
+    hold_stable: bool = False,
 ) -> Applied:
     """Apply every child on its own, the NetworkPolicy and Job first; collect the API's rejections.
 
-    The Deployment keeps its live template (or waits to be created) while ``hold`` is set, the
-    migration Job has not succeeded, or the NetworkPolicy or Job was rejected.
+    The Deployments keep their live template (or wait to be created) while ``hold`` is set, the
+    migration Job has not succeeded, or the NetworkPolicy or Job was rejected; the stable one
+    also while ``hold_stable`` (a release in progress or rolled back: the tick looks again).
     """
     children: dict[str, dict[str, Any]] = {}
     rejected: list[Rejection] = []
     ordered = sorted(desired, key=lambda m: FIRST.index(m["kind"]) if m["kind"] in FIRST else len(FIRST))
     for manifest in ordered:
-        kind, metadata = manifest["kind"], manifest["metadata"]
+        kind, metadata, key = manifest["kind"], manifest["metadata"], child_key(manifest)
         unprotected = any(r.kind == "NetworkPolicy" for r in rejected)
         if kind == "Job" and unprotected:
             continue
-        if kind == "Deployment" and (hold or unprotected or any(r.kind == "Job" for r in rejected)):
+        blocked = hold or unprotected or any(r.kind == "Job" for r in rejected)
+        if kind == "Deployment" and (blocked or (key == "Deployment" and hold_stable)):
             live = kube.get(kind, metadata["namespace"], metadata["name"])
             if live is not None:
-                children[kind] = slim(live)
-            hold = True
+                children[key] = slim(live)
+            hold = blocked
             continue
         try:
             if kind == "Job":
@@ -260,7 +283,7 @@ def apply_children(
         except DynamicApiError as exc:
             rejected.append(_rejection(kind, exc))
             continue
-        children[kind] = slim(live)
+        children[key] = slim(live)
         # Before the new pods serve, the migration must have succeeded.
         hold = hold or (kind == "Job" and job_finished(live) != "Complete")
     # Held back or refused, the next reconcile (a Job event or the retry) must look again.
@@ -322,13 +345,14 @@ def reconcile(
     prune: bool = True,
     previous_apply: Applied | None = None,
     reapply_seconds: float = 600,
+    prometheus: Prometheus | None = None,
 ) -> tuple[dict[str, Any], Applied]:
     """Bring the children of ``ms`` in line with its spec and write its status (when it changed).
 
     ``base`` brings what the operator knows beyond the resource (callers, namespaces). ``prune``
     looks for children of kinds the spec no longer asks for: needed when the spec changed, not
     when only a child's status did. ``previous_apply``, when still intact, current and of the
-    same rendering, stands for applying again.
+    same rendering, stands for applying again. ``prometheus`` judges canary steps (release.py).
     """
     metadata, spec = ms["metadata"], ms["spec"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
@@ -343,38 +367,69 @@ def reconcile(
         config_hash=config_hash,
         service_monitor_crd=installed["ServiceMonitor"],
         servers_transport_crd=installed["ServersTransport"],
+        traefik_routes_crd=installed["TraefikService"] and installed["IngressRoute"],
     )
-    desired = render(ms, context)
+    release = decide(kube, prometheus, ms, context, time.time())
+    context, hold_stable = release.context, not release.plan.stable_takes_desired
+    desired = [*render(ms, context), *weighted_route(ms, context)]
     rendered = {manifest["kind"] for manifest in desired}
     if missing is not None:
         desired = [manifest for manifest in desired if manifest["kind"] != "Job"]
-    digest = digest_of(desired)
+    digest = digest_of([*desired, {"holdStable": hold_stable}])
     fresh = previous_apply is not None and time.monotonic() - previous_apply.at < reapply_seconds
     if previous_apply is not None and fresh and previous_apply.intact and previous_apply.digest == digest:
         record = previous_apply
     else:
         try:
-            record = apply_children(kube, desired, spec, digest, hold=missing is not None)
+            record = apply_children(
+                kube, desired, spec, digest, hold=missing is not None, hold_stable=hold_stable
+            )
         except (ResourceNotFoundError, NotFoundError):
             kube.forget_crds()  # a CRD went away since it was last checked; the retry re-renders
             raise
         if "Job" in record.children:
             prune_migrations(kube, namespace, name, uid, record.children["Job"]["metadata"]["name"])
     applied = record.children
+    if release.plan.remove_release:
+        remove_release(kube, ms, context.traefik_routes_crd)
+        record.intact = False  # what it removed is no longer ours to reuse
     if prune:
         prune_kinds(kube, ms, rendered, {kind for kind, present in installed.items() if not present})
     dependencies = {
         dependency: kube.microservice(namespace, dependency) for dependency in spec.get("dependsOn", [])
     }
-    deployment = applied.get("Deployment")
-    wanted = None if spec.get("autoscaling") else spec["replicas"]
     conditions = [
-        *with_stalled(workload_conditions(spec, record, missing)),
+        *with_stalled(release_conditions(workload_conditions(spec, record, missing), release)),
         dependencies_condition(ms, dependencies),
         monitoring_condition(spec, installed["ServiceMonitor"]),
     ]
     previous = (ms.get("status") or {}).get("conditions")
     stamped = stamp(conditions, previous, metadata["generation"])
+    status: dict[str, Any] = {
+        **workload_status(ms, context, applied.get("Deployment")),
+        "conditions": stamped,
+        "rollout": release_status(release),
+    }
+    if status != ms.get("status"):
+        kube.patch_status(namespace, name, status)
+    post_transitions(ms, post, previous, stamped)
+    for event in release.plan.events:
+        post(ms, event.type, event.reason, event.message)
+    count_release(release.plan)
+    # Status is written; now the retry (kopf's, with its error mapping, and the resync).
+    if missing is not None:
+        raise missing
+    if record.rejected:
+        raise record.rejected[0].error
+    return status, record
+
+
+def workload_status(
+    ms: dict[str, Any], context: RenderContext, deployment: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The status besides conditions and the release: replicas, the selector, the URLs."""
+    metadata, spec = ms["metadata"], ms["spec"]
+    wanted = None if spec.get("autoscaling") else spec["replicas"]
     deployment_status = (deployment or {}).get("status") or {}
     ready = deployment_status.get("readyReplicas", 0) or 0
     replicas = deployment_status.get("replicas", 0) or 0
@@ -383,22 +438,20 @@ def reconcile(
         "replicas": replicas,
         "readyReplicas": ready,
         "replicasSummary": f"{ready}/{wanted if wanted is not None else replicas}",
-        "selector": ",".join(f"{k}={v}" for k, v in selector_labels(name).items()),
-        "url": service_url(name, namespace, context.cluster_domain, scheme(spec)),
-        "conditions": stamped,
+        "selector": ",".join(f"{k}={v}" for k, v in selector_labels(metadata["name"]).items()),
+        "url": service_url(metadata["name"], metadata["namespace"], context.cluster_domain, scheme(spec)),
     }
     public = external_url(spec)
     if public:
         status["externalURL"] = public
-    if status != ms.get("status"):
-        kube.patch_status(namespace, name, status)
-    post_transitions(ms, post, previous, stamped)
-    # Status is written; now the retry (kopf's, with its error mapping, and the resync).
-    if missing is not None:
-        raise missing
-    if record.rejected:
-        raise record.rejected[0].error
-    return status, record
+    return status
+
+
+def release_conditions(conditions: list[Condition], release: Release) -> list[Condition]:
+    """The workload's conditions with what the release says (status.py ``with_release``)."""
+    state = release.plan.state
+    analysis = release.analysis if release.policy.canary else None
+    return with_release(conditions, state.phase, state.reason, state.message, analysis)
 
 
 def post_transitions(
@@ -515,6 +568,19 @@ class Reconciler:
     reapply_seconds: float = 600
     dependents: Dependents = field(default_factory=Dependents)
     base: RenderContext = field(default_factory=RenderContext)
+    prometheus: Prometheus | None = None
+    # Microservices with a release in progress: ``tick`` looks at them again.
+    _releasing: set[tuple[str, str]] = field(default_factory=set)
+
+    def tick(self) -> None:
+        """Reconcile every release in progress (its steps run on time, not on events)."""
+        with self._guard:
+            due = sorted(self._releasing)
+        for namespace, name in due:
+            try:
+                self.request(namespace, name)
+            except Exception:
+                log.exception("a release's tick failed", extra={"microservice": f"{namespace}/{name}"})
 
     def observe_child(
         self, namespace: str, owner: str, kind: str, body: dict[str, Any], deleted: bool
@@ -560,6 +626,7 @@ class Reconciler:
                 self._children.pop((namespace, name), None)
                 self._pruned_at.pop((namespace, name), None)
                 self._applied.pop((namespace, name), None)
+                self._releasing.discard((namespace, name))
             return  # the garbage collector removes the children
         started = time.perf_counter()
         key, generation = (namespace, name), ms["metadata"]["generation"]
@@ -577,6 +644,7 @@ class Reconciler:
                 prune=prune,
                 previous_apply=previous_apply,
                 reapply_seconds=self.reapply_seconds,
+                prometheus=self.prometheus,
             )
         except Exception:
             RECONCILES.labels("error").inc()
@@ -584,7 +652,12 @@ class Reconciler:
         finally:
             RECONCILE_DURATION.observe(time.perf_counter() - started)
         RECONCILES.labels("success").inc()
+        rollout = status.get("rollout") or {}
         with self._guard:
+            if rollout.get("phase") in ACTIVE_PHASES or rollout.get("draining"):
+                self._releasing.add(key)
+            else:
+                self._releasing.discard(key)
             self._pruned_at[key] = generation
             if key in self._disturbed:
                 record.intact = False  # a child changed while this run read it

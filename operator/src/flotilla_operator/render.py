@@ -45,6 +45,13 @@ _POD_FIELDS = ("nodeSelector", "tolerations", "affinity", "imagePullSecrets", "p
 # The two containers a Microservice runs: what a secret mount's item may be limited to.
 SERVICE, MIGRATION = "service", "migration"
 SECRET_MODE = 0o440  # of every Secret volume's files: the pod's group (fsGroup) reads them
+# Every pod carries the revision it runs (a hash of its template; Prometheus keeps it as the
+# flotilla_dev_revision target label) and its track: the stable Deployment's or the candidate's.
+REVISION_LABEL = "flotilla.dev/revision"
+TRACK_LABEL = "flotilla.dev/track"
+STABLE_TRACK, CANARY_TRACK = "stable", "canary"
+# On the Services of one track (weighted ingress routing during a release), never scraped.
+ROUTE_LABEL = "flotilla.dev/route"
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,15 @@ class RenderContext:
     callers: tuple[str, ...] = ()
     ingress_namespace: str = INGRESS_NAMESPACE
     prometheus_namespace: str = PROMETHEUS_NAMESPACE
+    # The service's IngressClass is Traefik's and its IngressRoute and TraefikService CRDs are
+    # installed: a release's ingress traffic is weighted (routing.py).
+    weighted_ingress: bool = False
+    traefik_routes_crd: bool = False
+    # A release in progress (rollout.py): the candidate's pods and its share of the ingress traffic.
+    candidate_replicas: int | None = None
+    candidate_weight: int = 0
+    # A return to the warm revision: the stable Deployment starts every new pod at once.
+    fast_rollout: bool = False
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -341,12 +357,13 @@ def topology_spread(ms: Manifest) -> list[dict[str, Any]]:
     return [{"labelSelector": selector, **constraint} for constraint in own]
 
 
-def deployment(ms: Manifest, context: RenderContext, replicas: int | None = None) -> Manifest:
-    """The Deployment: restricted Pod Security, probes, zero-downtime rollouts, spread.
+def track_name(name: str, track: str) -> str:
+    """A track's own objects' name: ``<name>-canary`` (its Deployment), ``<name>-<track>`` (Services)."""
+    return f"{name[: 62 - len(track)].rstrip('-')}-{track}"
 
-    ``replicas`` is left out when autoscaling is on (the HPA owns it) unless given (a new
-    Deployment starts at ``minReplicas``, not at the API server's default of 1).
-    """
+
+def pod_template(ms: Manifest, context: RenderContext) -> dict[str, Any]:
+    """What the pods run, the same on either track: a change of it is a new revision."""
     spec, name = ms["spec"], ms["metadata"]["name"]
     probes, url_scheme = spec["probes"], scheme(spec)
     container: dict[str, Any] = {
@@ -364,20 +381,56 @@ def deployment(ms: Manifest, context: RenderContext, replicas: int | None = None
         "terminationGracePeriodSeconds": 30,
         "topologySpreadConstraints": topology_spread(ms),
     }
-    deployment_spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector_labels(name)},
-        "revisionHistoryLimit": 5,
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-        "template": {
-            "metadata": {"labels": pod_labels(ms), "annotations": pod_annotations(ms, context)},
-            "spec": pod_spec,
-        },
+    return {
+        "metadata": {"labels": pod_labels(ms), "annotations": pod_annotations(ms, context)},
+        "spec": pod_spec,
     }
-    if not spec.get("autoscaling"):
+
+
+def template_revision(template: dict[str, Any]) -> str:
+    """10 hex of a hash of a pod template: the revision's name."""
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def revision(ms: Manifest, context: RenderContext) -> str:
+    """The revision the spec asks for."""
+    return template_revision(pod_template(ms, context))
+
+
+def deployment(
+    ms: Manifest, context: RenderContext, replicas: int | None = None, track: str = STABLE_TRACK
+) -> Manifest:
+    """A track's Deployment: restricted Pod Security, probes, zero-downtime rollouts, spread.
+
+    The stable track's is named after the service (``replicas`` left out when autoscaling is on,
+    the HPA owns it, unless given: a new Deployment starts at ``minReplicas``); the candidate's,
+    ``<name>-canary``, selects its own pods and has the ``replicas`` given.
+    """
+    spec, name = ms["spec"], ms["metadata"]["name"]
+    template = pod_template(ms, context)
+    marks = {REVISION_LABEL: template_revision(template), TRACK_LABEL: track}
+    template["metadata"]["labels"] = {**template["metadata"]["labels"], **marks}
+    selector = (
+        selector_labels(name) if track == STABLE_TRACK else {**selector_labels(name), TRACK_LABEL: track}
+    )
+    surge: int | str = "100%" if context.fast_rollout and track == STABLE_TRACK else 1
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector},
+        "revisionHistoryLimit": 5,
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": surge}},
+        "template": template,
+    }
+    if track != STABLE_TRACK:
+        deployment_spec["replicas"] = spec["replicas"] if replicas is None else replicas
+    elif not spec.get("autoscaling"):
         deployment_spec["replicas"] = spec["replicas"]
     elif replicas is not None:
         deployment_spec["replicas"] = replicas
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(ms), "spec": deployment_spec}
+    metadata = _metadata(ms, annotations={REVISION_LABEL: marks[REVISION_LABEL]})
+    if track != STABLE_TRACK:
+        metadata["name"] = track_name(name, track)
+        metadata["labels"] = {**metadata["labels"], TRACK_LABEL: track}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": deployment_spec}
 
 
 def _migration_template(ms: Manifest, context: RenderContext) -> dict[str, Any]:
@@ -603,10 +656,16 @@ def service_monitor(ms: Manifest, context: RenderContext) -> Manifest | None:
         "kind": "ServiceMonitor",
         "metadata": metadata,
         "spec": {
-            "selector": {"matchLabels": selector_labels(ms["metadata"]["name"])},
+            # The service's own Service only: a release's track Services select the same pods.
+            "selector": {
+                "matchLabels": selector_labels(ms["metadata"]["name"]),
+                "matchExpressions": [{"key": ROUTE_LABEL, "operator": "DoesNotExist"}],
+            },
             "namespaceSelector": {"matchNames": [ms["metadata"]["namespace"]]},
             "endpoints": [scrape_endpoint(ms)],
             "targetLabels": list(SCRAPE_TARGET_LABELS),
+            # Which revision served (canary analysis compares the candidate with the stable).
+            "podTargetLabels": [REVISION_LABEL],
         },
     }
 
@@ -665,7 +724,11 @@ def disruption_budget(ms: Manifest) -> Manifest | None:
 
 
 def render(ms: Manifest, context: RenderContext) -> list[Manifest]:
-    """Every child this Microservice should have right now (the migration Job first)."""
+    """Every child this Microservice should have right now (the migration Job first).
+
+    With a release in progress (``context.candidate_replicas``), the candidate's Deployment too;
+    its weighted ingress route is ``routing.weighted_route``'s.
+    """
     optional = [
         ingress(ms),
         service_monitor(ms, context),
@@ -675,11 +738,15 @@ def render(ms: Manifest, context: RenderContext) -> list[Manifest]:
         network_policy(ms, context),
     ]
     job = migration_job(ms, context)
+    release: list[Manifest] = []
+    if context.candidate_replicas is not None:
+        release = [deployment(ms, context, context.candidate_replicas, CANARY_TRACK)]
     return [
         *([job] if job else []),
         deployment(ms, context),
         service(ms, context),
         *[child for child in optional if child is not None],
+        *release,
     ]
 
 

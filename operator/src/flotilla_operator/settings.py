@@ -34,6 +34,15 @@ def _flag(name: str, default: bool) -> bool:
     return raw in ("true", "1", "yes")
 
 
+def _url(name: str) -> str | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}: must be an http:// or https:// URL, not {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     """How often to resync, how many workers, where to serve health and metrics."""
@@ -49,6 +58,7 @@ class OperatorSettings:
     apply_crd: bool
     ingress_namespace: str
     prometheus_namespace: str
+    prometheus_url: str | None
 
     @classmethod
     def load(cls) -> OperatorSettings:
@@ -67,4 +77,6 @@ class OperatorSettings:
             # Where the ingress controller and Prometheus run: their pods may call every service.
             ingress_namespace=os.environ.get("FLOTILLA_INGRESS_NAMESPACE") or INGRESS_NAMESPACE,
             prometheus_namespace=os.environ.get("FLOTILLA_PROMETHEUS_NAMESPACE") or PROMETHEUS_NAMESPACE,
+            # Where canary analysis reads the kit's metrics; unset: readiness and restarts only.
+            prometheus_url=_url("FLOTILLA_PROMETHEUS_URL"),
         )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flotilla_operator.render import scheme
+from flotilla_operator.rollout import ACTIVE_PHASES, ROLLED_BACK
 
 READY = "Ready"
 PROGRESSING = "Progressing"
@@ -198,3 +199,34 @@ def with_stalled(conditions: list[Condition]) -> list[Condition]:
     if degraded is None:
         return conditions
     return [*conditions, Condition(STALLED, degraded.status, degraded.reason, degraded.message)]
+
+
+RELEASED = "Released"
+ANALYSIS = "CanaryAnalysis"
+ANALYSIS_MESSAGES = {
+    "Prometheus": "Each canary step is judged on the kit's metrics in Prometheus, candidate against stable.",
+    "ReadinessOnly": "No Prometheus (FLOTILLA_PROMETHEUS_URL is unset): canary steps are judged on "
+    "readiness and restarts only.",
+    "PrometheusUnavailable": "Prometheus could not be read: canary steps wait (the progress deadline runs).",
+}
+
+
+def with_release(
+    conditions: list[Condition], phase: str, reason: str, message: str, analysis: str | None
+) -> list[Condition]:
+    """The workload's conditions as a release changes them, plus Released and CanaryAnalysis.
+
+    A canary in progress is Progressing (whatever the stable Deployment says); a rolled-back
+    release is Degraded until the spec changes again (``helm upgrade --wait`` fails on it).
+    """
+    done = phase not in ACTIVE_PHASES and phase != ROLLED_BACK
+    replaced = {}
+    if phase in ACTIVE_PHASES:
+        replaced[PROGRESSING] = Condition(PROGRESSING, True, "Canary", message)
+    if phase == ROLLED_BACK:
+        replaced[DEGRADED] = Condition(DEGRADED, True, "RolledBack", message)
+    changed = [replaced.get(c.type, c) if not (c.type == DEGRADED and c.status) else c for c in conditions]
+    changed.append(Condition(RELEASED, done, reason or phase, message))
+    if analysis is not None:
+        changed.append(Condition(ANALYSIS, analysis == "Prometheus", analysis, ANALYSIS_MESSAGES[analysis]))
+    return changed
