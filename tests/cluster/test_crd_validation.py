@@ -105,6 +105,14 @@ def test_a_full_valid_spec_is_accepted(kube: ApiClient, space: str) -> None:
 
 
 VALID_SPECS = [
+    {
+        "rollout": {
+            "strategy": "Canary",
+            "steps": [5, 20, 60, 90],
+            "stepSeconds": 60,
+            "analysis": {"minRequests": 0, "checks": [{"name": "queue-depth", "query": "max(q)", "max": 10}]},
+        }
+    },
     # Quantities as YAML numbers (integral: a fractional number such as 0.5 cannot pass an
     # int-or-string schema, write "0.5" or 500m) and resource names with upper case or a domain.
     {"resources": {"requests": {"cpu": 2, "memory": 1000000000}, "limits": {"cpu": "2.5", "memory": "1e9"}}},
@@ -140,6 +148,17 @@ def test_valid_values_kubernetes_accepts_are_accepted(
 
 
 INVALID_SPECS = [
+    ({"rollout": {"strategy": "BlueGreen"}}, "spec.rollout.strategy"),
+    ({"rollout": {"steps": [50, 25]}}, "spec.rollout.steps must be strictly increasing"),
+    ({"rollout": {"steps": [10, 10]}}, "spec.rollout.steps must be strictly increasing"),
+    ({"rollout": {"steps": [100]}}, "spec.rollout.steps[0]"),
+    ({"rollout": {"stepSeconds": 1}}, "spec.rollout.stepSeconds"),
+    ({"rollout": {"analysis": {"maxErrorRatioIncrease": 2}}}, "spec.rollout.analysis.maxErrorRatioIncrease"),
+    ({"rollout": {"analysis": {"checks": [{"name": "q", "query": "up"}]}}}, "needs min or max"),
+    (
+        {"rollout": {"analysis": {"checks": [{"name": "q", "query": "up", "min": 2, "max": 1}]}}},
+        "spec.rollout.analysis.checks[].min must be <= max",
+    ),
     ({"disruptionBudget": {"minAvailable": -1}}, "spec.disruptionBudget.minAvailable"),
     ({"disruptionBudget": {"maxUnavailable": "150%"}}, "spec.disruptionBudget.maxUnavailable"),
     ({"disruptionBudget": {"minAvailable": "half"}}, "spec.disruptionBudget.minAvailable"),

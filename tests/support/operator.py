@@ -38,12 +38,21 @@ def install_crd() -> None:
 
 
 def microservice(name: str, **spec: Any) -> dict[str, Any]:
-    """A Microservice body with a placeholder image and ``spec``."""
+    """A Microservice body with a placeholder image and ``spec``.
+
+    Its releases are plain rolling updates unless ``spec`` sets ``rollout``: the tests of
+    children, drift and config watch the Deployment take each change at once; the canary's own
+    tests (tests/cluster/test_canary.py, tests/node/test_canary.py) run the default strategy.
+    """
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Microservice",
         "metadata": {"name": name},
-        "spec": {"image": "registry.example/flotilla/service:1.0", **spec},
+        "spec": {
+            "image": "registry.example/flotilla/service:1.0",
+            "rollout": {"strategy": "RollingUpdate"},
+            **spec,
+        },
     }
 
 
