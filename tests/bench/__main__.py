@@ -1,5 +1,6 @@
-"""``python -m tests.bench [services] [operator] [dev] [--seconds N] [--rounds N]``: run, print one
-line each. ``dev`` (the dev loop on the real node) runs by default only while the node is up."""
+"""``python -m tests.bench [services] [operator] [dev] [rollout] [--seconds N] [--rounds N]``: run,
+print one line each. ``dev`` (the dev loop) and ``rollout`` (releases under traffic) run on the
+real node: by default only while it is up."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench import dev_loop, operator_bench, services
+from tests.bench import dev_loop, operator_bench, rollout_bench, services
 from tests.bench.report import Result
 
 
@@ -36,8 +37,8 @@ def main() -> int:
     parser.add_argument(
         "groups",
         nargs="*",
-        metavar="{services,operator,dev}",
-        help="default: services and operator, and dev when the real node is up (make node-up)",
+        metavar="{services,operator,dev,rollout}",
+        help="default: services and operator, and dev and rollout when the real node is up (make node-up)",
     )
     parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side (the median counts)")
@@ -45,8 +46,9 @@ def main() -> int:
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C: the benchmarks' namespaces and processes are removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    groups = args.groups or ["services", "operator", *(["dev"] if dev_loop.node_is_up() else [])]
-    unknown = set(groups) - {"services", "operator", "dev"}
+    on_node = ["dev", "rollout"] if dev_loop.node_is_up() else []
+    groups = args.groups or ["services", "operator", *on_node]
+    unknown = set(groups) - {"services", "operator", "dev", "rollout"}
     if unknown:
         parser.error(f"unknown benchmark group(s): {', '.join(sorted(unknown))}")
     print(f"machine: {machine()}", flush=True)
@@ -60,6 +62,8 @@ def main() -> int:
                 found = services.run(work / "services", services.Settings(args.seconds, args.rounds))
             elif group == "dev":
                 found = dev_loop.run(work / "dev", args.rounds)
+            elif group == "rollout":
+                found = rollout_bench.run()
             else:
                 found = operator_bench.run(work / "operator", args.resources)
             for result in found:

@@ -10,6 +10,7 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     "<=": operator.le,
     "<": operator.lt,
+    "==": operator.eq,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -12,7 +13,15 @@ from typing import Any
 import requests
 import yaml
 
+from tests.support.kube import ROOT
 from tests.support.processes import free_port, wait_until_answering
+
+
+def node_prometheus_url() -> str:
+    """The real node's Prometheus (``make node-up`` writes its URL beside the kubeconfig)."""
+    path = Path(os.environ.get("FLOTILLA_CLUSTER_DIR") or ROOT / ".cluster") / "prometheus-url"
+    assert path.exists(), f"{path} is missing: the node's Prometheus is not running (make node-up)"
+    return path.read_text().strip()
 
 
 @dataclass(frozen=True)
