@@ -21,6 +21,8 @@ OUTPUT = Path(__file__).resolve().parents[1] / "charts" / "flotilla" / "dashboar
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 SERVICES = 'job=~"$service"'
 WINDOW = "5m"
+# Releases are rare: counted per hour (a rate per second would read 0.0003).
+RELEASES_WINDOW = "1h"
 
 
 def query(expr: str, legend: str = "", *, heatmap_format: bool = False) -> prometheus.Dataquery:
@@ -215,8 +217,16 @@ def calls() -> dashboard.Dashboard:
     )
 
 
+def risen(selector: str, window: str) -> str:
+    """How much a counter rose over ``window``, a series that appeared within it counted whole.
+
+    The first rollback of a reason makes its series: ``increase`` alone sees no rise in it.
+    """
+    return f"(({selector} unless {selector} offset {window}) or increase({selector}[{window}]))"
+
+
 def operator() -> dashboard.Dashboard:
-    """The operator: reconciles, errors, durations, managed resources, drift corrections."""
+    """The operator: reconciles, errors, durations, managed resources, drift corrections; releases."""
     return (
         base(
             "Flotilla / Operator",
@@ -281,6 +291,53 @@ def operator() -> dashboard.Dashboard:
                     )
                 ],
                 24,
+            )
+        )
+        .with_row(dashboard.Row("Releases"))
+        .with_panel(
+            series(
+                "Releases per hour by result",
+                "short",
+                [
+                    query(
+                        "sum by (result) "
+                        + risen(f"flotilla_operator_rollouts_total{{{SERVICES}}}", RELEASES_WINDOW),
+                        "{{result}}",
+                    )
+                ],
+                8,
+            )
+        )
+        .with_panel(
+            series(
+                "Rollbacks per hour by reason",
+                "short",
+                [
+                    query(
+                        "sum by (reason) "
+                        + risen(
+                            f'flotilla_operator_rollouts_total{{{SERVICES},result="rolled_back"}}',
+                            RELEASES_WINDOW,
+                        ),
+                        "{{reason}}",
+                    )
+                ],
+                8,
+            )
+        )
+        .with_panel(
+            series(
+                "Time to rollback p50 / p99 (over an hour)",
+                "s",
+                [
+                    query(
+                        f"histogram_quantile({q}, sum by (le) "
+                        f"(rate(flotilla_operator_rollback_seconds_bucket{{{SERVICES}}}[{RELEASES_WINDOW}])))",
+                        f"p{q[2:]}",
+                    )
+                    for q in ("0.50", "0.99")
+                ],
+                8,
             )
         )
     )

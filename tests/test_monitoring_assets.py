@@ -8,8 +8,10 @@ import sys
 from typing import Any
 
 import pytest
+from prometheus_client.metrics import MetricWrapperBase
 
-from tests.support.monitoring import ROOT, RULES, alert_rules, dashboards
+from flotilla_operator import metrics
+from tests.support.monitoring import ROOT, RULES, alert_rules, dashboards, panel_queries, query_panels
 
 
 def test_checked_in_dashboards_are_what_the_code_generates() -> None:
@@ -27,9 +29,20 @@ def test_dashboards_take_the_datasource_as_a_variable(name: str) -> None:
     dashboard = dashboards()[name]
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
-    for panel in dashboard["panels"]:
+    for panel in query_panels(dashboard):
         assert panel["datasource"]["uid"] == "${datasource}"
         assert panel["targets"] and all(t["expr"] for t in panel["targets"])
+
+
+def test_the_operator_dashboard_shows_every_metric_the_operator_exports() -> None:
+    exported = {
+        family.name
+        for value in vars(metrics).values()
+        if isinstance(value, MetricWrapperBase)
+        for family in value.collect()
+    }
+    shown = " ".join(query.expr for query in panel_queries() if query.dashboard == "operator.json")
+    assert exported and {name for name in exported if name not in shown} == set()
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +54,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_alert_rules() -> None:
     checked = promtool("check", "rules", "flotilla.rules.yaml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 5 rules found" in checked.stdout
+    assert "SUCCESS: 6 rules found" in checked.stdout
 
 
 def test_each_alert_fires_when_it_should_and_stays_quiet_otherwise() -> None:

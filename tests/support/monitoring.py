@@ -34,12 +34,20 @@ def dashboards() -> dict[str, dict[str, Any]]:
     return {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
 
 
+def query_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """The panels that query: rows are headings (a collapsed row holds its panels)."""
+    found: list[dict[str, Any]] = []
+    for panel in dashboard["panels"]:
+        found.extend(panel.get("panels", []) if panel["type"] == "row" else [panel])
+    return found
+
+
 def panel_queries() -> list[PanelQuery]:
     """Every target of every panel of every dashboard."""
     return [
         PanelQuery(name, panel["title"], target["expr"])
         for name, dashboard in dashboards().items()
-        for panel in dashboard["panels"]
+        for panel in query_panels(dashboard)
         for target in panel["targets"]
     ]
 
