@@ -137,6 +137,10 @@ class Platform:
             "operator.watchNamespace": self.namespace,
             "operator.image.repository": repository,
             "operator.image.tag": tag,
+            # The rollouts these tests make (new keys, certificates) are not what they try, and
+            # no traffic judges them: plain rolling updates. tests/node/test_canary.py tries the
+            # canary, the default, on the operator's own chart.
+            "serviceDefaults.rollout.strategy": "RollingUpdate",
         }
         sets |= {f"services.{service}.image": self.images[service] for service in self.entries}
         return [argument for key, value in sets.items() for argument in ("--set", f"{key}={value}")]
