@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes.client import ApiClient
@@ -98,16 +99,21 @@ def test_a_release_failing_a_fifth_of_its_requests_is_rolled_back_before_half_th
     assert not [a for a in failed if a[0] > rolled_back_at + 3], "traffic left the candidate at once"
 
 
+def release_under_traffic(
+    kube: ApiClient, namespace: str, until: set[str], timeout: float, **env: str
+) -> tuple[dict[str, Any], Traffic]:
+    """Release ``env`` under steady traffic; the state it ended in and the traffic's answers."""
+    with Traffic(f"{namespace}.canary.test") as traffic:
+        release_env(kube, namespace, **env)
+        state = Timeline().watch(kube, namespace, until, timeout=timeout)
+    print(f"  {len(traffic.answers)} requests, {len(traffic.failed())} failed; {state['message']}")
+    return state, traffic
+
+
 def test_a_crash_looping_release_is_rolled_back_with_no_failed_request(
     kube: ApiClient, namespace: str
 ) -> None:
-    timeline = Timeline()
-    release_env(kube, namespace, RELEASE_NOTE="back to good")  # leave the rolled-back spec
-    timeline.watch(kube, namespace, {"Stable"}, timeout=240)
-    with Traffic(f"{namespace}.canary.test") as traffic:
-        release_env(kube, namespace, FAULT_CRASH_AT_START="true")
-        state = Timeline().watch(kube, namespace, {"RolledBack"}, timeout=180)
-    print(f"  {len(traffic.answers)} requests, {len(traffic.failed())} failed; {state['message']}")
+    state, traffic = release_under_traffic(kube, namespace, {"RolledBack"}, 180, FAULT_CRASH_AT_START="true")
     assert state["reason"] == "CrashLoop", state
     assert traffic.failed() == []
 
@@ -116,10 +122,7 @@ def test_a_release_that_never_becomes_ready_is_rolled_back_by_the_deadline_with_
     kube: ApiClient, namespace: str
 ) -> None:
     patch(kube, namespace, {"spec": {"rollout": {**POLICY, "progressDeadlineSeconds": 45}}})
-    with Traffic(f"{namespace}.canary.test") as traffic:
-        release_env(kube, namespace, FAULT_NOT_READY="true")
-        state = Timeline().watch(kube, namespace, {"RolledBack"}, timeout=120)
-    print(f"  {len(traffic.answers)} requests, {len(traffic.failed())} failed; {state['message']}")
+    state, traffic = release_under_traffic(kube, namespace, {"RolledBack"}, 120, FAULT_NOT_READY="true")
     assert state["reason"] == "ProgressDeadlineExceeded", state
     assert traffic.failed() == []
     patch(kube, namespace, {"spec": {"rollout": POLICY}})
