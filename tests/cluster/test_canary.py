@@ -55,7 +55,11 @@ def image_of(found: client.V1Deployment | None) -> str | None:
 
 def released(kube: ApiClient, namespace: str, name: str, version: str, **spec: Any) -> str:
     """Create ``name`` at ``version`` and wait for its first release; return its revision."""
-    create(kube, namespace, microservice(name, image=IMAGE.format(version), replicas=2, rollout=FAST, **spec))
+    create(
+        kube,
+        namespace,
+        microservice(name, image=IMAGE.format(version), replicas=2, **{"rollout": FAST, **spec}),
+    )
 
     def stable() -> str | None:
         state = rollout(kube, namespace, name)

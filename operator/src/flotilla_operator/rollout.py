@@ -120,7 +120,11 @@ class RolloutState:
             "previousRevision": self.previous_revision,
             "previousUntil": _timestamp(self.previous_until),
         }
-        return {key: value for key, value in body.items() if value not in (None, "", False)}
+        return {
+            key: value
+            for key, value in body.items()
+            if value is not None and value != "" and value is not False
+        }
 
     @classmethod
     def from_status(cls, status: dict[str, Any] | None) -> RolloutState | None:
