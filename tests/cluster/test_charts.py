@@ -509,11 +509,15 @@ def test_a_watched_namespace_confines_every_namespaced_right_to_a_role_there() -
     cluster_role = next(iter(of_kind(confined, "ClusterRole").values()))
     role = next(iter(of_kind(confined, "Role").values()))
     binding = next(iter(of_kind(confined, "RoleBinding").values()))
-    # Cluster-wide: only its CRD and the namespace list; no Secret read, no workload created.
+    # Cluster-wide: only its CRD, the namespace list and the IngressClasses (cluster-scoped: which
+    # controller serves a class); no Secret read, no workload created.
     assert _rules(cluster_role) == {
         ("apiextensions.k8s.io", "customresourcedefinitions"),
         ("", "namespaces"),
+        ("networking.k8s.io", "ingressclasses"),
     }
+    ingress_classes = [r for r in cluster_role["rules"] if "ingressclasses" in r["resources"]]
+    assert [r["verbs"] for r in ingress_classes] == [["list"]]
     assert {("", "secrets"), ("", "configmaps"), ("apps", "deployments"), ("batch", "jobs")} <= _rules(role)
     assert ("flotilla.dev", "microservices") in _rules(role)
     # Everything the operator may do everywhere without a watched namespace, it may do there.

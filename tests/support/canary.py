@@ -104,7 +104,11 @@ class Timeline:
         began = time.monotonic()
 
         def done() -> dict[str, Any] | None:
-            state = rollout(kube, namespace)
+            ms = read(kube, namespace)
+            status = ms.get("status") or {}
+            state = status.get("rollout") or {}
+            # The operator has seen the spec the test just changed: the state is about it.
+            current = status.get("observedGeneration") == ms["metadata"]["generation"]
             entry = (
                 time.monotonic(),
                 state.get("phase", ""),
@@ -114,8 +118,8 @@ class Timeline:
             if not self.entries or self.entries[-1][1:] != entry[1:]:
                 self.entries.append(entry)
                 print(f"  +{entry[0] - began:6.1f}s {entry[1]:<12} weight {entry[2]:>3}% {entry[3]}")
-            settled = state.get("phase") in until and not state.get("draining")
-            return state if settled and time.monotonic() - began > 1 else None
+            settled = current and state.get("phase") in until and not state.get("draining")
+            return state if settled else None
 
         state: dict[str, Any] = wait_for(
             done, timeout=timeout, interval=0.2, what=f"the release to end in {sorted(until)}"
