@@ -274,3 +274,15 @@ def test_a_canary_or_a_rollback_in_between_keeps_the_warm_revision() -> None:
         POLICY,
     ).state
     assert (started.previous_revision, rolled_back.previous_revision) == ("old", "old")
+
+
+def test_a_warm_return_held_by_its_migration_stays_a_return() -> None:
+    back = plan(promoted_from_old(), seen(100, desired="old", stable="new"), POLICY).state
+    held = plan(back, seen(103, desired="old", stable="new", stable_rolled_out=False), POLICY)
+    assert held.state == back and held.fast and held.stable_takes_desired and held.result is None
+
+
+def test_a_first_release_held_by_its_migration_is_not_a_canary() -> None:
+    first = plan(None, seen(0, stable=None), POLICY).state
+    held = plan(first, seen(3, stable="older"), POLICY)
+    assert held.state == first and held.stable_takes_desired and held.candidate_size_weight is None

@@ -262,6 +262,10 @@ def plan(previous: RolloutState | None, seen: Observation, policy: RolloutPolicy
     continuing = state.phase in ACTIVE_PHASES and state.candidate_revision == desired
     if state.draining:
         decided = _drain(state, seen)
+    elif state.phase == STABLE and state.stable_revision == desired != seen.stable_revision:
+        # Already decided: a direct release (the first, a rolling update, a warm return) that the
+        # stable Deployment has not taken yet (its migration Job runs first, say).
+        decided = _restoring(state, seen) if state.reason == RESTORING else Plan(state, True, None)
     elif not continuing and _warm(state, seen) and policy.canary:
         decided = _restore(state, seen, policy)
     elif not continuing and (not policy.canary or seen.stable_revision is None or not seen.stable_ready):
