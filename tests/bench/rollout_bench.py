@@ -1,9 +1,9 @@
 """Releases on the real node, under steady traffic through the ingress (tests/support/canary.py).
 
 ``rollout_rollback_s``: a release that fails every request (``FAULT_ERROR_RATIO=1``, so each of
-its answers is told apart). Flotilla: the canary; from the moment its status turns RolledBack
-(polled every 0.1 s: the operator applies the route before it writes the status) to the last
-answer the candidate gave. Baseline: the same bad release as a plain rolling update, then the
+its answers is told apart). Flotilla: the canary; from the operator's decision
+(``status.rollout.endedAt``, written by the reconcile that sets the candidate's weight to 0) to
+the last answer the candidate gave. Baseline: the same bad release as a plain rolling update, then the
 spec changed back; from that change to the last bad answer.
 
 ``rollout_good_release_failed_requests``: the requests that failed while a good change was
@@ -15,13 +15,23 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client import ApiClient
 
 from tests.bench.report import Result, Target
-from tests.support.canary import POLICY, Timeline, Traffic, canary_namespace, patch, release_env, rollout
+from tests.support.canary import (
+    POLICY,
+    Timeline,
+    Traffic,
+    canary_namespace,
+    ended_at,
+    patch,
+    read,
+    release_env,
+)
 from tests.support.kube import connect, wait_for
 from tests.support.node import platform_images
 
@@ -38,28 +48,33 @@ def _host(namespace: str) -> str:
     return f"{namespace}.canary.test"
 
 
-def _release(kube: ApiClient, namespace: str, until: set[str], **env: str) -> tuple[Traffic, Timeline]:
+def _release(kube: ApiClient, namespace: str, until: set[str], **env: str) -> tuple[Traffic, dict[str, Any]]:
     with Traffic(_host(namespace), rate=RATE) as traffic:
         release_env(kube, namespace, **env)
-        timeline = Timeline()
-        timeline.watch(kube, namespace, until, timeout=300)
+        state = Timeline().watch(kube, namespace, until, timeout=300)
         time.sleep(SETTLE_SECONDS)
-    return traffic, timeline
+    return traffic, state
 
 
-def _rolled_out(kube: ApiClient, namespace: str, timeout: float = 300) -> None:
-    """Until the stable Deployment runs the spec's revision on every pod (a plain rolling update)."""
+def _taken(kube: ApiClient, namespace: str, timeout: float = 300) -> None:
+    """Until the operator has seen the spec and the stable Deployment runs its revision on every pod."""
 
     def done() -> bool:
-        found = client.AppsV1Api(kube).read_namespaced_deployment("canary", namespace)
-        status, wanted = found.status, found.spec.replicas or 1
-        if status is None or found.metadata is None:
+        ms = read(kube, namespace)
+        status = ms.get("status") or {}
+        if status.get("observedGeneration") != ms["metadata"]["generation"]:
             return False
+        found = client.AppsV1Api(kube).read_namespaced_deployment("canary", namespace)
+        state, wanted = found.status, found.spec.replicas or 1
+        if state is None or found.metadata is None or found.spec.template.metadata is None:
+            return False
+        revision = (found.spec.template.metadata.labels or {}).get("flotilla.dev/revision")
         return bool(
-            (status.observed_generation or 0) >= (found.metadata.generation or 0)
-            and (status.updated_replicas or 0) >= wanted
-            and (status.ready_replicas or 0) >= wanted
-            and (status.replicas or 0) <= wanted
+            revision == (status.get("rollout") or {}).get("stableRevision")
+            and (state.observed_generation or 0) >= (found.metadata.generation or 0)
+            and (state.updated_replicas or 0) >= wanted
+            and (state.ready_replicas or 0) >= wanted
+            and (state.replicas or 0) <= wanted
         )
 
     wait_for(done, timeout=timeout, interval=0.2, what="the rolling update")
@@ -69,16 +84,21 @@ def _last_injected(traffic: Traffic) -> float:
     return max((at for at, _, injected in traffic.answers if injected), default=0.0)
 
 
+def _failures(traffic: Traffic) -> str:
+    return ", ".join(
+        f"{count} x {status}" for status, count in Counter(s for _, s, _ in traffic.failed()).items()
+    )
+
+
 def canary_side(kube: ApiClient, namespace: str) -> tuple[float, int]:
     """The canary's rollback time and a good release's failed requests."""
     progress("canary: a good release through every step")
     good, _ = _release(kube, namespace, {"Stable"}, RELEASE_NOTE=uuid.uuid4().hex)
     progress(f"canary: {len(good.answers)} requests, {len(good.failed())} failed; now a bad release")
-    bad, timeline = _release(kube, namespace, {"RolledBack"}, FAULT_ERROR_RATIO="1")
-    decided = timeline.first("RolledBack")
-    rollback = max(0.0, _last_injected(bad) - decided)
+    bad, state = _release(kube, namespace, {"RolledBack"}, FAULT_ERROR_RATIO="1")
+    rollback = _last_injected(bad) - ended_at(state)
     progress(f"canary: rolled back; the candidate's last answer {rollback:.2f}s after the decision")
-    return rollback, len(good.failed())
+    return max(rollback, 0.0), len(good.failed())
 
 
 def rolling_side(kube: ApiClient, namespace: str) -> tuple[float, int]:
@@ -89,22 +109,20 @@ def rolling_side(kube: ApiClient, namespace: str) -> tuple[float, int]:
     progress("rolling update: a good release")
     with Traffic(_host(namespace), rate=RATE) as good:
         release_env(kube, namespace, **good_env)
-        wait_for(lambda: rollout(kube, namespace).get("reason") == "RollingUpdate", timeout=60,
-                 what="the rolling update to start")  # fmt: skip
-        _rolled_out(kube, namespace)
+        _taken(kube, namespace)
         time.sleep(SETTLE_SECONDS)
-    progress(f"rolling update: {len(good.answers)} requests, {len(good.failed())} failed; now a bad one")
+    progress(f"rolling update: {len(good.answers)} requests, {len(good.failed())} failed ({_failures(good)})")
     release_env(kube, namespace, FAULT_ERROR_RATIO="1")
-    _rolled_out(kube, namespace)
+    _taken(kube, namespace)
     with Traffic(_host(namespace), rate=RATE) as bad:
         time.sleep(3)  # every answer is bad now
-        changed = time.monotonic()
+        changed = time.time()
         release_env(kube, namespace, **good_env)
-        _rolled_out(kube, namespace)
+        _taken(kube, namespace)
         time.sleep(SETTLE_SECONDS)
-    back = max(0.0, _last_injected(bad) - changed)
+    back = _last_injected(bad) - changed
     progress(f"rolling update: the last bad answer {back:.2f}s after the spec changed back")
-    return back, len(good.failed())
+    return max(back, 0.0), len(good.failed())
 
 
 def run() -> list[Result]:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -37,7 +38,8 @@ BASE_ENV = {"DATABASE_URL": "sqlite:////data/catalog.db", "SEED_DEMO_PRODUCTS": 
 
 @dataclass
 class Traffic:
-    """Steady GETs through the ingress from a thread; every answer's time and outcome kept."""
+    """Steady GETs through the ingress from a thread; every answer's time (the wall clock, as the
+    operator's status) and outcome kept."""
 
     host: str
     rate: float = 25.0
@@ -48,14 +50,14 @@ class Traffic:
         session = requests.Session()
         session.headers["Host"] = self.host
         while not self._stop.is_set():
-            began = time.monotonic()
+            began = time.time()
             try:
                 response = session.get(f"{INGRESS_URL}/products?limit=1", timeout=10)
                 injected = FAULT_TYPE in response.text if response.status_code >= 500 else False
-                self.answers.append((time.monotonic(), response.status_code, injected))
+                self.answers.append((time.time(), response.status_code, injected))
             except requests.RequestException:
-                self.answers.append((time.monotonic(), 0, False))
-            time.sleep(max(0.0, 1 / self.rate - (time.monotonic() - began)))
+                self.answers.append((time.time(), 0, False))
+            time.sleep(max(0.0, 1 / self.rate - (time.time() - began)))
 
     def failed(self, since: float = 0.0) -> list[tuple[float, int, bool]]:
         return [answer for answer in self.answers if answer[0] >= since and answer[1] != 200]
@@ -68,6 +70,11 @@ class Traffic:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=15)
+
+
+def ended_at(state: dict[str, Any]) -> float:
+    """When the operator says the release ended (``status.rollout.endedAt``), on the wall clock."""
+    return datetime.fromisoformat(str(state["endedAt"]).removesuffix("Z")).replace(tzinfo=UTC).timestamp()
 
 
 def read(kube: ApiClient, namespace: str) -> dict[str, Any]:
@@ -101,7 +108,7 @@ class Timeline:
     entries: list[tuple[float, str, int, str]] = field(default_factory=list)
 
     def watch(self, kube: ApiClient, namespace: str, until: set[str], timeout: float) -> dict[str, Any]:
-        began = time.monotonic()
+        began = time.time()
 
         def done() -> dict[str, Any] | None:
             ms = read(kube, namespace)
@@ -110,7 +117,7 @@ class Timeline:
             # The operator has seen the spec the test just changed: the state is about it.
             current = status.get("observedGeneration") == ms["metadata"]["generation"]
             entry = (
-                time.monotonic(),
+                time.time(),
                 state.get("phase", ""),
                 int(state.get("weight", 0)),
                 state.get("reason", ""),

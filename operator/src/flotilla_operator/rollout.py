@@ -70,14 +70,16 @@ class RolloutPolicy:
         )
 
 
-def _timestamp(value: float | None) -> str | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _timestamp(value: float | None, *, precise: bool = False) -> str | None:
+    form = "%Y-%m-%dT%H:%M:%S.%fZ" if precise else "%Y-%m-%dT%H:%M:%SZ"
+    return None if value is None else datetime.fromtimestamp(value, UTC).strftime(form)
 
 
 def _seconds(value: Any) -> float | None:
     if not value:
         return None
-    return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    text = str(value).removesuffix("Z")
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ class RolloutState:
     # return to it is direct, every pod at once, with no canary.
     previous_revision: str = ""
     previous_until: float | None = None
+    # When the last release ended (rolled back or promoted), to the microsecond: the moment the
+    # candidate's weight went to 0 or the stable took it.
+    ended_at: float | None = None
 
     def to_status(self, policy: RolloutPolicy) -> dict[str, Any]:
         """As ``status.rollout`` (camelCase, RFC 3339 times, empty fields left out)."""
@@ -119,6 +124,7 @@ class RolloutState:
             "draining": self.draining,
             "previousRevision": self.previous_revision,
             "previousUntil": _timestamp(self.previous_until),
+            "endedAt": _timestamp(self.ended_at, precise=True),
         }
         return {
             key: value
@@ -146,6 +152,7 @@ class RolloutState:
             draining=bool(status.get("draining", False)),
             previous_revision=str(status.get("previousRevision", "")),
             previous_until=_seconds(status.get("previousUntil")),
+            ended_at=_seconds(status.get("endedAt")),
         )
 
 
@@ -239,7 +246,7 @@ def _stable(revision: str, reason: str, message: str, *, draining: bool = False)
     )
 
 
-def _rollback(state: RolloutState, reason: str, message: str) -> Plan:
+def _rollback(state: RolloutState, reason: str, message: str, now: float) -> Plan:
     rolled_back = RolloutState(
         phase=ROLLED_BACK,
         stable_revision=state.stable_revision,
@@ -250,6 +257,7 @@ def _rollback(state: RolloutState, reason: str, message: str) -> Plan:
         draining=True,
         previous_revision=state.previous_revision,
         previous_until=state.previous_until,
+        ended_at=now,
     )
     event = Event("Warning", "RolledBack", rolled_back.message)
     return Plan(rolled_back, False, 0, (event,), "rolled_back")
@@ -343,7 +351,7 @@ def _settled(state: RolloutState, seen: Observation, policy: RolloutPolicy) -> P
             return Plan(state, True, state.weight)
         message = f"Revision {desired} was promoted: it serves all traffic."
         promoted = _stable(desired, "Promoted", message, draining=True)
-        promoted = _keeping(promoted, state.stable_revision, seen.now, policy)
+        promoted = replace(_keeping(promoted, state.stable_revision, seen.now, policy), ended_at=seen.now)
         return Plan(promoted, True, 0, (Event("Normal", "Promoted", message),), "promoted")
     if state.phase == STABLE and state.stable_revision == desired:
         return _restoring(state, seen) if state.reason == RESTORING else Plan(state, True, None)
@@ -401,7 +409,7 @@ def _progress(state: RolloutState, seen: Observation, policy: RolloutPolicy) -> 
         held = state if verdict is None else replace(state, reason=verdict.reason, message=verdict.message)
         return Plan(held, False, size)
     if verdict.outcome == Outcome.FAILURE:
-        return _rollback(state, verdict.reason, verdict.message)
+        return _rollback(state, verdict.reason, verdict.message, seen.now)
     if state.step + 1 >= len(policy.steps):
         return _promote(state, policy, f"every step passed ({verdict.message})")
     return _begin_step(replace(state, step=state.step + 1), seen, policy, ready=True)
@@ -411,9 +419,11 @@ def _ended_early(state: RolloutState, seen: Observation, policy: RolloutPolicy) 
     """Abort or promote by hand, a crash-looping candidate, the progress deadline; else None."""
     candidate = seen.candidate
     if seen.command == ABORT:
-        return _rollback(state, "Aborted", "aborted by hand (the flotilla.dev/rollout annotation).")
+        return _rollback(state, "Aborted", "aborted by hand (the flotilla.dev/rollout annotation).", seen.now)
     if candidate is not None and (candidate.crash_looping or candidate.restarts >= policy.max_restarts):
-        return _rollback(state, "CrashLoop", f"its pods restarted {candidate.restarts} times (crash loop).")
+        return _rollback(
+            state, "CrashLoop", f"its pods restarted {candidate.restarts} times (crash loop).", seen.now
+        )
     if seen.command == PROMOTE:
         return _promote(state, policy, "promoted by hand (the flotilla.dev/rollout annotation)")
     if state.started_at is None or seen.now - state.started_at <= policy.progress_deadline_seconds:
@@ -423,6 +433,7 @@ def _ended_early(state: RolloutState, seen: Observation, policy: RolloutPolicy) 
         state,
         "ProgressDeadlineExceeded",
         f"it did not pass its steps within {policy.progress_deadline_seconds:g} s{ready}.",
+        seen.now,
     )
 
 
