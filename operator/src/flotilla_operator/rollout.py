@@ -214,11 +214,6 @@ class Plan:
         """The candidate's share of the ingress traffic, in percent."""
         return self.state.weight
 
-    @property
-    def active(self) -> bool:
-        """Whether the release is in progress or draining (look again in ``TICK_SECONDS``)."""
-        return self.state.phase in ACTIVE_PHASES or self.state.draining
-
 
 def candidate_replicas(stable_replicas: int, weight: int) -> int:
     """The candidate's pods: its share of the stable's (at least one), as the HPA scales the stable."""
