@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import socket
+import signal
 import sys
+import threading
+from typing import Any
 
 import kopf
+from prometheus_client import start_http_server
 
 from flotilla_operator.crd import CRD_NAME, apply_crd
+from flotilla_operator.health import serve_health
+from flotilla_operator.leadership import Election
+from flotilla_operator.metrics import LEADER
 from flotilla_operator.settings import ConfigError, OperatorSettings
+from flotilla_operator.supervisor import Carried, Supervisor
 
 
 def install_crd() -> None:
@@ -26,22 +32,70 @@ def install_crd() -> None:
 
 
 def run() -> None:
-    """Run the operator against the cluster of the current credentials."""
-    settings = OperatorSettings.load()
-    import flotilla_operator.handlers  # noqa: F401, PLC0415 - registers the handlers
+    """Run the operator against the cluster of the current credentials.
 
-    namespaces = [settings.namespace] if settings.namespace else []
+    With leader election (the default), wait as a standby until this replica holds the Lease.
+    """
+    settings = OperatorSettings.load()
+    carried = Carried.load()
+    from flotilla_operator import handlers  # noqa: PLC0415 - registers the handlers
+
     kopf.configure(log_format=kopf.LogFormat.JSON, log_prefix=True)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # no line per handled event
-    kopf.run(
-        standalone=True,
-        # kopf's default identity asks the passwd database for the user, and the image's
-        # numeric user 10001 has no entry there: the pod's name and the pid identify us.
-        identity=f"{socket.gethostname()}/{os.getpid()}",  # type: ignore[arg-type]  # a NewType of str
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
+    carried.restore_metrics()
+    start_http_server(settings.metrics_port)
+    election = (
+        Election(
+            handlers.api_client(),
+            settings.lease_name,
+            settings.lease_namespace,
+            carried.identity,
+            settings.lease_seconds,
+        )
+        if settings.leader_election
+        else None
     )
+    supervisor = Supervisor(carried, handlers.WATCHES, election)
+    serve_health(settings.liveness_port, supervisor.report)
+    terminating = handlers.STOP
+    if election is not None:
+        if not _wait_for_lease(election, terminating):
+            return
+        handlers.lead_with(election)
+    else:
+        LEADER.set(1)  # the only replica, reconciling
+    supervisor.start()
+    namespaces = [settings.namespace] if settings.namespace else []
+    try:
+        kopf.run(
+            standalone=True,
+            identity=carried.identity,  # type: ignore[arg-type]  # a NewType of str
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            stop_flag=terminating,
+        )
+    finally:
+        if election is not None:
+            election.release()
+
+
+def _wait_for_lease(election: Election, terminating: threading.Event) -> bool:
+    """Campaign until this replica leads (True), or until SIGTERM or SIGINT (False)."""
+
+    def stop(signum: int, _: Any) -> None:
+        terminating.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    logging.getLogger("flotilla.operator").info(
+        "standing by for the Lease", extra={"identity": election.identity, "lease": election.lease}
+    )
+    election.start()
+    while not election.leading.wait(0.5):
+        if terminating.is_set():
+            election.release()
+            return False
+    return True
 
 
 def main() -> None:

@@ -12,33 +12,40 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
-from prometheus_client import start_http_server
 from urllib3.exceptions import HTTPError as TransportError
 
-from flotilla_operator import GROUP, MANAGED_BY, PLURAL, VERSION
+from flotilla_operator import GROUP, KIND, MANAGED_BY, PLURAL, VERSION
 from flotilla_operator.crd import CRD_NAME, apply_crd
-from flotilla_operator.kube import Kube
-from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS
+from flotilla_operator.kube import CHILD_KINDS, Kube
+from flotilla_operator.leadership import Election
+from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS, WATCH_STALLS
 from flotilla_operator.prometheus import Prometheus
 from flotilla_operator.reconcile import Reconciler, owner_of, slim
 from flotilla_operator.render import ConfigMissing, RenderContext
 from flotilla_operator.rollout import TICK_SECONDS
 from flotilla_operator.settings import OperatorSettings
 from flotilla_operator.status import is_ready
+from flotilla_operator.watchhealth import BacklogExecutor, WatchHealth
 
 log = logging.getLogger("flotilla.operator")
 SETTINGS = OperatorSettings.load()
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
-CHILD_RESOURCES = [
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("networking.k8s.io", "v1", "ingresses"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("networking.k8s.io", "v1", "networkpolicies"),
+EXECUTOR = BacklogExecutor(SETTINGS.workers)  # kopf's threads for the sync handlers below
+# Set when the operator stops: ends the resync and releases threads, and is kopf's stop flag
+# (kopf waits for that flag in a thread of asyncio's executor, which must end for kopf to exit).
+STOP = threading.Event()
+# The children whose events are followed (a ServiceMonitor or a Traefik route is re-applied on
+# the resync instead); their apiVersions come from ``kube.CHILD_KINDS``.
+WATCHED_CHILDREN = (
+    "Deployment",
+    "Service",
+    "Ingress",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
     # A migration Job finishing is what lets the Deployment's new template out.
-    ("batch", "v1", "jobs"),
-]
+    "Job",
+)
 # Retries of kopf's own API requests: about a minute in all (an API server restart), never
 # more than 5 s apart, so that the operator resumes within seconds of the server answering.
 API_RETRY_BACKOFFS = (0.5, 1, 1, 2, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5)
@@ -48,8 +55,25 @@ CONFIG_RETRY_SECONDS = 5
 
 class _State:
     reconciler: Reconciler | None = None
-    stop = threading.Event()
+    election: Election | None = None
     ready: dict[tuple[str, str], bool] = {}
+
+
+WATCHES = WatchHealth(
+    [KIND, *WATCHED_CHILDREN], SETTINGS.watch_grace_seconds, busy=lambda: EXECUTOR.queued > 0
+)
+for _kind in WATCHES.kinds:
+    WATCH_STALLS.labels(_kind)  # at 0 from the start: a first stall is a rise
+
+
+def lead_with(election: Election | None) -> None:
+    """Every write from now on first checks that ``election`` still holds the Lease."""
+    _State.election = election
+
+
+def _fence() -> None:
+    if _State.election is not None:
+        _State.election.check()
 
 
 def api_client() -> client.ApiClient:
@@ -72,7 +96,7 @@ def _post(ms: dict[str, Any], kind: str, reason: str, message: str) -> None:
 def _reconciler() -> Reconciler:
     if _State.reconciler is None:
         _State.reconciler = Reconciler(
-            Kube(api_client(), SETTINGS.crd_cache_seconds),
+            Kube(api_client(), SETTINGS.crd_cache_seconds, fence=_fence, wrote=WATCHES.owe),
             _post,
             reapply_seconds=SETTINGS.reapply_seconds,
             prometheus=Prometheus(SETTINGS.prometheus_url) if SETTINGS.prometheus_url else None,
@@ -131,6 +155,7 @@ def tune(settings: kopf.OperatorSettings) -> None:
     # No cap on kopf's per-resource tasks: a capped task idles for batching.idle_timeout before
     # it frees its slot, which made 200 new Microservices queue for minutes. The threads that
     # run handlers stay bounded.
+    settings.execution.executor = EXECUTOR
     settings.execution.max_workers = SETTINGS.workers
     settings.posting.level = logging.INFO
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -164,15 +189,14 @@ def ensure_crd() -> None:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Tune kopf, start the metrics server, learn the dependencies, start the resync thread."""
+    """Tune kopf, learn the dependencies, start the resync thread."""
     tune(settings)
-    start_http_server(SETTINGS.metrics_port)
     try:
         _seed_dependents(_reconciler())
     except Exception:  # the events fill the map in as well; a caller may be late, not lost
         log.exception("listing the Microservices at start-up failed")
-    threading.Thread(target=_resync_forever, args=(_State.stop,), name="resync", daemon=True).start()
-    threading.Thread(target=_tick_forever, args=(_State.stop,), name="releases", daemon=True).start()
+    threading.Thread(target=_resync_forever, args=(STOP,), name="resync", daemon=True).start()
+    threading.Thread(target=_tick_forever, args=(STOP,), name="releases", daemon=True).start()
     log.info("operator started", extra={"workers": SETTINGS.workers, "resync": SETTINGS.resync_seconds})
 
 
@@ -208,6 +232,7 @@ def _resync_once(reconciler: Reconciler) -> None:
     except Exception:
         log.exception("listing Microservices for the resync failed")
         return
+    WATCHES.owe_all(KIND, items)  # a change listed here must come through the watch as well
     # A DELETED missed in a watch gap would otherwise leave its caller admitted for good.
     changed = reconciler.dependents.rebuild(items, mark)
     listed = [(ms["metadata"]["namespace"], ms["metadata"]["name"]) for ms in items]
@@ -219,6 +244,22 @@ def _resync_once(reconciler: Reconciler) -> None:
         except Exception:
             RECONCILE_ERRORS.labels("resync").inc()
             log.exception("resync failed", extra={"microservice": name})
+
+
+def _recorder(kind: str) -> Any:
+    """An async handler noting what the watch of ``kind`` delivered, as it arrives."""
+
+    async def record(body: kopf.Body, type: str | None, **_: Any) -> None:
+        WATCHES.delivered(kind, dict(body), streamed=type is not None)  # type None: kopf's listing
+
+    return record
+
+
+# Registered first: kopf calls an object's event handlers in this order.
+kopf.on.event(GROUP, VERSION, PLURAL, id=f"delivered-{KIND}")(_recorder(KIND))
+for _kind in WATCHED_CHILDREN:
+    _group, _, _version = CHILD_KINDS[_kind].rpartition("/")
+    kopf.on.event(_group, _version, _kind, labels=MANAGED, id=f"delivered-{_kind}")(_recorder(_kind))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -248,7 +289,7 @@ def _request_quietly(namespace: str, name: str) -> None:
         log.exception("reconciling a dependency failed", extra={"microservice": f"{namespace}/{name}"})
 
 
-def _child_changed(body: kopf.Body, namespace: str | None, type: str, **_: Any) -> None:
+def _child_changed(body: kopf.Body, namespace: str | None, type: str | None, **_: Any) -> None:
     child = copy.deepcopy(dict(body))
     owner = owner_of(child)
     if owner is None:
@@ -257,14 +298,17 @@ def _child_changed(body: kopf.Body, namespace: str | None, type: str, **_: Any) 
     if type == "DELETED":
         DRIFT_CORRECTIONS.labels(kind).inc()
     _reconciler().observe_child(str(namespace), owner, kind, slim(child), deleted=type == "DELETED")
+    if type is None:
+        return  # kopf's listing (at start, after a watch gap): the owner's resume or resync runs it
     _request(str(namespace), owner)
 
 
-for _group, _version, _plural in CHILD_RESOURCES:
-    kopf.on.event(_group, _version, _plural, labels=MANAGED)(_child_changed)
+for _kind in WATCHED_CHILDREN:
+    _group, _, _version = CHILD_KINDS[_kind].rpartition("/")
+    kopf.on.event(_group, _version, _kind, labels=MANAGED)(_child_changed)
 
 
 @kopf.on.cleanup()
 def stop_resync(**_: Any) -> None:
     """Stop the resync thread with the operator."""
-    _State.stop.set()
+    STOP.set()

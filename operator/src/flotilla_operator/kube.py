@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -46,11 +47,31 @@ REPORTING_INSTANCE = socket.gethostname()[:128]
 log = logging.getLogger("flotilla.operator")
 
 
-class Kube:
-    """Server-side apply, deletes and reads, with the one field manager of the operator."""
+def _always() -> None:
+    """Writes need no permission (one operator, no election)."""
 
-    def __init__(self, api_client: client.ApiClient, crd_cache_seconds: float = CRD_CACHE_SECONDS) -> None:
+
+def _nowhere(kind: str, body: Manifest) -> None:
+    """Nobody follows what was written."""
+
+
+class Kube:
+    """Server-side apply, deletes and reads, with the one field manager of the operator.
+
+    ``fence`` runs before every write and raises to refuse it (a replica that no longer leads);
+    ``wrote`` hears of every object written, with its new resourceVersion (what the watches owe).
+    """
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        crd_cache_seconds: float = CRD_CACHE_SECONDS,
+        fence: Callable[[], None] = _always,
+        wrote: Callable[[str, Manifest], None] = _nowhere,
+    ) -> None:
         self.api_client = api_client
+        self.fence = fence
+        self.wrote = wrote
         self.crd_cache_seconds = crd_cache_seconds
         self.dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
         self._crd_lock = threading.Lock()
@@ -78,6 +99,7 @@ class Kube:
     def apply(self, manifest: Manifest, field_manager: str = FIELD_MANAGER) -> Manifest:
         """Server-side apply ``manifest``, taking over fields edited by hand (force)."""
         resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        self.fence()
         applied = resource.server_side_apply(
             body=manifest,
             name=manifest["metadata"]["name"],
@@ -86,6 +108,7 @@ class Kube:
             force_conflicts=True,
         )
         result: Manifest = applied.to_dict()
+        self.wrote(manifest["kind"], result)
         return result
 
     def replace_field(self, manifest: Manifest, path: tuple[str, ...]) -> None:
@@ -93,19 +116,22 @@ class Kube:
         value: Any = manifest
         for key in path:
             value = value[key]
-        self._resource(manifest["apiVersion"], manifest["kind"]).patch(
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        self.fence()
+        patched = resource.patch(
             body=[{"op": "replace", "path": "/" + "/".join(path), "value": value}],
             name=manifest["metadata"]["name"],
             namespace=manifest["metadata"]["namespace"],
             content_type="application/json-patch+json",
         )
+        self.wrote(manifest["kind"], patched.to_dict())
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete a child and, in the background, what it made (a Job's pods); False when it was gone."""
+        resource = self._resource(CHILD_KINDS[kind], kind)
+        self.fence()
         try:
-            self._resource(CHILD_KINDS[kind], kind).delete(
-                name=name, namespace=namespace, propagation_policy="Background"
-            )
+            resource.delete(name=name, namespace=namespace, propagation_policy="Background")
         except NotFoundError:
             return False
         return True
@@ -140,7 +166,8 @@ class Kube:
 
     def remove_annotation(self, namespace: str, name: str, key: str) -> None:
         """Drop one annotation of a Microservice (a command acted on)."""
-        client.CustomObjectsApi(self.api_client).patch_namespaced_custom_object(
+        self.fence()
+        patched = client.CustomObjectsApi(self.api_client).patch_namespaced_custom_object(
             GROUP,
             VERSION,
             namespace,
@@ -149,6 +176,7 @@ class Kube:
             {"metadata": {"annotations": {key: None}}},
             _content_type="application/merge-patch+json",
         )
+        self.wrote(KIND, cast(Manifest, patched))
 
     def children(self, kind: str, namespace: str, owner: str) -> list[Manifest]:
         """The children of ``kind`` this operator manages for Microservice ``owner``."""
@@ -200,6 +228,7 @@ class Kube:
         Written here rather than with ``kopf.event``: kopf's poster lives in context variables
         of its handler threads, and reconciles also run in the resync thread.
         """
+        self.fence()
         metadata = ms["metadata"]
         now = datetime.now(UTC)
         event = client.CoreV1Event(
@@ -260,7 +289,8 @@ class Kube:
             "metadata": {"name": name},
             "status": status,
         }
-        client.CustomObjectsApi(self.api_client).patch_namespaced_custom_object_status(
+        self.fence()
+        patched = client.CustomObjectsApi(self.api_client).patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
             namespace,
@@ -271,6 +301,7 @@ class Kube:
             force=True,
             _content_type="application/apply-patch+yaml",
         )
+        self.wrote(KIND, cast(Manifest, patched))
 
     def config_hash(self, namespace: str, refs: list[ConfigRef]) -> str:
         """The digest of what ``refs`` read (``render.config_digest``); raises ``ConfigMissing``."""

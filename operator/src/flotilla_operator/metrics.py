@@ -35,6 +35,20 @@ ROLLBACK_SECONDS = Histogram(
     "How long a rolled-back release ran: from its start to the rollback (its traffic back on stable).",
     buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1800),
 )
+LEADER = Gauge(
+    "flotilla_operator_leader", "1 while this replica holds the Lease and reconciles, 0 on a standby."
+)
+LEADER_ACQUISITIONS = Counter(
+    "flotilla_operator_leader_acquisitions_total", "Times this replica took the Lease."
+)
+WATCH_STALLS = Counter(
+    "flotilla_operator_watch_stalls_total",
+    "Watch streams found silent while they owed a change the API server had made, by kind.",
+    ["kind"],
+)
+WATCH_RESTARTS = Counter(
+    "flotilla_operator_watch_restarts_total", "Restarts of every watch (a relaunch) after a stall."
+)
 # Present at 0 before the first release: a counter's first rise is an increase (alerts, panels).
 for _result in ("started", "promoted"):
     ROLLOUTS.labels(_result, "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from flotilla_operator.render import INGRESS_NAMESPACE, PROMETHEUS_NAMESPACE
 
@@ -43,6 +44,20 @@ def _url(name: str) -> str | None:
     return raw
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+DEFAULT_LEASE_NAME = "flotilla-operator"
+
+
+def _lease_namespace() -> str:
+    """Where the Lease lives: as set, else the pod's own namespace, else ``default``."""
+    for name in ("FLOTILLA_OPERATOR_LEASE_NAMESPACE", "POD_NAMESPACE"):
+        if os.environ.get(name):
+            return os.environ[name]
+    if SERVICE_ACCOUNT_NAMESPACE.is_file():
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    return "default"
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     """How often to resync, how many workers, where to serve health and metrics."""
@@ -59,6 +74,11 @@ class OperatorSettings:
     ingress_namespace: str
     prometheus_namespace: str
     prometheus_url: str | None
+    leader_election: bool
+    lease_name: str
+    lease_namespace: str
+    lease_seconds: float
+    watch_grace_seconds: float
 
     @classmethod
     def load(cls) -> OperatorSettings:
@@ -79,4 +99,12 @@ class OperatorSettings:
             prometheus_namespace=os.environ.get("FLOTILLA_PROMETHEUS_NAMESPACE") or PROMETHEUS_NAMESPACE,
             # Where canary analysis reads the kit's metrics; unset: readiness and restarts only.
             prometheus_url=_url("FLOTILLA_PROMETHEUS_URL"),
+            # One replica reconciles at a time, the holder of a coordination.k8s.io Lease.
+            leader_election=_flag("FLOTILLA_OPERATOR_LEADER_ELECTION", True),
+            lease_name=os.environ.get("FLOTILLA_OPERATOR_LEASE_NAME") or DEFAULT_LEASE_NAME,
+            lease_namespace=_lease_namespace(),
+            # A standby takes over this long after the leader's last renewal.
+            lease_seconds=_number("FLOTILLA_OPERATOR_LEASE_SECONDS", 10, 6),
+            # How long a watch stream may owe a change it should have delivered.
+            watch_grace_seconds=_number("FLOTILLA_OPERATOR_WATCH_GRACE_SECONDS", 20, 1),
         )
