@@ -226,7 +226,7 @@ def risen(selector: str, window: str) -> str:
 
 
 def operator() -> dashboard.Dashboard:
-    """The operator: reconciles, errors, durations, managed resources, drift corrections; releases."""
+    """The operator: reconciles, errors, durations, children, drift; leadership, watches; releases."""
     return (
         base(
             "Flotilla / Operator",
@@ -291,6 +291,53 @@ def operator() -> dashboard.Dashboard:
                     )
                 ],
                 24,
+            )
+        )
+        .with_row(dashboard.Row("Leadership and watches"))
+        .with_panel(
+            series(
+                "Replicas leading and standing by",
+                "short",
+                [
+                    query(f"sum(flotilla_operator_leader{{{SERVICES}}})", "leading"),
+                    query(f"sum(1 - flotilla_operator_leader{{{SERVICES}}})", "standing by"),
+                ],
+                8,
+            )
+        )
+        .with_panel(
+            series(
+                "Lease acquisitions per hour (fail-overs and hand-overs)",
+                "short",
+                [
+                    query(
+                        "sum by (job) "
+                        + risen(
+                            f"flotilla_operator_leader_acquisitions_total{{{SERVICES}}}", RELEASES_WINDOW
+                        ),
+                        "{{job}}",
+                    )
+                ],
+                8,
+            )
+        )
+        .with_panel(
+            series(
+                "Watch stalls by kind, and watch restarts, per hour",
+                "short",
+                [
+                    query(
+                        "sum by (kind) "
+                        + risen(f"flotilla_operator_watch_stalls_total{{{SERVICES}}}", RELEASES_WINDOW),
+                        "stalled: {{kind}}",
+                    ),
+                    query(
+                        "sum "
+                        + risen(f"flotilla_operator_watch_restarts_total{{{SERVICES}}}", RELEASES_WINDOW),
+                        "restarts",
+                    ),
+                ],
+                8,
             )
         )
         .with_row(dashboard.Row("Releases"))

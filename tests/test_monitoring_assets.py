@@ -54,7 +54,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_accepts_the_alert_rules() -> None:
     checked = promtool("check", "rules", "flotilla.rules.yaml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 6 rules found" in checked.stdout
+    assert f"SUCCESS: {len(alert_rules())} rules found" in checked.stdout
 
 
 def test_each_alert_fires_when_it_should_and_stays_quiet_otherwise() -> None:
