@@ -365,7 +365,8 @@ BAD_VALUES = {
     "services.catalog.ingress.paths[0]=products": "paths",
     "global.mode=operator": "mode",
     "operator.ingressNamespace=": "ingressNamespace",
-    "operator.replicaCount=2": "replicaCount",
+    "operator.replicaCount=-1": "replicaCount",
+    "operator.leaderElection.leaseSeconds=3": "leaseSeconds",
     "operator.prometheus.url=prometheus:9090": "url",
     "externalDatabase.users.url=mysql://db/users": "url",
 }
@@ -438,6 +439,46 @@ def test_the_operator_is_ready_on_healthz_and_takes_its_namespaces_from_the_valu
     environment = {e["name"]: e.get("value") for e in container["env"]}
     assert environment["FLOTILLA_INGRESS_NAMESPACE"] == "traefik"
     assert environment["FLOTILLA_PROMETHEUS_NAMESPACE"] == "monitoring"
+
+
+def test_two_operator_replicas_elect_a_leader_through_a_lease_of_their_release() -> None:
+    documents = template(namespace="shop")
+    deployment = of_kind(documents, "Deployment")["flotilla-operator"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    pod = deployment["spec"]["template"]["spec"]
+    environment = {e["name"]: e.get("value", e.get("valueFrom")) for e in pod["containers"][0]["env"]}
+    assert environment["FLOTILLA_OPERATOR_LEADER_ELECTION"] == "true"
+    assert environment["FLOTILLA_OPERATOR_LEASE_SECONDS"] == "10"
+    assert environment["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    budget = of_kind(documents, "PodDisruptionBudget")["flotilla-operator"]
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    role = of_kind(documents, "Role")["flotilla-operator-leader-election"]
+    assert role["metadata"]["namespace"] == "shop"
+    manifest = yaml.safe_load(
+        (ROOT / "operator/src/flotilla_operator/manifests/leader-election.yaml").read_text()
+    )
+    assert role["rules"] == manifest["rules"]
+    binding = of_kind(documents, "RoleBinding")["flotilla-operator-leader-election"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "flotilla-operator", "namespace": "shop"}
+    ]
+
+
+def test_without_an_election_one_operator_is_replaced_by_recreating_it() -> None:
+    documents = template("--set", "operator.leaderElection.enabled=false", "--set", "operator.replicaCount=1")
+    deployment = of_kind(documents, "Deployment")["flotilla-operator"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert "flotilla-operator" not in of_kind(documents, "PodDisruptionBudget")
+    assert "flotilla-operator-leader-election" not in of_kind(documents, "Role")
+    rendered = tool("helm", "template", "fl", UMBRELLA, "--set", "operator.leaderElection.enabled=false")
+    assert rendered.returncode != 0, "two replicas without an election were accepted"
+    assert "replicaCount" in rendered.stderr, rendered.stderr
 
 
 NAMESPACE_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}

@@ -36,6 +36,7 @@ from tests.support.platform import Platform, start_platform
 from tests.support.prometheus import PrometheusServer, ScrapeJob
 
 OPERATOR_JOB = "flotilla-operator"
+STANDBY_JOB = "flotilla-operator-standby"  # a second replica of the session's operator
 # What a Microservice's ServiceMonitor puts on its targets (targetLabels: the Service's labels,
 # as Prometheus label names).
 MICROSERVICE_TARGET = {
@@ -48,6 +49,7 @@ ALERTED_JOBS = {
     "FlotillaServiceDown": "catalog",
     "FlotillaCircuitOpen": "orders",
     "FlotillaOperatorReconcileErrors": OPERATOR_JOB,
+    "FlotillaOperatorNoLeader": STANDBY_JOB,
     "FlotillaRolloutRolledBack": OPERATOR_JOB,
 }
 # A canary that stays on its one step until it is aborted: a rollback with reason Aborted.
@@ -61,11 +63,13 @@ class Observed:
     platform: Platform
     prometheus: PrometheusServer
     operator: OperatorProcess
+    standby: OperatorProcess
 
     def metrics_url(self, job: str) -> str:
         """Where ``job``'s metrics are served."""
-        if job == OPERATOR_JOB:
-            return f"http://127.0.0.1:{self.operator.metrics_port}/metrics"
+        if job in (OPERATOR_JOB, STANDBY_JOB):
+            replica = self.operator if job == OPERATOR_JOB else self.standby
+            return f"http://127.0.0.1:{replica.metrics_port}/metrics"
         return f"{getattr(self.platform, job).url}/metrics"
 
 
@@ -83,6 +87,17 @@ def observed(
         stack.callback(platform.stop)
         jobs = [ScrapeJob(s.name, [f"127.0.0.1:{s.port}"], MICROSERVICE_TARGET) for s in platform.services()]
         jobs.append(ScrapeJob(OPERATOR_JOB, [f"127.0.0.1:{operator.metrics_port}"]))
+        # The same operator's second replica, scraped as a job of its own: its only replica
+        # standing by is what FlotillaOperatorNoLeader sees.
+        standby = OperatorProcess(
+            operator.kubeconfig,
+            tmp_path_factory.mktemp("standby") / "operator.log",
+            lease=operator.lease_name,
+        )
+        standby.start()
+        stack.callback(standby.stop)
+        wait_for(lambda: standby.health()[1].get("role") == "standby", timeout=30, what="the standby")
+        jobs.append(ScrapeJob(STANDBY_JOB, [f"127.0.0.1:{standby.metrics_port}"]))
         prometheus = PrometheusServer(tmp_path_factory.mktemp("prometheus"), jobs, [RULE_FILE]).start()
         stack.callback(prometheus.stop)
         healthy_namespace = stack.enter_context(temporary_namespace(kube))
@@ -91,7 +106,7 @@ def observed(
         drive_traffic(platform)
         operate(kube, healthy_namespace, quota_namespace)
         prometheus.wait_for_scrapes()
-        yield Observed(platform, prometheus, operator)
+        yield Observed(platform, prometheus, operator, standby)
 
 
 @pytest.fixture(scope="module")
@@ -222,12 +237,12 @@ def _exists(read: Callable[..., Any], name: str, namespace: str) -> bool:
 
 def test_prometheus_scraped_every_service_and_the_operator(observed: Observed) -> None:
     jobs = {t["labels"]["job"]: t for t in observed.prometheus.targets()}
-    assert set(jobs) == {"users", "catalog", "orders", OPERATOR_JOB}
+    assert set(jobs) == {"users", "catalog", "orders", OPERATOR_JOB, STANDBY_JOB}
     for job in jobs:
         assert observed.prometheus.query(f'up{{job="{job}"}} == 1'), f"{job} was not scraped"
 
 
-@pytest.mark.parametrize("job", ["users", "catalog", "orders", OPERATOR_JOB])
+@pytest.mark.parametrize("job", ["users", "catalog", "orders", OPERATOR_JOB, STANDBY_JOB])
 def test_metric_names_pass_promtool_lint(observed: Observed, job: str) -> None:
     """Prometheus's naming conventions: base units, ``_total`` counters, no type in names."""
     text = requests.get(observed.metrics_url(job), timeout=10).text

@@ -47,8 +47,8 @@ def test_every_pod_runs_on_the_real_node(kube: ApiClient, platform: Platform) ->
     running = [pod for pod in pods if pod.status.phase == "Running"]
 
     assert {pod.spec.node_name for pod in running} == {NODE_NAME}
-    # The operator, each service's PostgreSQL and two replicas of each service.
-    assert len(running) >= 1 + len(DATABASES) + 2 * len(SERVICES)
+    # The operator's leader and standby, each service's PostgreSQL and two replicas of each service.
+    assert len(running) >= 2 + len(DATABASES) + 2 * len(SERVICES)
     assert all(
         status.ready and status.container_id.startswith("containerd://")
         for pod in running
@@ -221,8 +221,12 @@ def test_the_operator_pod_renders_every_service_from_its_microservice(
         .list_namespaced_pod(namespace, label_selector="app.kubernetes.io/name=flotilla-operator")
         .items
     )
-    assert [pod.status.phase for pod in operator_pods] == ["Running"]
-    assert all(status.ready for status in operator_pods[0].status.container_statuses)
+    # Two replicas, both ready (a standby is): the holder of the release's Lease reconciles.
+    assert [pod.status.phase for pod in operator_pods] == ["Running", "Running"]
+    assert all(status.ready for pod in operator_pods for status in pod.status.container_statuses)
+    lease = client.CoordinationV1Api(kube).read_namespaced_lease("flotilla-operator", namespace)
+    holder = str(lease.spec.holder_identity)
+    assert holder.rsplit("_", 1)[0] in {pod.metadata.name for pod in operator_pods}, holder
     deployments = client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
     owners = {d.metadata.name: [ref.kind for ref in d.metadata.owner_references or []] for d in deployments}
     assert owners == {**{name: ["Microservice"] for name in SERVICES}, "flotilla-operator": []}

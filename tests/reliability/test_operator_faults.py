@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -24,17 +23,17 @@ from flotilla_operator.render import RenderContext, render
 from scripts.services import services
 from tests.support.cases import Case
 from tests.support.control_plane import is_local, restart_apiserver
-from tests.support.kube import ROOT, kubeconfig_path, temporary_namespace, tool, wait_for
-from tests.support.operator import (
-    GROUP,
-    PLURAL,
-    VERSION,
-    OperatorProcess,
-    create,
-    install_crd,
-    least_privilege_kubeconfig,
-    microservice,
+from tests.support.convergence import (
+    StartOperator,
+    deployment_image,
+    microservices,
+    plain,
+    read,
+    ready,
+    reconciled,
 )
+from tests.support.kube import ROOT, kubeconfig_path, temporary_namespace, tool, wait_for
+from tests.support.operator import GROUP, PLURAL, VERSION, create, microservice
 
 CHARTS = ROOT / "charts"
 SERVICES = list(services())
@@ -48,85 +47,6 @@ INTERRUPTED = 20  # Microservices created just before the API server restarts
 PRODUCTION: dict[str, str] = {}
 # No periodic resync at all: only kopf's watch can reconcile within the bound.
 WATCH_ONLY = {"FLOTILLA_OPERATOR_RESYNC_SECONDS": "3600", "FLOTILLA_OPERATOR_REAPPLY_SECONDS": "3600"}
-
-
-@pytest.fixture(scope="module")
-def microservice_crd(kube: ApiClient) -> None:
-    """The Microservice CRD, installed as an admin does."""
-    install_crd()
-
-
-@pytest.fixture(scope="module")
-def operator_kubeconfig(
-    kube: ApiClient, microservice_crd: None, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """Credentials bound to the operator's ClusterRole only."""
-    return least_privilege_kubeconfig(kube, tmp_path_factory.mktemp("operator") / "kubeconfig")
-
-
-@pytest.fixture
-def start_operator(
-    kube: ApiClient, namespace: str, operator_kubeconfig: Path, tmp_path: Path
-) -> Iterator[Callable[[dict[str, str]], OperatorProcess]]:
-    """Start operator processes for one test; every one is stopped afterwards.
-
-    The test's Microservices go first: the namespace is deleted in the background, and the
-    next test's operator (cluster-wide) would otherwise find them there, half deleted.
-    """
-    started: list[OperatorProcess] = []
-
-    def start(settings: dict[str, str]) -> OperatorProcess:
-        process = OperatorProcess(operator_kubeconfig, tmp_path / f"operator-{len(started)}.log", settings)
-        started.append(process)
-        process.start()
-        return process
-
-    yield start
-    try:
-        client.CustomObjectsApi(kube).delete_collection_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL
-        )
-        wait_for(lambda: not microservices(kube, namespace), timeout=60, what="the Microservices to go")
-    finally:
-        for process in started:
-            process.stop()
-
-
-# --- Microservices ---------------------------------------------------------------------------
-
-
-def microservices(kube: ApiClient, namespace: str) -> list[dict[str, Any]]:
-    listed = client.CustomObjectsApi(kube).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-    return cast(list[dict[str, Any]], cast(dict[str, Any], listed)["items"])
-
-
-def as_json(kube: ApiClient, model: Any) -> Any:
-    """A typed object of the client as the API's own JSON (camelCase dicts)."""
-    return kube.sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
-
-
-def plain(kube: ApiClient, listing: Any) -> list[dict[str, Any]]:
-    """The items of a typed list, as JSON."""
-    return cast(list[dict[str, Any]], as_json(kube, listing)["items"])
-
-
-def read(kube: ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    found = client.CustomObjectsApi(kube).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name
-    )
-    return cast(dict[str, Any], found)
-
-
-def reconciled(ms: dict[str, Any]) -> bool:
-    """The operator has written the status of the current generation (whatever the rollout says)."""
-    status = ms.get("status") or {}
-    return bool(status.get("conditions")) and status.get("observedGeneration") == ms["metadata"]["generation"]
-
-
-def ready(ms: dict[str, Any]) -> bool:
-    """Ready=True for the current generation, as the operator reports it."""
-    conditions = (ms.get("status") or {}).get("conditions") or []
-    return reconciled(ms) and any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def retrying(call: Callable[[], Any], what: str, timeout: float = 30) -> Any:
@@ -148,7 +68,7 @@ def retrying(call: Callable[[], Any], what: str, timeout: float = 30) -> Any:
 def test_a_killed_operator_converges_all_of_50_microservices_after_restart(
     kube: ApiClient,
     namespace: str,
-    start_operator: Callable[[dict[str, str]], OperatorProcess],
+    start_operator: StartOperator,
     case: Case,
 ) -> None:
     apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
@@ -255,7 +175,7 @@ def test_a_killed_operator_converges_all_of_50_microservices_after_restart(
 def test_the_operator_resumes_within_30_s_of_an_api_server_restart(
     kube: ApiClient,
     namespace: str,
-    start_operator: Callable[[dict[str, str]], OperatorProcess],
+    start_operator: StartOperator,
     case: Case,
 ) -> None:
     if not is_local():
@@ -297,13 +217,9 @@ def test_the_operator_resumes_within_30_s_of_an_api_server_restart(
         "changing 'before'",
     )
 
-    def image(name: str) -> str:
-        deployment = as_json(kube, client.AppsV1Api(kube).read_namespaced_deployment(name, namespace))
-        return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
-
     def reconciled_now() -> set[str]:
         names = {ms["metadata"]["name"] for ms in microservices(kube, namespace) if reconciled(ms)}
-        if "before" in names and not image("before").endswith(":2.0"):
+        if "before" in names and not deployment_image(kube, namespace, "before").endswith(":2.0"):
             names.discard("before")
         return names
 

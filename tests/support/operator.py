@@ -6,13 +6,16 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, cast
 
+import requests
 import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.kube import kubeconfig_path
 from tests.support.processes import free_port, wait_until_answering
@@ -70,6 +73,20 @@ def _ignore_conflict(call: Any, *args: Any, **kwargs: Any) -> None:
             raise
 
 
+def binding(
+    role_kind: str, role: str, service_account: str, *, name: str | None = None, namespace: str | None = None
+) -> dict[str, Any]:
+    """A (Cluster)RoleBinding of ``role`` to a service account of flotilla-system."""
+    metadata = {"name": name or role, **({"namespace": namespace} if namespace else {})}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": f"{role_kind}Binding",
+        "metadata": metadata,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": OPERATOR_NAMESPACE}],
+    }
+
+
 def least_privilege_kubeconfig(api: ApiClient, path: Path) -> Path:
     """A kubeconfig for a service account bound to the operator's ClusterRole only."""
     core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
@@ -89,31 +106,30 @@ def least_privilege_kubeconfig(api: ApiClient, path: Path) -> Path:
         force=True,
         _content_type="application/apply-patch+yaml",
     )
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": SERVICE_ACCOUNT},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": role["metadata"]["name"],
-        },
-        "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": OPERATOR_NAMESPACE}],
-    }
     rbac.patch_cluster_role_binding(
         SERVICE_ACCOUNT,
-        binding,
+        binding("ClusterRole", role["metadata"]["name"], SERVICE_ACCOUNT, name=SERVICE_ACCOUNT),
         field_manager="tests",
         force=True,
         _content_type="application/apply-patch+yaml",
     )
-    token = core.create_namespaced_service_account_token(
-        SERVICE_ACCOUNT,
-        OPERATOR_NAMESPACE,
-        client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=7200)
-        ),
-    ).status.token
+    grant_leases(api, OPERATOR_NAMESPACE)
+    return service_account_kubeconfig(api, SERVICE_ACCOUNT, path)
+
+
+def service_account_kubeconfig(api: ApiClient, service_account: str, path: Path) -> Path:
+    """A kubeconfig with a two-hour token of ``service_account`` (in flotilla-system)."""
+    token = (
+        client.CoreV1Api(api)
+        .create_namespaced_service_account_token(
+            service_account,
+            OPERATOR_NAMESPACE,
+            client.AuthenticationV1TokenRequest(
+                spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=7200)
+            ),
+        )
+        .status.token
+    )
     configuration = api.configuration
     kubeconfig = {
         "apiVersion": "v1",
@@ -124,20 +140,55 @@ def least_privilege_kubeconfig(api: ApiClient, path: Path) -> Path:
                 "cluster": {"server": configuration.host, "certificate-authority": configuration.ssl_ca_cert},
             }
         ],
-        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": SERVICE_ACCOUNT}}],
+        "users": [{"name": service_account, "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": service_account}}],
         "current-context": "test",
     }
     path.write_text(yaml.safe_dump(kubeconfig))
     return path
 
 
-class OperatorProcess:
-    """``python -m flotilla_operator`` against the test cluster."""
+def grant_leases(api: ApiClient, namespace: str) -> None:
+    """Bind the operator's leader-election Role (its package's manifest) in ``namespace``."""
+    role = yaml.safe_load((MANIFESTS / "leader-election.yaml").read_text())
+    role["metadata"]["namespace"] = namespace
+    rbac = client.RbacAuthorizationV1Api(api)
+    rbac.patch_namespaced_role(
+        role["metadata"]["name"],
+        namespace,
+        role,
+        field_manager="tests",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+    rbac.patch_namespaced_role_binding(
+        role["metadata"]["name"],
+        namespace,
+        binding("Role", role["metadata"]["name"], SERVICE_ACCOUNT, namespace=namespace),
+        field_manager="tests",
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
 
-    def __init__(self, kubeconfig: Path, log_path: Path, settings: dict[str, str] | None = None) -> None:
+
+class OperatorProcess:
+    """``python -m flotilla_operator`` against the test cluster.
+
+    Each start campaigns for a Lease of its own in ``flotilla-system`` (it leads at once) unless
+    ``lease`` names one to share (replicas of one operator).
+    """
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        settings: dict[str, str] | None = None,
+        lease: str | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.shared_lease = lease
+        self.lease_name = ""  # the Lease it campaigns for, once started
         # The tests' quick resync, re-apply and CRD cache, unless ``settings`` chooses.
         self.settings = (
             {
@@ -153,11 +204,14 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        self.lease_name = self.shared_lease or f"flotilla-operator-{uuid.uuid4().hex[:8]}"
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "FLOTILLA_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "FLOTILLA_OPERATOR_LIVENESS_PORT": str(self.liveness_port),
+            "FLOTILLA_OPERATOR_LEASE_NAME": self.lease_name,
+            "FLOTILLA_OPERATOR_LEASE_NAMESPACE": OPERATOR_NAMESPACE,
             **self.settings,
         }
         self.process = subprocess.Popen(
@@ -172,6 +226,27 @@ class OperatorProcess:
             self.process,
             "the operator",
             lambda: self.log_path.read_text()[-3000:],
+        )
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """``/healthz``: its status code and JSON body ((0, {}) while nothing listens)."""
+        try:
+            answer = requests.get(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2)
+        except requests.RequestException:
+            return 0, {}
+        return answer.status_code, answer.json()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of one metric's samples matching ``labels`` (0 when it has none, or no answer)."""
+        try:
+            text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
+        except requests.RequestException:
+            return 0.0
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
         )
 
     def kill(self) -> None:
