@@ -1,6 +1,6 @@
-"""``python -m tests.bench [services] [operator] [dev] [rollout] [--seconds N] [--rounds N]``: run,
-print one line each. ``dev`` (the dev loop) and ``rollout`` (releases under traffic) run on the
-real node: by default only while it is up."""
+"""``python -m tests.bench [services] [operator] [operator-scale] [dev] [rollout] [--seconds N]
+[--rounds N] [--sizes 200,1000,2000]``: run, print one line each. ``dev`` (the dev loop) and
+``rollout`` (releases under traffic) run on the real node: by default only while it is up."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench import dev_loop, operator_bench, rollout_bench, services
+from tests.bench import dev_loop, operator_bench, operator_scale, rollout_bench, services
 from tests.bench.report import Result
 
 
@@ -31,24 +31,40 @@ def machine() -> str:
     return f"{cpus} x {model}, {memory_kb / 1024 / 1024:.0f} GiB, Python {platform.python_version()}"
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive numbers: {text!r}")
+    return sizes
+
+
 def main() -> int:
     """Run the chosen benchmarks; exit 1 when a target is missed."""
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
     parser.add_argument(
         "groups",
         nargs="*",
-        metavar="{services,operator,dev,rollout}",
-        help="default: services and operator, and dev and rollout when the real node is up (make node-up)",
+        metavar="{services,operator,operator-scale,dev,rollout}",
+        help="default: services, operator and operator-scale, and dev and rollout when the real node is up",
     )
     parser.add_argument("--seconds", type=int, default=10, help="length of each load run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side (the median counts)")
     parser.add_argument("--resources", type=int, default=200, help="Microservices for the operator")
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=operator_scale.SIZES,
+        help="the operator-scale group's sizes, comma-separated (default: 200,1000,2000)",
+    )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C: the benchmarks' namespaces and processes are removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     on_node = ["dev", "rollout"] if dev_loop.node_is_up() else []
-    groups = args.groups or ["services", "operator", *on_node]
-    unknown = set(groups) - {"services", "operator", "dev", "rollout"}
+    groups = args.groups or ["services", "operator", "operator-scale", *on_node]
+    unknown = set(groups) - {"services", "operator", "operator-scale", "dev", "rollout"}
     if unknown:
         parser.error(f"unknown benchmark group(s): {', '.join(sorted(unknown))}")
     print(f"machine: {machine()}", flush=True)
@@ -64,6 +80,8 @@ def main() -> int:
                 found = dev_loop.run(work / "dev", args.rounds)
             elif group == "rollout":
                 found = rollout_bench.run()
+            elif group == "operator-scale":
+                found = operator_scale.run(work / "operator-scale", args.sizes)
             else:
                 found = operator_bench.run(work / "operator", args.resources)
             for result in found:
