@@ -101,7 +101,9 @@ def test_a_new_image_is_released_in_steps_beside_the_stable_then_promoted(
 
     wait_for(promoted, timeout=90, interval=0.5, what="the canary to be promoted and its Deployment gone")
     phases = [phase for phase, *_ in seen]
-    assert "Progressing" in phases and "Promoting" in phases
+    # Promoting can end between two polls (the stable rolls in a second on kwok): its Event,
+    # posted as the phase begins, is checked below instead.
+    assert "Progressing" in phases
     # While it progressed, the stable Deployment kept the old image and the candidate ran the new.
     progressing = [entry for entry in seen if entry[0] == "Progressing"]
     assert all(stable == IMAGE.format("1.0") for _, _, stable, _ in progressing)

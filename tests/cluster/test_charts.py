@@ -26,6 +26,7 @@ from tests.support.operator import GROUP, PLURAL, VERSION, OperatorProcess
 CHARTS = ROOT / "charts"
 UMBRELLA = str(CHARTS / "flotilla")
 ALL_CHARTS = ["flotilla-lib", "flotilla-operator", "flotilla"]
+ELECTION_ROLE = "flotilla-operator-leader-election"  # the operator's Lease, in the release's namespace
 MONITORING_API = "monitoring.coreos.com/v1/ServiceMonitor"
 RULES_API = "monitoring.coreos.com/v1/PrometheusRule"
 # The kinds that only the operator may render for a service.
@@ -458,13 +459,13 @@ def test_two_operator_replicas_elect_a_leader_through_a_lease_of_their_release()
     budget = of_kind(documents, "PodDisruptionBudget")["flotilla-operator"]
     assert budget["spec"]["minAvailable"] == 1
     assert budget["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
-    role = of_kind(documents, "Role")["flotilla-operator-leader-election"]
+    role = of_kind(documents, "Role")[ELECTION_ROLE]
     assert role["metadata"]["namespace"] == "shop"
     manifest = yaml.safe_load(
         (ROOT / "operator/src/flotilla_operator/manifests/leader-election.yaml").read_text()
     )
     assert role["rules"] == manifest["rules"]
-    binding = of_kind(documents, "RoleBinding")["flotilla-operator-leader-election"]
+    binding = of_kind(documents, "RoleBinding")[ELECTION_ROLE]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "flotilla-operator", "namespace": "shop"}
     ]
@@ -475,7 +476,7 @@ def test_without_an_election_one_operator_is_replaced_by_recreating_it() -> None
     deployment = of_kind(documents, "Deployment")["flotilla-operator"]
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert "flotilla-operator" not in of_kind(documents, "PodDisruptionBudget")
-    assert "flotilla-operator-leader-election" not in of_kind(documents, "Role")
+    assert ELECTION_ROLE not in of_kind(documents, "Role")
     rendered = tool("helm", "template", "fl", UMBRELLA, "--set", "operator.leaderElection.enabled=false")
     assert rendered.returncode != 0, "two replicas without an election were accepted"
     assert "replicaCount" in rendered.stderr, rendered.stderr
@@ -540,16 +541,21 @@ def _rules(role: dict[str, Any]) -> set[tuple[str, str]]:
     }
 
 
+def _confining(documents: Documents, kind: str) -> dict[str, dict[str, Any]]:
+    """The Roles (or RoleBindings) of a watched namespace: all but the leader election's."""
+    return {name: doc for name, doc in of_kind(documents, kind).items() if name != ELECTION_ROLE}
+
+
 def test_a_watched_namespace_confines_every_namespaced_right_to_a_role_there() -> None:
     everywhere = template()
     cluster_role = next(iter(of_kind(everywhere, "ClusterRole").values()))
     assert {("", "secrets"), ("", "configmaps")} <= _rules(cluster_role)
-    assert not of_kind(everywhere, "Role")
+    assert not _confining(everywhere, "Role")
 
     confined = template("--set", "operator.watchNamespace=shop")
     cluster_role = next(iter(of_kind(confined, "ClusterRole").values()))
-    role = next(iter(of_kind(confined, "Role").values()))
-    binding = next(iter(of_kind(confined, "RoleBinding").values()))
+    role = next(iter(_confining(confined, "Role").values()))
+    binding = next(iter(_confining(confined, "RoleBinding").values()))
     # Cluster-wide: only its CRD, the namespace list and the IngressClasses (cluster-scoped: which
     # controller serves a class); no Secret read, no workload created.
     assert _rules(cluster_role) == {
