@@ -113,7 +113,8 @@ def rendered_children(api: ApiClient, namespace: str) -> list[dict[str, Any]]:
     return [child for ms in listed["items"] for child in render(ms, RenderContext())]
 
 
-def _gone(api: ApiClient, namespace: str) -> bool:
+def gone(api: ApiClient, namespace: str) -> bool:
+    """Whether ``namespace`` is deleted (its objects collected)."""
     try:
         client.CoreV1Api(api).read_namespace(namespace)
     except ApiException as exc:
@@ -146,7 +147,7 @@ def run(work: Path, count: int) -> list[Result]:
         baseline_seconds = server_side_apply(baseline_namespace, children, "flotilla-bench")
         progress(f"{len(children)} objects applied in {baseline_seconds:.1f}s")
     # kwok's nodes hold 110 pods each: the baseline's pods must be gone before the operator's.
-    wait_for(lambda: _gone(api, baseline_namespace), timeout=600, interval=2, what="the baseline's removal")
+    wait_for(lambda: gone(api, baseline_namespace), timeout=600, interval=2, what="the baseline's removal")
     with ExitStack() as stack:
         watched_namespace = stack.enter_context(temporary_namespace(api))
         operator = OperatorProcess(

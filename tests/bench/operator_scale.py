@@ -28,6 +28,7 @@ from tests.bench.operator_bench import (
     CHILD_KINDS,
     child_counts,
     controller_manager_pid,
+    gone,
     progress,
     ready_count,
     server_side_apply,
@@ -128,6 +129,7 @@ def measure_baseline(api: ApiClient, work: Path, size: Size, resources: list[dic
                 raise RuntimeError(f"kubectl apply failed: {applied.stderr[-2000:]}")
             size.baseline_requests = (dispatched(schema) - before) / size.count
         progress(f"baseline: {size.baseline_converge:.1f} s, {size.baseline_requests:.1f} requests each")
+    settled(api, namespace)
 
 
 def measure_operator(
@@ -135,7 +137,7 @@ def measure_operator(
 ) -> list[Result]:
     """The operator converges the same Microservices; at the largest size, idle CPU and failover."""
     results: list[Result] = []
-    kubeconfig = least_privilege_kubeconfig(api, work / "operator.kubeconfig")
+    kubeconfig = work / "operator.kubeconfig"
     lease = f"bench-{uuid.uuid4().hex[:6]}"
     with ExitStack() as stack:
         namespace = stack.enter_context(temporary_namespace(api))
@@ -170,7 +172,14 @@ def measure_operator(
         progress(f"operator: all Ready; peak RSS {size.rss:.0f} MB, {size.requests:.1f} requests each")
         if largest:
             results += idle_and_failover(work, size, leader, kubeconfig, settings, lease, stack)
+    settled(api, namespace)
     return results
+
+
+def settled(api: ApiClient, namespace: str) -> None:
+    """Wait until a deleted namespace's objects are collected: the next run starts on a quiet cluster."""
+    progress(f"waiting for namespace {namespace} and its pods to go")
+    wait_for(lambda: gone(api, namespace), timeout=1200, interval=2, what=f"namespace {namespace} to go")
 
 
 def idle_and_failover(
@@ -226,6 +235,7 @@ def run(work: Path, sizes: tuple[int, ...] = SIZES) -> list[Result]:
         progress("warning: the real node is up; its kube-proxy and Prometheus follow every object made here")
     api = connect()
     install_crd()
+    least_privilege_kubeconfig(api, work / "operator.kubeconfig")  # flotilla-system, its accounts
     measured: list[Size] = []
     results: list[Result] = []
     rss_targets = {200: 150, 2000: 250}
