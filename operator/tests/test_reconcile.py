@@ -13,7 +13,7 @@ from samples import microservice
 
 from flotilla_operator import FIELD_MANAGER
 from flotilla_operator.kube import Kube
-from flotilla_operator.reconcile import HANDOVER_MANAGER, Dependents, reconcile
+from flotilla_operator.reconcile import HANDOVER_MANAGER, Dependents, reconcile, slim
 from flotilla_operator.render import ConfigMissing, ConfigRef, config_digest
 
 
@@ -370,3 +370,38 @@ def test_dependencies_condition_compares_tls_with_the_stored_dependency() -> Non
     dependencies = conditions(run(kube, ms(tls=TLS, dependsOn=["users"])))["DependenciesReady"]
     assert (dependencies["status"], dependencies["reason"]) == ("False", "TLSMismatch")
     assert "orders calls users over HTTPS but users serves HTTP" in dependencies["message"]
+
+
+def test_a_record_keeps_a_childs_identity_replicas_and_status_not_its_spec() -> None:
+    kube = FakeKube()
+    _, record = reconcile(cast(Kube, kube), ms(), lambda *_: None)
+    deployment = record.children["Deployment"]
+    assert set(deployment) == {"apiVersion", "kind", "metadata", "spec", "status"}
+    assert deployment["spec"] == {"replicas": 3}
+    assert "managedFields" not in deployment["metadata"]
+    assert deployment["metadata"]["labels"] == kube.objects[("Deployment", "orders")]["metadata"]["labels"]
+    assert "spec" not in record.children["Service"]  # a Service's ports are rendered, never read back
+
+
+def test_a_kept_record_stands_for_applying_and_follows_the_deployments_status() -> None:
+    kube = FakeKube()
+    body = ms()
+    first, record = reconcile(cast(Kube, kube), body, lambda *_: None)
+    assert conditions(first)["Ready"]["status"] == "False"
+    live = copy.deepcopy(kube.objects[("Deployment", "orders")])
+    live["metadata"].update(resourceVersion="2")
+    live["status"] = {
+        "observedGeneration": 1,
+        "replicas": 3,
+        "readyReplicas": 3,
+        "updatedReplicas": 3,
+        "availableReplicas": 3,
+        "conditions": [{"type": "Available", "status": "True"}],
+    }
+    record.observe("Deployment", slim(live), deleted=False)  # what the watch delivers, as kept
+    assert record.intact
+    applied = len(kube.applied)
+    second, _ = reconcile(cast(Kube, kube), {**body, "status": first}, lambda *_: None, previous_apply=record)
+    assert len(kube.applied) == applied  # nothing applied again
+    assert conditions(second)["Ready"]["status"] == "True"
+    assert second["readyReplicas"] == 3
