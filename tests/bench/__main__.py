@@ -59,6 +59,13 @@ def main() -> int:
         default=operator_scale.SIZES,
         help="the operator-scale group's sizes, comma-separated (default: 200,1000,2000)",
     )
+    parser.add_argument(
+        "--heap-profile",
+        type=Path,
+        metavar="DIR",
+        help="operator-scale: trace the operator's allocations, write its heap by site to "
+        "DIR/heap-<size>.json (its RSS then includes the tracing's own)",
+    )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C: the benchmarks' namespaces and processes are removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -81,7 +88,7 @@ def main() -> int:
             elif group == "rollout":
                 found = rollout_bench.run()
             elif group == "operator-scale":
-                found = operator_scale.run(work / "operator-scale", args.sizes)
+                found = operator_scale.run(work / "operator-scale", args.sizes, args.heap_profile)
             else:
                 found = operator_bench.run(work / "operator", args.resources)
             for result in found:

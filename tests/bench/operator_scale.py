@@ -133,7 +133,12 @@ def measure_baseline(api: ApiClient, work: Path, size: Size, resources: list[dic
 
 
 def measure_operator(
-    api: ApiClient, work: Path, size: Size, resources: list[dict[str, Any]], largest: bool
+    api: ApiClient,
+    work: Path,
+    size: Size,
+    resources: list[dict[str, Any]],
+    largest: bool,
+    heap_profile: Path | None = None,
 ) -> list[Result]:
     """The operator converges the same Microservices; at the largest size, idle CPU and failover."""
     results: list[Result] = []
@@ -145,6 +150,8 @@ def measure_operator(
             flow_schema(api, f"bench-operator-{lease}", OPERATOR_NAMESPACE, SERVICE_ACCOUNT)
         )
         settings = {"WATCH_NAMESPACE": namespace}
+        if heap_profile is not None:
+            settings["FLOTILLA_OPERATOR_HEAP_PROFILE"] = "true"
         leader = OperatorProcess(kubeconfig, work / f"operator-{size.count}.log", settings, lease)
         leader.start()
         stack.callback(leader.stop)
@@ -170,10 +177,25 @@ def measure_operator(
         size.requests = (dispatched(schema) - before) / size.count
         size.rss = peak_rss_mb(leader.process.pid)
         progress(f"operator: all Ready; peak RSS {size.rss:.0f} MB, {size.requests:.1f} requests each")
+        if heap_profile is not None:
+            write_heap(leader, heap_profile / f"heap-{size.count}.json")
         if largest:
             results += idle_and_failover(work, size, leader, kubeconfig, settings, lease, stack)
     settled(api, namespace)
     return results
+
+
+def write_heap(operator: OperatorProcess, path: Path, shown: int = 12) -> None:
+    """Save the operator's heap by allocation site (``/debug/heap``) and show its largest sites."""
+    status, heap = operator.health("/debug/heap", timeout=900)  # a snapshot of a busy heap is slow
+    if status != 200 or not heap.get("tracing"):
+        raise RuntimeError(f"no heap profile from the operator: {status} {heap}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(heap, indent=2))
+    progress(f"heap: {heap['traced_mb']} MB traced (peak {heap['traced_peak_mb']} MB), written to {path}")
+    for section in ("by_file", "by_operator_line"):
+        for site in heap[section][:shown]:
+            progress(f"  {section}: {site['kb']:>8} kB {site['blocks']:>8} blocks  {site['site']}")
 
 
 def settled(api: ApiClient, namespace: str) -> None:
@@ -228,7 +250,7 @@ def idle_and_failover(
     ]
 
 
-def run(work: Path, sizes: tuple[int, ...] = SIZES) -> list[Result]:
+def run(work: Path, sizes: tuple[int, ...] = SIZES, heap_profile: Path | None = None) -> list[Result]:
     """Every size, smallest first; the lines of each as it ends."""
     work.mkdir(parents=True, exist_ok=True)
     if node_is_up():
@@ -245,7 +267,9 @@ def run(work: Path, sizes: tuple[int, ...] = SIZES) -> list[Result]:
             size = Size(count)
             resources = [microservice(f"svc-{index:04d}") for index in range(count)]
             measure_baseline(api, work, size, resources)
-            found = measure_operator(api, work, size, resources, largest=count == max(sizes))
+            found = measure_operator(
+                api, work, size, resources, largest=count == max(sizes), heap_profile=heap_profile
+            )
             measured.append(size)
             size_results = [
                 Result(

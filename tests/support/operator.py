@@ -228,10 +228,10 @@ class OperatorProcess:
             lambda: self.log_path.read_text()[-3000:],
         )
 
-    def health(self) -> tuple[int, dict[str, Any]]:
-        """``/healthz``: its status code and JSON body ((0, {}) while nothing listens)."""
+    def health(self, path: str = "/healthz", timeout: float = 2) -> tuple[int, dict[str, Any]]:
+        """``/healthz`` or another page of its port: status code and JSON ((0, {}) while nothing listens)."""
         try:
-            answer = requests.get(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2)
+            answer = requests.get(f"http://127.0.0.1:{self.liveness_port}{path}", timeout=timeout)
         except requests.RequestException:
             return 0, {}
         return answer.status_code, answer.json()

@@ -14,7 +14,9 @@ from prometheus_client import start_http_server
 
 from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.health import serve_health
+from flotilla_operator.heap import heap_report, start_tracing
 from flotilla_operator.leadership import Election
+from flotilla_operator.malloc import limit_arenas
 from flotilla_operator.metrics import LEADER
 from flotilla_operator.settings import ConfigError, OperatorSettings
 from flotilla_operator.supervisor import Carried, Supervisor
@@ -36,6 +38,7 @@ def run() -> None:
 
     With leader election (the default), wait as a standby until this replica holds the Lease.
     """
+    limit_arenas()  # before the threads start: each would otherwise get an arena of its own
     settings = OperatorSettings.load()
     carried = Carried.load()
     from flotilla_operator import handlers  # noqa: PLC0415 - registers the handlers
@@ -56,7 +59,7 @@ def run() -> None:
         else None
     )
     supervisor = Supervisor(carried, handlers.WATCHES, election)
-    serve_health(settings.liveness_port, supervisor.report)
+    serve_health(settings.liveness_port, supervisor.report, {"/debug/heap": heap_report})
     terminating = handlers.STOP
     if election is not None:
         if not _wait_for_lease(election, terminating):
@@ -65,6 +68,8 @@ def run() -> None:
     else:
         LEADER.set(1)  # the only replica, reconciling
     supervisor.start()
+    if settings.heap_profile:
+        start_tracing()  # what the modules imported so far hold is the floor, measured apart
     namespaces = [settings.namespace] if settings.namespace else []
     try:
         kopf.run(

@@ -1,5 +1,7 @@
 """``GET /healthz``: the replica's role and each check, as JSON; 503 when a check fails.
 
+Other read-only JSON pages (the heap profile) can be served beside it.
+
 kopf's own liveness endpoint runs only inside kopf, and a standby does not run kopf: this one
 answers for both.
 """
@@ -14,15 +16,22 @@ from typing import Any
 
 # (healthy, the report): the report is the body, healthy chooses 200 or 503.
 Report = Callable[[], tuple[bool, dict[str, Any]]]
+Page = Callable[[], dict[str, Any]]
 
 
-def serve_health(port: int, report: Report) -> ThreadingHTTPServer:
-    """Serve ``/healthz`` on ``port`` (all addresses) in a daemon thread."""
+def serve_health(port: int, report: Report, pages: dict[str, Page] | None = None) -> ThreadingHTTPServer:
+    """Serve ``/healthz`` and ``pages`` (path: its JSON) on ``port`` (all addresses) in a daemon thread."""
+    extra = dict(pages or {})
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.split("?")[0] != "/healthz":
-                self._send(404, {"error": f"no such path: {self.path}; try /healthz"})
+            path = self.path.split("?")[0]
+            if path in extra:
+                self._send(200, extra[path]())
+                return
+            if path != "/healthz":
+                known = ", ".join(["/healthz", *extra])
+                self._send(404, {"error": f"no such path: {self.path}; try {known}"})
                 return
             healthy, body = report()
             self._send(200 if healthy else 503, body)

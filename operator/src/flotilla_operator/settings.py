@@ -79,6 +79,7 @@ class OperatorSettings:
     lease_namespace: str
     lease_seconds: float
     watch_grace_seconds: float
+    heap_profile: bool
 
     @classmethod
     def load(cls) -> OperatorSettings:
@@ -107,4 +108,6 @@ class OperatorSettings:
             lease_seconds=_number("FLOTILLA_OPERATOR_LEASE_SECONDS", 10, 6),
             # How long a watch stream may owe a change it should have delivered.
             watch_grace_seconds=_number("FLOTILLA_OPERATOR_WATCH_GRACE_SECONDS", 20, 1),
+            # Trace allocations and serve them on /debug/heap (liveness port): costs memory.
+            heap_profile=_flag("FLOTILLA_OPERATOR_HEAP_PROFILE", False),
         )
