@@ -89,7 +89,11 @@ def fake_nodes(api: ApiClient, pods: int) -> Iterator[int]:
     count = -(-pods // PODS_PER_NODE)
     names = [f"kwok-bench-{index}" for index in range(count)]
     for name in names:
-        core.create_node(cast(Any, _copy_of(api, template, name)))
+        try:
+            core.create_node(cast(Any, _copy_of(api, template, name)))
+        except ApiException as exc:
+            if exc.status != 409:  # 409: left by an interrupted run; used, then removed below
+                raise
     try:
         yield count
     finally:
