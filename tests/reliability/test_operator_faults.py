@@ -25,6 +25,7 @@ from tests.support.cases import Case
 from tests.support.control_plane import is_local, restart_apiserver
 from tests.support.convergence import (
     StartOperator,
+    as_json,
     deployment_image,
     microservices,
     plain,
@@ -33,7 +34,7 @@ from tests.support.convergence import (
     reconciled,
 )
 from tests.support.kube import ROOT, kubeconfig_path, temporary_namespace, tool, wait_for
-from tests.support.operator import GROUP, PLURAL, VERSION, create, microservice
+from tests.support.operator import GROUP, PLURAL, VERSION, OperatorProcess, create, microservice
 
 CHARTS = ROOT / "charts"
 SERVICES = list(services())
@@ -244,13 +245,42 @@ def test_the_operator_resumes_within_30_s_of_an_api_server_restart(
     assert not missing, f"not reconciled within {RESUME_BOUND:.0f} s of the API server's return: {missing}"
 
     # The rollouts wait for kube-controller-manager and kwok to reconnect too: no bound on them.
-    wait_for(
-        lambda: all(ready(ms) for ms in microservices(kube, namespace)),
-        timeout=180,
-        interval=0.5,
-        what="every Microservice to be Ready",
-    )
+    deadline = time.monotonic() + 180
+    while not all(ready(ms) for ms in retrying(lambda: microservices(kube, namespace), "listing")):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not all Ready 180 s after /readyz: {not_ready(kube, namespace, operator)}")
+        time.sleep(0.5)
     case.saw(f"all {INTERRUPTED + 2} Ready {time.monotonic() - restart.ready_at:.1f} s after /readyz")
+
+
+def not_ready(kube: ApiClient, namespace: str, operator: OperatorProcess) -> str:
+    """Why Microservices are not Ready: their condition, their Deployment's status, the operator's view."""
+    lines = []
+    for ms in microservices(kube, namespace):
+        if ready(ms):
+            continue
+        name = ms["metadata"]["name"]
+        conditions = {c["type"]: c for c in (ms.get("status") or {}).get("conditions") or []}
+        condition = conditions.get("Ready", {})
+        try:
+            found = as_json(kube, client.AppsV1Api(kube).read_namespaced_deployment_status(name, namespace))
+            status = found.get("status") or {}
+            replicas = (
+                f"deployment ready {status.get('readyReplicas')}/{status.get('replicas')}, generation "
+                f"{found['metadata']['generation']} observed {status.get('observedGeneration')}"
+            )
+        except ApiException as exc:
+            replicas = f"deployment: {exc.status}"
+        lines.append(
+            f"{name}: generation {ms['metadata']['generation']}, observed "
+            f"{(ms.get('status') or {}).get('observedGeneration')}, Ready={condition.get('status')} "
+            f"{condition.get('reason')} ({condition.get('message')}); {replicas}"
+        )
+    watches = {
+        name: operator.metric(name)
+        for name in ("flotilla_operator_watch_restarts_total", "flotilla_operator_leader")
+    }
+    return f"{'; '.join(lines)}; operator: {operator.health()}, {watches}"
 
 
 # --- (c) the restricted Pod Security Standard ------------------------------------------------
