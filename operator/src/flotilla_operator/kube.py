@@ -49,6 +49,22 @@ REPORTING_INSTANCE = socket.gethostname()[:128]
 log = logging.getLogger("flotilla.operator")
 
 
+def _as_dict(_: Any, data: Manifest) -> Manifest:
+    """A response as parsed JSON: the dynamic client's ``serializer``, in place of its ResourceInstance.
+
+    That wraps every field in a ResourceField, which ``to_dict`` then unwraps: 0.4 ms more per
+    Deployment, 6% of the operator's CPU while it converged 1,000 Microservices (py-spy).
+    Items of a list get their apiVersion and kind, as ResourceInstance gives them.
+    """
+    kind = str(data.get("kind", ""))
+    if kind.endswith("List") and "items" in data:
+        data["items"] = data["items"] or []
+        for item in data["items"]:
+            item.setdefault("apiVersion", data.get("apiVersion"))
+            item.setdefault("kind", kind[: -len("List")])
+    return data
+
+
 def _always() -> None:
     """Writes need no permission (one operator, no election)."""
 
@@ -108,8 +124,9 @@ class Kube:
             namespace=manifest["metadata"]["namespace"],
             field_manager=field_manager,
             force_conflicts=True,
+            serializer=_as_dict,
         )
-        result: Manifest = applied.to_dict()
+        result: Manifest = applied
         self.wrote(manifest["kind"], result)
         return result
 
@@ -125,8 +142,9 @@ class Kube:
             name=manifest["metadata"]["name"],
             namespace=manifest["metadata"]["namespace"],
             content_type="application/json-patch+json",
+            serializer=_as_dict,
         )
-        self.wrote(manifest["kind"], patched.to_dict())
+        self.wrote(manifest["kind"], patched)
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
         """Delete a child and, in the background, what it made (a Job's pods); False when it was gone."""
@@ -141,8 +159,10 @@ class Kube:
     def pods(self, namespace: str, selector: dict[str, str]) -> list[Manifest]:
         """The pods matching ``selector`` (a release's candidate: its restarts and waiting reasons)."""
         label_selector = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
-        listed = self._resource("v1", "Pod").get(namespace=namespace, label_selector=label_selector)
-        items: list[Manifest] = listed.to_dict()["items"]
+        listed = self._resource("v1", "Pod").get(
+            namespace=namespace, label_selector=label_selector, serializer=_as_dict
+        )
+        items: list[Manifest] = listed["items"]
         return items
 
     def ingress_controller(self, class_name: str | None) -> str | None:
@@ -151,7 +171,8 @@ class Kube:
             checked_at, classes = self._classes
             if time.monotonic() - checked_at >= self.crd_cache_seconds or classes is None:
                 try:
-                    classes = self._resource("networking.k8s.io/v1", "IngressClass").get().to_dict()["items"]
+                    resource = self._resource("networking.k8s.io/v1", "IngressClass")
+                    classes = resource.get(serializer=_as_dict)["items"]
                 except DynamicApiError as exc:
                     if exc.status != 403:
                         raise
@@ -189,19 +210,18 @@ class Kube:
         instance = migration_instance(owner) if kind == "Job" else owner
         selector = f"app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/instance={instance}"
         try:
-            listed = resource.get(namespace=namespace, label_selector=selector)
+            listed = resource.get(namespace=namespace, label_selector=selector, serializer=_as_dict)
         except NotFoundError:
             self.forget_crds()  # the kind went away with its CRD; discovery was stale
             return []
-        items: list[Manifest] = listed.to_dict()["items"]
+        items: list[Manifest] = listed["items"]
         return items
 
     def get(self, kind: str, namespace: str, name: str) -> Manifest | None:
         """One child, or None."""
         try:
-            found: Manifest = (
-                self._resource(CHILD_KINDS[kind], kind).get(name=name, namespace=namespace).to_dict()
-            )
+            resource = self._resource(CHILD_KINDS[kind], kind)
+            found: Manifest = resource.get(name=name, namespace=namespace, serializer=_as_dict)
         except NotFoundError:
             return None
         return found
@@ -262,29 +282,28 @@ class Kube:
 
     def all_microservices(self, namespace: str | None) -> list[Manifest]:
         """Every Microservice the operator watches (one namespace, or all)."""
-        api = client.CustomObjectsApi(self.api_client)
-        listed = (
-            api.list_namespaced_custom_object(GROUP, VERSION, namespace, "microservices")
-            if namespace
-            else api.list_cluster_custom_object(GROUP, VERSION, "microservices")
-        )
-        items: list[Manifest] = cast(dict[str, Any], listed)["items"]
+        listed = self._microservices().get(namespace=namespace, serializer=_as_dict)
+        items: list[Manifest] = listed["items"]
         return items
 
     def microservice(self, namespace: str, name: str) -> Manifest | None:
-        """One Microservice, or None."""
+        """One Microservice, or None.
+
+        Through the dynamic client: the generated CustomObjectsApi validates every call's
+        arguments with pydantic, 11% of the operator's CPU in this one read (py-spy).
+        """
         try:
-            found = cast(
-                Manifest,
-                client.CustomObjectsApi(self.api_client).get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, "microservices", name
-                ),
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+            found: Manifest = self._microservices().get(name=name, namespace=namespace, serializer=_as_dict)
+        except NotFoundError:
+            return None
         return found
+
+    def _microservices(self) -> Any:
+        try:
+            return self._resource(f"{GROUP}/{VERSION}", KIND)
+        except ResourceNotFoundError:
+            self._forget_discovery()  # discovery older than the CRD: ask again, once
+            return self._resource(f"{GROUP}/{VERSION}", KIND)
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Replace the status fields the operator owns (status subresource)."""
@@ -313,7 +332,7 @@ class Kube:
         found: dict[tuple[str, str], dict[str, str] | None] = {}
         for kind, name in sorted({(ref.kind, ref.name) for ref in refs}):
             try:
-                obj = self._resource("v1", kind).get(name=name, namespace=namespace).to_dict()
+                obj = self._resource("v1", kind).get(name=name, namespace=namespace, serializer=_as_dict)
             except NotFoundError:
                 found[(kind, name)] = None
             else:
