@@ -16,6 +16,7 @@ from urllib3.exceptions import HTTPError as TransportError
 
 from flotilla_operator import GROUP, KIND, MANAGED_BY, PLURAL, VERSION
 from flotilla_operator.crd import CRD_NAME, apply_crd
+from flotilla_operator.echoes import Echoes
 from flotilla_operator.kube import CHILD_KINDS, Kube
 from flotilla_operator.leadership import Election
 from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS, WATCH_STALLS
@@ -57,6 +58,8 @@ class _State:
     reconciler: Reconciler | None = None
     election: Election | None = None
     ready: dict[tuple[str, str], bool] = {}
+    # The newest resourceVersion of each Microservice, from its events and the status writes.
+    versions: dict[tuple[str, str], str] = {}
 
 
 WATCHES = WatchHealth(
@@ -64,6 +67,36 @@ WATCHES = WatchHealth(
 )
 for _kind in WATCHES.kinds:
     WATCH_STALLS.labels(_kind)  # at 0 from the start: a first stall is a rise
+ECHOES = Echoes()
+
+
+def _wrote(kind: str, body: dict[str, Any]) -> None:
+    """Every object written: its watch owes its version, and that version's event is an echo."""
+    WATCHES.owe(kind, body)
+    if kind == KIND:
+        _seen(body)
+    if kind in WATCHED_CHILDREN:  # no other kind's events are looked at for echoes
+        ECHOES.wrote(kind, body)
+
+
+def _key_and_version(ms: dict[str, Any]) -> tuple[tuple[str, str], str]:
+    metadata = ms.get("metadata") or {}
+    key = (str(metadata.get("namespace")), str(metadata.get("name")))
+    return key, str(metadata.get("resourceVersion", ""))
+
+
+def _seen(ms: dict[str, Any]) -> None:
+    key, version = _key_and_version(ms)
+    if version:
+        _State.versions[key] = version
+
+
+def _if_newest(ms: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``ms`` when it is the newest version the operator has seen of it, else None (read it)."""
+    if ms is None:
+        return None
+    key, version = _key_and_version(ms)
+    return ms if version and _State.versions.get(key) == version else None
 
 
 def lead_with(election: Election | None) -> None:
@@ -96,7 +129,7 @@ def _post(ms: dict[str, Any], kind: str, reason: str, message: str) -> None:
 def _reconciler() -> Reconciler:
     if _State.reconciler is None:
         _State.reconciler = Reconciler(
-            Kube(api_client(), SETTINGS.crd_cache_seconds, fence=_fence, wrote=WATCHES.owe),
+            Kube(api_client(), SETTINGS.crd_cache_seconds, fence=_fence, wrote=_wrote),
             _post,
             reapply_seconds=SETTINGS.reapply_seconds,
             prometheus=Prometheus(SETTINGS.prometheus_url) if SETTINGS.prometheus_url else None,
@@ -238,10 +271,12 @@ def _resync_once(reconciler: Reconciler) -> None:
     WATCHES.owe_all(KIND, items)  # a change listed here must come through the watch as well
     # A DELETED missed in a watch gap would otherwise leave its caller admitted for good.
     changed = reconciler.dependents.rebuild(items, mark)
-    listed = [(ms["metadata"]["namespace"], ms["metadata"]["name"]) for ms in items]
+    listed = {(ms["metadata"]["namespace"], ms["metadata"]["name"]): ms for ms in items}
     for namespace, name in [*sorted(changed), *(key for key in listed if key not in changed)]:
         try:
-            reconciler.request(namespace, name)
+            # As listed when that is the newest version seen (else read again): a read of each
+            # cost 2,000 requests a minute at 2,000 Microservices.
+            reconciler.request(namespace, name, _if_newest(listed.get((namespace, name))))
         except ConfigMissing as exc:
             log.info("waiting for configuration", extra={"microservice": name, "missing": str(exc)})
         except Exception:
@@ -269,6 +304,10 @@ for _kind in WATCHED_CHILDREN:
 def microservice_event(body: kopf.Body, namespace: str | None, name: str, type: str, **_: Any) -> None:
     """Follow ``dependsOn`` (the NetworkPolicies of the services named) and readiness (dependents')."""
     namespace = str(namespace)
+    if type == "DELETED":
+        _State.versions.pop((namespace, name), None)
+    else:
+        _seen(dict(body))
     gone = type == "DELETED" or bool(body.get("metadata", {}).get("deletionTimestamp"))
     depends_on = None if gone else list((body.get("spec") or {}).get("dependsOn") or [])
     for dependency in sorted(_reconciler().dependents.update(namespace, name, depends_on)):
@@ -296,8 +335,12 @@ def _child_changed(body: kopf.Body, namespace: str | None, type: str | None, **_
     owner = owner_of(dict(body))
     if owner is None:
         return
+    kind = str(body.get("kind", "unknown"))
+    if type == "DELETED":
+        ECHOES.forget(kind, dict(body))
+    elif type is not None and ECHOES.is_echo(kind, dict(body)):
+        return  # the version this operator just wrote, coming back: nothing new
     child = copy.deepcopy(slim(dict(body)))  # a copy of the little that is kept, not of the body
-    kind = str(child.get("kind", "unknown"))
     if type == "DELETED":
         DRIFT_CORRECTIONS.labels(kind).inc()
     _reconciler().observe_child(str(namespace), owner, kind, child, deleted=type == "DELETED")
