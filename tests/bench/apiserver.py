@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.kube import tool
 
 DISPATCHED = "apiserver_flowcontrol_dispatched_requests_total"
+PREFIX = "bench-"  # every FlowSchema of the benchmarks
 PODS_PER_NODE = 110  # scripts/cluster/up.sh gives each fake node kubelet's default
 
 
@@ -41,7 +42,12 @@ def dispatched(flow_schema: str) -> float:
 
 @contextmanager
 def flow_schema(api: ApiClient, name: str, namespace: str, service_account: str) -> Iterator[str]:
-    """A FlowSchema for one service account's requests (all of them), removed afterwards."""
+    """A FlowSchema for one service account's requests (all of them), removed afterwards.
+
+    ``name`` starts with ``PREFIX``: other such schemas are an interrupted run's, and go first.
+    """
+    if not name.startswith(PREFIX):
+        raise ValueError(f"a benchmark's FlowSchema is named {PREFIX}..., not {name!r}")
     body = {
         "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
         "kind": "FlowSchema",
@@ -74,6 +80,10 @@ def flow_schema(api: ApiClient, name: str, namespace: str, service_account: str)
         },
     }
     flows = client.FlowcontrolApiserverV1Api(api)
+    for stale in flows.list_flow_schema().items:
+        # Left by an interrupted run: at the same precedence, it could take this one's requests.
+        if stale.metadata.name.startswith(PREFIX) and stale.metadata.name != name:
+            flows.delete_flow_schema(stale.metadata.name)
     flows.create_flow_schema(cast(Any, body))  # the client sends a dict as it is
     try:
         yield name
