@@ -105,8 +105,11 @@ def test_a_new_image_is_released_in_steps_beside_the_stable_then_promoted(
     # posted as the phase begins, is checked below instead.
     assert "Progressing" in phases
     # While it progressed, the stable Deployment kept the old image and the candidate ran the new.
+    # Promotion applies the stable's new template, then writes the phase: one poll may fall
+    # between the two, and only as the last of the Progressing ones (polls are 0.5 s apart).
     progressing = [entry for entry in seen if entry[0] == "Progressing"]
-    assert all(stable == IMAGE.format("1.0") for _, _, stable, _ in progressing)
+    early = [index for index, (*_, stable, _) in enumerate(progressing) if stable != IMAGE.format("1.0")]
+    assert early in ([], [len(progressing) - 1]), f"the stable took the new image early: {seen}"
     assert {canary for *_, canary in progressing} <= {IMAGE.format("2.0"), None}
     assert {weight for _, weight, *_ in progressing} <= {0, 20, 50}
     assert 50 in {weight for _, weight, *_ in progressing}
