@@ -80,10 +80,10 @@ def flow_schema(api: ApiClient, name: str, namespace: str, service_account: str)
         },
     }
     flows = client.FlowcontrolApiserverV1Api(api)
-    for stale in flows.list_flow_schema().items:
+    for stale in [str(item.metadata.name) for item in flows.list_flow_schema().items if item.metadata]:
         # Left by an interrupted run: at the same precedence, it could take this one's requests.
-        if stale.metadata.name.startswith(PREFIX) and stale.metadata.name != name:
-            flows.delete_flow_schema(stale.metadata.name)
+        if stale.startswith(PREFIX) and stale != name:
+            flows.delete_flow_schema(stale)
     flows.create_flow_schema(cast(Any, body))  # the client sends a dict as it is
     try:
         yield name
