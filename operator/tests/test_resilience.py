@@ -140,3 +140,22 @@ def test_a_bad_crd_self_apply_setting_is_named(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("FLOTILLA_OPERATOR_APPLY_CRD", "maybe")
     with pytest.raises(ConfigError, match="FLOTILLA_OPERATOR_APPLY_CRD"):
         OperatorSettings.load()
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", 10), ("12", 12), ("15.0", 15)])
+def test_the_lease_lasts_whole_seconds(monkeypatch: pytest.MonkeyPatch, raw: str, expected: int) -> None:
+    # The chart sets "10": as the float 10.0, the client's Lease record became "10.0", and its
+    # int() of that failed every campaign of both replicas.
+    monkeypatch.setenv("FLOTILLA_OPERATOR_LEASE_SECONDS", raw)
+    lease_seconds = OperatorSettings.load().lease_seconds
+    assert lease_seconds == expected and isinstance(lease_seconds, int)
+    assert int(str(lease_seconds)) == expected  # what the client's LeaseLock does with it
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"), [("7.5", "whole number"), ("5", "at least 6"), ("x", "not a number")]
+)
+def test_a_bad_lease_duration_is_named(monkeypatch: pytest.MonkeyPatch, raw: str, message: str) -> None:
+    monkeypatch.setenv("FLOTILLA_OPERATOR_LEASE_SECONDS", raw)
+    with pytest.raises(ConfigError, match=f"FLOTILLA_OPERATOR_LEASE_SECONDS: .*{message}"):
+        OperatorSettings.load()

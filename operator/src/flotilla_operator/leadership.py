@@ -129,7 +129,7 @@ class Election:
     """Campaign for the Lease in a thread; ``leading`` is set while this replica holds it."""
 
     def __init__(
-        self, api_client: client.ApiClient, name: str, namespace: str, identity: str, lease_seconds: float
+        self, api_client: client.ApiClient, name: str, namespace: str, identity: str, lease_seconds: int
     ) -> None:
         self.identity = identity
         self.timing = LeaseTiming(lease_seconds)

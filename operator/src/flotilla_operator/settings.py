@@ -26,6 +26,14 @@ def _number(name: str, default: float, minimum: float) -> float:
     return value
 
 
+def _whole(name: str, default: int, minimum: int) -> int:
+    """A whole number (a Lease's duration is an int32 of seconds: "10.0" was 10.0, which it refused)."""
+    value = _number(name, default, minimum)
+    if not float(value).is_integer():
+        raise ConfigError(f"{name}: must be a whole number of seconds, not {value}")
+    return int(value)
+
+
 def _flag(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if raw == "":
@@ -77,7 +85,7 @@ class OperatorSettings:
     leader_election: bool
     lease_name: str
     lease_namespace: str
-    lease_seconds: float
+    lease_seconds: int
     watch_grace_seconds: float
     heap_profile: bool
 
@@ -105,7 +113,7 @@ class OperatorSettings:
             lease_name=os.environ.get("FLOTILLA_OPERATOR_LEASE_NAME") or DEFAULT_LEASE_NAME,
             lease_namespace=_lease_namespace(),
             # A standby takes over this long after the leader's last renewal.
-            lease_seconds=_number("FLOTILLA_OPERATOR_LEASE_SECONDS", 10, 6),
+            lease_seconds=_whole("FLOTILLA_OPERATOR_LEASE_SECONDS", 10, 6),
             # How long a watch stream may owe a change it should have delivered.
             watch_grace_seconds=_number("FLOTILLA_OPERATOR_WATCH_GRACE_SECONDS", 20, 1),
             # Trace allocations and serve them on /debug/heap (liveness port): costs memory.
