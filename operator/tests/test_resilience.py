@@ -13,10 +13,12 @@ import kopf
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import REGISTRY
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from flotilla_operator import handlers
 from flotilla_operator import kube as kube_module
+from flotilla_operator.retries import Retries
 from flotilla_operator.settings import ConfigError, OperatorSettings
 
 
@@ -39,15 +41,18 @@ class _Unreachable:
     ],
     ids=["refused", "reset", "socket"],
 )
-def test_an_unreachable_api_server_is_a_temporary_error_with_a_short_delay(
+def test_an_unreachable_api_server_is_retried_after_a_short_delay(
     monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     monkeypatch.setattr(handlers._State, "reconciler", _Unreachable(error))
-    with pytest.raises(kopf.TemporaryError) as raised:
-        handlers._request("shop", "orders")
-    assert raised.value.delay is not None
-    assert raised.value.delay <= 5
-    assert "unreachable" in str(raised.value)
+    monkeypatch.setattr(handlers, "RETRIES", Retries())
+    counted = {"error": "unreachable"}
+    before = REGISTRY.get_sample_value("flotilla_operator_reconcile_errors_total", counted) or 0
+    handlers._reconcile("shop", "orders")
+    due = handlers.RETRIES.due_in(("shop", "orders"))
+    assert due is not None
+    assert due <= 5
+    assert REGISTRY.get_sample_value("flotilla_operator_reconcile_errors_total", counted) == before + 1
 
 
 def test_kopf_retries_its_requests_through_a_restart_never_pausing_long() -> None:

@@ -1,4 +1,10 @@
-"""kopf wiring: every reaction ends in ``Reconciler.request`` for the Microservice concerned."""
+"""kopf wiring: every reaction ends in ``Reconciler.request`` for the Microservice concerned.
+
+Only kopf's event handlers are used: a Microservice is reconciled when its event shows it asks
+for something new, and a failed reconcile waits in ``RETRIES``. kopf's changing handlers
+(on.create/on.update/on.resume) patched two annotations onto every Microservice and deep-copied
+every event's body to diff it.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +22,16 @@ from urllib3.exceptions import HTTPError as TransportError
 
 from flotilla_operator import GROUP, KIND, MANAGED_BY, PLURAL, VERSION
 from flotilla_operator.crd import CRD_NAME, apply_crd
+from flotilla_operator.diffbase import NoDiffBase
 from flotilla_operator.echoes import Echoes
 from flotilla_operator.kube import CHILD_KINDS, Kube
 from flotilla_operator.leadership import Election
-from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS, WATCH_STALLS
+from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS, RECONCILES_WAITING, WATCH_STALLS
 from flotilla_operator.prometheus import Prometheus
 from flotilla_operator.reconcile import Reconciler, owner_of, slim
+from flotilla_operator.release import COMMAND_ANNOTATION
 from flotilla_operator.render import ConfigMissing, RenderContext
+from flotilla_operator.retries import Retries, backoff
 from flotilla_operator.rollout import TICK_SECONDS
 from flotilla_operator.settings import OperatorSettings
 from flotilla_operator.status import is_ready
@@ -58,6 +67,8 @@ class _State:
     reconciler: Reconciler | None = None
     election: Election | None = None
     ready: dict[tuple[str, str], bool] = {}
+    # What each Microservice asked for when it was last reconciled from its own event.
+    asked: dict[tuple[str, str], tuple[str, int, str | None]] = {}
     # The newest resourceVersion of each Microservice, from its events and the status writes.
     versions: dict[tuple[str, str], str] = {}
 
@@ -68,6 +79,8 @@ WATCHES = WatchHealth(
 for _kind in WATCHES.kinds:
     WATCH_STALLS.labels(_kind)  # at 0 from the start: a first stall is a rise
 ECHOES = Echoes()
+RETRIES = Retries()
+RECONCILES_WAITING.set_function(lambda: len(RETRIES))
 
 
 def _wrote(kind: str, body: dict[str, Any]) -> None:
@@ -147,32 +160,53 @@ def _seed_dependents(reconciler: Reconciler) -> None:
     reconciler.dependents.rebuild(reconciler.kube.all_microservices(SETTINGS.namespace), mark)
 
 
-def _request(namespace: str, name: str, ms: dict[str, Any] | None = None) -> None:
+def _failure(error: Exception, failures: int) -> tuple[str, float]:
+    """A failed reconcile's error label and the pause before its next try."""
+    if isinstance(error, ConfigMissing):
+        return "config_missing", CONFIG_RETRY_SECONDS  # the status says what is missing
+    if isinstance(error, (ResourceNotFoundError, NotFoundError)):
+        return "resource_missing", 2
+    if isinstance(error, ApiException):
+        status = error.status or 0
+        if status == 409:
+            return "api_409", 2  # a conflict: read again and apply
+        # The server is busy or restarting; a request it refused will be refused again for a while.
+        pause = 5.0 if status >= 500 or status == 429 else backoff(5, failures)
+        return f"api_{status}", pause
+    if isinstance(error, (TransportError, ConnectionError)):
+        # The API server is restarting or the network blinked: resume within seconds of its return.
+        return "unreachable", UNREACHABLE_RETRY_SECONDS
+    return type(error).__name__, backoff(5, failures)
+
+
+def _reconcile(namespace: str, name: str, ms: dict[str, Any] | None = None) -> None:
+    """Reconcile ``namespace/name`` now; when that fails, it is counted and tried again later."""
+    key = (namespace, name)
     try:
         _reconciler().request(namespace, name, ms)
-    except ConfigMissing as exc:
-        RECONCILE_ERRORS.labels("config_missing").inc()
-        # Status says what is missing; look again soon (the resync does as well).
-        raise kopf.TemporaryError(str(exc), delay=CONFIG_RETRY_SECONDS) from exc
-    except (ResourceNotFoundError, NotFoundError) as exc:
-        RECONCILE_ERRORS.labels("resource_missing").inc()
-        raise kopf.TemporaryError(f"a resource went missing: {exc}", delay=2) from exc
-    except ApiException as exc:
-        RECONCILE_ERRORS.labels(f"api_{exc.status}").inc()
-        # Conflicts and server errors pass; kopf retries with backoff.
-        raise kopf.TemporaryError(
-            f"API error {exc.status}: {exc.reason}", delay=2 if exc.status == 409 else 5
-        ) from exc
-    except (TransportError, ConnectionError) as exc:
-        RECONCILE_ERRORS.labels("unreachable").inc()
-        # The API server is restarting or the network blinked: kopf's default for an unknown
-        # error is a retry in 60 s, far too late once the server answers again.
-        raise kopf.TemporaryError(
-            f"the API server is unreachable: {exc}", delay=UNREACHABLE_RETRY_SECONDS
-        ) from exc
-    except Exception as exc:
-        RECONCILE_ERRORS.labels(type(exc).__name__).inc()
-        raise
+    except Exception as error:
+        reason, pause = _failure(error, RETRIES.failures(key) + 1)
+        RECONCILE_ERRORS.labels(reason).inc()
+        RETRIES.failed(key, pause)
+        where = {"microservice": f"{namespace}/{name}", "error": reason, "retry_in": pause}
+        if reason == "config_missing":
+            log.info("waiting for configuration: %s", error, extra=where)
+        elif reason == type(error).__name__:
+            log.exception("reconcile failed", extra=where)
+        else:
+            log.warning("reconcile failed: %s", error, extra=where)
+        return
+    RETRIES.succeeded(key)
+
+
+def _retry_forever(stop: threading.Event) -> None:
+    """Hand each failed reconcile, when due, to the handler threads (it reads its Microservice)."""
+    while not stop.is_set():
+        for namespace, name in RETRIES.take_due(wait=1.0):
+            try:
+                EXECUTOR.submit(_reconcile, namespace, name)
+            except RuntimeError:  # the executor shut down: the operator is stopping
+                return
 
 
 def tune(settings: kopf.OperatorSettings) -> None:
@@ -195,7 +229,9 @@ def tune(settings: kopf.OperatorSettings) -> None:
     # processed"), 4,000 requests after a fail-over at 2,000. The operator posts its own Events.
     settings.posting.level = logging.WARNING
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    # No changing handler reads a diff (see ``diffbase``): kopf built one, three deep copies of
+    # the body, for every event of every kind watched.
+    settings.persistence.diffbase_storage = NoDiffBase()
 
 
 @kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)
@@ -233,15 +269,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         log.exception("listing the Microservices at start-up failed")
     threading.Thread(target=_resync_forever, args=(STOP,), name="resync", daemon=True).start()
     threading.Thread(target=_tick_forever, args=(STOP,), name="releases", daemon=True).start()
+    threading.Thread(target=_retry_forever, args=(STOP,), name="retries", daemon=True).start()
     log.info("operator started", extra={"workers": SETTINGS.workers, "resync": SETTINGS.resync_seconds})
-
-
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def microservice_changed(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
-    """A Microservice appeared, changed, or the operator (re)started."""
-    _request(str(namespace), name, copy.deepcopy(dict(body)))
 
 
 def _resync_forever(stop: threading.Event) -> None:
@@ -273,15 +302,9 @@ def _resync_once(reconciler: Reconciler) -> None:
     changed = reconciler.dependents.rebuild(items, mark)
     listed = {(ms["metadata"]["namespace"], ms["metadata"]["name"]): ms for ms in items}
     for namespace, name in [*sorted(changed), *(key for key in listed if key not in changed)]:
-        try:
-            # As listed when that is the newest version seen (else read again): a read of each
-            # cost 2,000 requests a minute at 2,000 Microservices.
-            reconciler.request(namespace, name, _if_newest(listed.get((namespace, name))))
-        except ConfigMissing as exc:
-            log.info("waiting for configuration", extra={"microservice": name, "missing": str(exc)})
-        except Exception:
-            RECONCILE_ERRORS.labels("resync").inc()
-            log.exception("resync failed", extra={"microservice": name})
+        # As listed when that is the newest version seen (else read again): a read of each cost
+        # 2,000 requests a minute at 2,000 Microservices.
+        _reconcile(namespace, name, _if_newest(listed.get((namespace, name))))
 
 
 def _recorder(kind: str) -> Any:
@@ -300,35 +323,47 @@ for _kind in WATCHED_CHILDREN:
     kopf.on.event(_group, _version, _kind, labels=MANAGED, id=f"delivered-{_kind}")(_recorder(_kind))
 
 
+def asked_of(ms: dict[str, Any]) -> tuple[str, int, str | None]:
+    """What a Microservice asks of the operator: its spec (by generation) and a rollout command.
+
+    The uid tells a Microservice made again under the same name (its DELETED may have been
+    missed in a watch gap) from the one before it. Status writes change none of this.
+    """
+    metadata = ms.get("metadata") or {}
+    command = (metadata.get("annotations") or {}).get(COMMAND_ANNOTATION)
+    return str(metadata.get("uid")), int(metadata.get("generation") or 0), command
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def microservice_event(body: kopf.Body, namespace: str | None, name: str, type: str, **_: Any) -> None:
-    """Follow ``dependsOn`` (the NetworkPolicies of the services named) and readiness (dependents')."""
-    namespace = str(namespace)
-    if type == "DELETED":
-        _State.versions.pop((namespace, name), None)
-    else:
-        _seen(dict(body))
-    gone = type == "DELETED" or bool(body.get("metadata", {}).get("deletionTimestamp"))
-    depends_on = None if gone else list((body.get("spec") or {}).get("dependsOn") or [])
-    for dependency in sorted(_reconciler().dependents.update(namespace, name, depends_on)):
-        _request_quietly(namespace, dependency)  # its policy gains or loses this caller
+def microservice_event(body: kopf.Body, namespace: str | None, name: str, type: str | None, **_: Any) -> None:
+    """Reconcile a Microservice that asks for something new (at start: every one).
+
+    Also follows ``dependsOn`` (the NetworkPolicies of the services named) and readiness (its
+    dependents').
+    """
+    namespace, ms = str(namespace), dict(body)
     key = (namespace, name)
-    ready = not gone and is_ready(dict(body))
+    if type == "DELETED":
+        _State.versions.pop(key, None)
+        _State.asked.pop(key, None)
+        RETRIES.succeeded(key)
+    else:
+        _seen(ms)
+    gone = type == "DELETED" or bool(ms.get("metadata", {}).get("deletionTimestamp"))
+    depends_on = None if gone else list((ms.get("spec") or {}).get("dependsOn") or [])
+    for dependency in sorted(_reconciler().dependents.update(namespace, name, depends_on)):
+        _reconcile(namespace, dependency)  # its policy gains or loses this caller
+    if not gone and _State.asked.get(key) != (asked := asked_of(ms)):
+        _State.asked[key] = asked  # a failure is retried from the queue, not from the next event
+        _reconcile(namespace, name, copy.deepcopy(ms))
+    ready = not gone and is_ready(ms)
     if _State.ready.get(key) == ready:
         return
     _State.ready[key] = ready
     if type == "DELETED":
         _State.ready.pop(key, None)
     for dependent in _reconciler().dependents.callers(namespace, name):
-        _request(namespace, dependent)
-
-
-def _request_quietly(namespace: str, name: str) -> None:
-    """Reconcile another Microservice now; when that fails, the resync does it."""
-    try:
-        _request(namespace, name)
-    except Exception:
-        log.exception("reconciling a dependency failed", extra={"microservice": f"{namespace}/{name}"})
+        _reconcile(namespace, dependent)
 
 
 def _child_changed(body: kopf.Body, namespace: str | None, type: str | None, **_: Any) -> None:
@@ -346,7 +381,7 @@ def _child_changed(body: kopf.Body, namespace: str | None, type: str | None, **_
     _reconciler().observe_child(str(namespace), owner, kind, child, deleted=type == "DELETED")
     if type is None:
         return  # kopf's listing (at start, after a watch gap): the owner's resume or resync runs it
-    _request(str(namespace), owner)
+    _reconcile(str(namespace), owner)
 
 
 for _kind in WATCHED_CHILDREN:

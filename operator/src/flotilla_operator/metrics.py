@@ -12,6 +12,10 @@ RECONCILES = Counter(
 RECONCILE_ERRORS = Counter(
     "flotilla_operator_reconcile_errors_total", "Reconciliations that failed, by error kind.", ["error"]
 )
+RECONCILES_WAITING = Gauge(
+    "flotilla_operator_reconcile_retries",
+    "Microservices whose last reconcile failed, waiting for their next try.",
+)
 RECONCILE_DURATION = Histogram(
     "flotilla_operator_reconcile_duration_seconds",
     "Time one reconciliation takes.",

@@ -1,0 +1,135 @@
+"""kopf's event handlers decide when a Microservice is reconciled; kopf keeps nothing on it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, cast
+
+import kopf
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from flotilla_operator import handlers
+from flotilla_operator.diffbase import NoDiffBase, needing_a_diff
+from flotilla_operator.reconcile import Dependents
+from flotilla_operator.release import COMMAND_ANNOTATION
+from flotilla_operator.render import ConfigMissing, ConfigRef
+from flotilla_operator.retries import Retries
+
+
+class _Recorder:
+    """A reconciler that records what it was asked to reconcile, failing while told to."""
+
+    def __init__(self) -> None:
+        self.dependents = Dependents()
+        self.requests: list[tuple[str, str, bool]] = []
+        self.failing: Exception | None = None
+
+    def request(self, namespace: str, name: str, ms: dict[str, Any] | None = None) -> None:
+        self.requests.append((namespace, name, ms is not None))
+        if self.failing is not None:
+            raise self.failing
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> _Recorder:
+    reconciler = _Recorder()
+    monkeypatch.setattr(handlers._State, "reconciler", reconciler)
+    monkeypatch.setattr(handlers._State, "asked", {})
+    monkeypatch.setattr(handlers._State, "ready", {})
+    monkeypatch.setattr(handlers._State, "versions", {})
+    monkeypatch.setattr(handlers, "RETRIES", Retries())
+    return reconciler
+
+
+def _ms(generation: int = 1, version: str = "10", uid: str = "u1", **metadata: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "flotilla.dev/v1alpha1",
+        "kind": "Microservice",
+        "metadata": {
+            "name": "orders",
+            "namespace": "shop",
+            "uid": uid,
+            "generation": generation,
+            "resourceVersion": version,
+            **metadata,
+        },
+        "spec": {"image": "orders:1"},
+    }
+
+
+def _event(ms: dict[str, Any], type: str | None) -> None:
+    handler: Any = handlers.microservice_event  # as kopf calls it, with the arguments it reads
+    handler(body=kopf.Body(cast(Any, ms)), namespace="shop", name="orders", type=type)
+
+
+def test_a_microservice_is_reconciled_when_it_asks_for_something_new(recorder: _Recorder) -> None:
+    _event(_ms(), None)  # kopf's listing at start: every Microservice once
+    _event(_ms(version="11"), "MODIFIED")  # its status written: nothing new asked
+    assert recorder.requests == [("shop", "orders", True)]
+    _event(_ms(generation=2, version="12"), "MODIFIED")  # its spec changed
+    _event(_ms(generation=2, version="13", annotations={COMMAND_ANNOTATION: "promote"}), "MODIFIED")
+    assert len(recorder.requests) == 3
+    _event(_ms(generation=2, version="14"), None)  # a listing after a watch restart
+    assert len(recorder.requests) == 4  # the command's removal is news as well
+    _event(_ms(generation=2, version="15"), None)
+    assert len(recorder.requests) == 4
+
+
+def test_a_microservice_made_again_under_its_name_is_reconciled(recorder: _Recorder) -> None:
+    _event(_ms(), "ADDED")
+    _event(_ms(uid="u2", version="20"), "ADDED")  # its DELETED lost in a watch gap
+    assert len(recorder.requests) == 2
+    _event(_ms(uid="u2", version="21"), "DELETED")
+    _event(_ms(uid="u2", version="22"), "ADDED")
+    assert len(recorder.requests) == 3
+
+
+def test_a_failed_reconcile_waits_in_the_queue_not_for_the_next_event(recorder: _Recorder) -> None:
+    recorder.failing = ConnectionRefusedError(111, "Connection refused")
+    _event(_ms(), "ADDED")
+    due = handlers.RETRIES.due_in(("shop", "orders"))
+    assert due is not None and 0 < due <= handlers.UNREACHABLE_RETRY_SECONDS
+    _event(_ms(version="11"), "MODIFIED")  # a status write does not retry early
+    assert len(recorder.requests) == 1
+    recorder.failing = None
+    assert handlers.RETRIES.take_due(wait=5) == [("shop", "orders")]
+    handlers._reconcile("shop", "orders")  # as the retry thread does: the Microservice read anew
+    assert recorder.requests[-1] == ("shop", "orders", False)
+    assert (len(handlers.RETRIES), handlers.RETRIES.failures(("shop", "orders"))) == (0, 0)
+
+
+def test_a_deleted_microservice_is_not_retried(recorder: _Recorder) -> None:
+    recorder.failing = ConnectionRefusedError(111, "Connection refused")
+    _event(_ms(), "ADDED")
+    _event(_ms(version="11"), "DELETED")
+    assert len(handlers.RETRIES) == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "label", "longest"),
+    [
+        (ApiException(status=409, reason="Conflict"), "api_409", 2),
+        (ApiException(status=503, reason="Unavailable"), "api_503", 5),
+        (ConfigMissing([ConfigRef("ConfigMap", "orders-config")]), "config_missing", 5),
+        (ValueError("a bug"), "ValueError", 60),
+    ],
+)
+def test_each_failure_is_counted_and_paused_for(
+    recorder: _Recorder, error: Exception, label: str, longest: float
+) -> None:
+    recorder.failing = error
+    for _ in range(8):
+        handlers._reconcile("shop", "orders")
+    assert handlers.RETRIES.failures(("shop", "orders")) == 8
+    assert 0 < (handlers.RETRIES.due_in(("shop", "orders")) or 0) <= longest
+    assert handlers._failure(error, 1)[0] == label
+
+
+def test_no_handler_needs_kopfs_diff_base_and_it_copies_nothing() -> None:
+    assert needing_a_diff(kopf.get_default_registry()) == []
+    body = kopf.Body(cast(Any, _ms()))
+    before = copy.deepcopy(dict(body))
+    assert NoDiffBase().build(body=body) == {}
+    assert NoDiffBase().fetch(body=body) is None
+    assert dict(body) == before
