@@ -16,7 +16,7 @@ from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.health import serve_health
 from flotilla_operator.heap import heap_report, start_tracing
 from flotilla_operator.leadership import Election
-from flotilla_operator.malloc import limit_arenas
+from flotilla_operator.malloc import fix_mmap_threshold, limit_arenas
 from flotilla_operator.metrics import LEADER
 from flotilla_operator.settings import ConfigError, OperatorSettings
 from flotilla_operator.supervisor import Carried, Supervisor
@@ -39,6 +39,7 @@ def run() -> None:
     With leader election (the default), wait as a standby until this replica holds the Lease.
     """
     limit_arenas()  # before the threads start: each would otherwise get an arena of its own
+    fix_mmap_threshold()
     settings = OperatorSettings.load()
     carried = Carried.load()
     from flotilla_operator import handlers  # noqa: PLC0415 - registers the handlers

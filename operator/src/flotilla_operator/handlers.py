@@ -26,6 +26,7 @@ from flotilla_operator.diffbase import NoDiffBase
 from flotilla_operator.echoes import Echoes
 from flotilla_operator.kube import CHILD_KINDS, Kube
 from flotilla_operator.leadership import Election
+from flotilla_operator.malloc import trim
 from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS, RECONCILES_WAITING, WATCH_STALLS
 from flotilla_operator.prometheus import Prometheus
 from flotilla_operator.reconcile import Reconciler, owner_of, slim
@@ -281,6 +282,7 @@ def _resync_forever(stop: threading.Event) -> None:
     """
     while not stop.wait(SETTINGS.resync_seconds):
         _resync_once(_reconciler())
+        trim()  # what the burst of bodies freed goes back to the system
 
 
 def _tick_forever(stop: threading.Event) -> None:
