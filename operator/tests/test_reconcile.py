@@ -12,9 +12,11 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from samples import microservice
 
 from flotilla_operator import FIELD_MANAGER
+from flotilla_operator import reconcile as reconcile_module
+from flotilla_operator import render as render_module
 from flotilla_operator.kube import Kube
 from flotilla_operator.reconcile import HANDOVER_MANAGER, Dependents, reconcile, slim
-from flotilla_operator.render import ConfigMissing, ConfigRef, config_digest
+from flotilla_operator.render import ConfigMissing, ConfigRef, RenderContext, config_digest
 
 
 def ms(generation: int = 1, **spec: Any) -> dict[str, Any]:
@@ -405,3 +407,28 @@ def test_a_kept_record_stands_for_applying_and_follows_the_deployments_status() 
     assert len(kube.applied) == applied  # nothing applied again
     assert conditions(second)["Ready"]["status"] == "True"
     assert second["readyReplicas"] == 3
+
+
+def test_the_same_inputs_are_not_rendered_again_and_a_changed_one_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    kube = FakeKube()
+    renders: list[str] = []
+    real_render = render_module.render
+
+    def counting_render(body: dict[str, Any], context: RenderContext) -> list[dict[str, Any]]:
+        renders.append(body["metadata"]["name"])
+        return real_render(body, context)
+
+    monkeypatch.setattr(reconcile_module, "render", counting_render)
+    body = ms()
+    first, record = reconcile(cast(Kube, kube), body, lambda *_: None)
+    _, again = reconcile(cast(Kube, kube), {**body, "status": first}, lambda *_: None, previous_apply=record)
+    assert (len(renders), again) == (1, record)  # a resync of an undisturbed Microservice
+    callers = RenderContext(callers=("web",))  # a new caller: its NetworkPolicy changes
+    reconcile(cast(Kube, kube), body, lambda *_: None, base=callers, previous_apply=record)
+    assert len(renders) == 2
+    changed = copy.deepcopy(body)
+    changed["spec"]["image"] = "registry.example/orders:2.0"
+    reconcile(cast(Kube, kube), changed, lambda *_: None, previous_apply=record)
+    assert len(renders) == 3
+    deployment = kube.objects[("Deployment", "orders")]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0")

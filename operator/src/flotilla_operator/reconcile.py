@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
@@ -109,6 +109,10 @@ class Applied:
     at: float = field(default_factory=time.monotonic)
     intact: bool = True
     rejected: tuple[Rejection, ...] = ()
+    # What it was rendered from (``inputs_of``), and the kinds rendered: the same inputs render
+    # the same children, so a resync of an undisturbed Microservice renders nothing.
+    inputs: str = ""
+    rendered: frozenset[str] = frozenset()
 
     def observe(self, kind: str, body: dict[str, Any], deleted: bool) -> None:
         """A watch event on one of the children."""
@@ -163,6 +167,18 @@ def _same_spec(known: dict[str, Any], body: dict[str, Any]) -> bool:
 def digest_of(manifests: list[dict[str, Any]]) -> str:
     """A fingerprint of rendered children."""
     return hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
+
+
+def inputs_of(ms: dict[str, Any], context: RenderContext, *holds: bool) -> str:
+    """A fingerprint of everything ``render`` and ``weighted_route`` read, and of the holds.
+
+    They read the Microservice's name, namespace, uid and spec, and the context; nothing else.
+    Hashing these costs a tenth of rendering and hashing the children.
+    """
+    metadata = ms["metadata"]
+    identity = [metadata["namespace"], metadata["name"], metadata["uid"]]
+    read = [identity, ms["spec"], asdict(context), list(holds)]
+    return hashlib.sha256(json.dumps(read, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def monitoring_condition(spec: dict[str, Any], crd_installed: bool) -> Condition:
@@ -356,6 +372,45 @@ def workload_conditions(
     return conditions
 
 
+def children_applied(
+    kube: Kube,
+    ms: dict[str, Any],
+    context: RenderContext,
+    reusable: Applied | None,
+    *,
+    hold_stable: bool,
+    missing: ConfigMissing | None,
+) -> Applied:
+    """The children of ``ms`` applied, or ``reusable`` when it already stands for them.
+
+    The same inputs need no render; the same rendering needs no apply.
+    """
+    metadata, spec = ms["metadata"], ms["spec"]
+    inputs = inputs_of(ms, context, hold_stable, missing is not None)
+    if reusable is not None and reusable.inputs == inputs:
+        return reusable
+    desired = [*render(ms, context), *weighted_route(ms, context)]
+    rendered = {manifest["kind"] for manifest in desired}
+    if missing is not None:
+        desired = [manifest for manifest in desired if manifest["kind"] != "Job"]
+    digest = digest_of([*desired, {"holdStable": hold_stable}])
+    if reusable is not None and reusable.digest == digest:
+        record = reusable
+    else:
+        try:
+            record = apply_children(
+                kube, desired, spec, digest, hold=missing is not None, hold_stable=hold_stable
+            )
+        except (ResourceNotFoundError, NotFoundError):
+            kube.forget_crds()  # a CRD went away since it was last checked; the retry re-renders
+            raise
+        if "Job" in record.children:
+            job = record.children["Job"]["metadata"]["name"]
+            prune_migrations(kube, metadata["namespace"], metadata["name"], metadata["uid"], job)
+    record.inputs, record.rendered = inputs, frozenset(rendered)
+    return record
+
+
 def reconcile(
     kube: Kube,
     ms: dict[str, Any],
@@ -375,7 +430,7 @@ def reconcile(
     same rendering, stands for applying again. ``prometheus`` judges canary steps (release.py).
     """
     metadata, spec = ms["metadata"], ms["spec"]
-    namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
+    namespace, name = metadata["namespace"], metadata["name"]
     config_hash, missing = read_config(kube, namespace, spec)
     if not spec.get("migrate"):
         # Nothing to hold for: the pods wait for their Secret themselves (the kubelet says so,
@@ -391,24 +446,10 @@ def reconcile(
     )
     release = decide(kube, prometheus, ms, context, time.time())
     context, hold_stable = release.context, not release.plan.stable_takes_desired
-    desired = [*render(ms, context), *weighted_route(ms, context)]
-    rendered = {manifest["kind"] for manifest in desired}
-    if missing is not None:
-        desired = [manifest for manifest in desired if manifest["kind"] != "Job"]
-    digest = digest_of([*desired, {"holdStable": hold_stable}])
     fresh = previous_apply is not None and time.monotonic() - previous_apply.at < reapply_seconds
-    if previous_apply is not None and fresh and previous_apply.intact and previous_apply.digest == digest:
-        record = previous_apply
-    else:
-        try:
-            record = apply_children(
-                kube, desired, spec, digest, hold=missing is not None, hold_stable=hold_stable
-            )
-        except (ResourceNotFoundError, NotFoundError):
-            kube.forget_crds()  # a CRD went away since it was last checked; the retry re-renders
-            raise
-        if "Job" in record.children:
-            prune_migrations(kube, namespace, name, uid, record.children["Job"]["metadata"]["name"])
+    reusable = previous_apply if fresh and previous_apply and previous_apply.intact else None
+    record = children_applied(kube, ms, context, reusable, hold_stable=hold_stable, missing=missing)
+    rendered = set(record.rendered)
     applied = record.children
     if release.plan.remove_release:
         remove_release(kube, ms, context.traefik_routes_crd)
