@@ -30,6 +30,14 @@ def proxy(operator_kubeconfig: Path) -> Iterator[StallProxy]:
     stall.close()
 
 
+def watch_settings(resync: int) -> dict[str, str]:
+    """The operator's settings: a resync every ``resync`` s, and the test's watch grace."""
+    return {
+        "FLOTILLA_OPERATOR_RESYNC_SECONDS": str(resync),
+        "FLOTILLA_OPERATOR_WATCH_GRACE_SECONDS": str(GRACE),
+    }
+
+
 def patch(kube: ApiClient, namespace: str, name: str, body: dict[str, object]) -> None:
     client.CustomObjectsApi(kube).patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, name, body
@@ -44,11 +52,7 @@ def test_a_silent_watch_is_restarted_and_counted(
     tmp_path: Path,
     case: Case,
 ) -> None:
-    settings = {
-        "FLOTILLA_OPERATOR_RESYNC_SECONDS": str(RESYNC),
-        "FLOTILLA_OPERATOR_WATCH_GRACE_SECONDS": str(GRACE),
-    }
-    operator = start_operator(settings, kubeconfig=proxy.kubeconfig(tmp_path / "through-proxy"))
+    operator = start_operator(watch_settings(RESYNC), kubeconfig=proxy.kubeconfig(tmp_path / "through-proxy"))
     create(kube, namespace, microservice("watched"))
     wait_for(lambda: all(ready(ms) for ms in microservices(kube, namespace)), timeout=60, what="Ready")
     silenced = proxy.silence()
@@ -103,11 +107,7 @@ def test_liveness_fails_when_the_watches_cannot_be_recovered(
     case: Case,
 ) -> None:
     resync = 4
-    settings = {
-        "FLOTILLA_OPERATOR_RESYNC_SECONDS": str(resync),
-        "FLOTILLA_OPERATOR_WATCH_GRACE_SECONDS": str(GRACE),
-    }
-    operator = start_operator(settings, kubeconfig=proxy.kubeconfig(tmp_path / "through-proxy"))
+    operator = start_operator(watch_settings(resync), kubeconfig=proxy.kubeconfig(tmp_path / "through-proxy"))
     create(kube, namespace, microservice("watched"))
     wait_for(lambda: all(ready(ms) for ms in microservices(kube, namespace)), timeout=60, what="Ready")
     proxy.silence(new_streams=True)
