@@ -21,6 +21,7 @@ from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from urllib3.exceptions import HTTPError as TransportError
 
 from flotilla_operator import GROUP, KIND, MANAGED_BY, PLURAL, VERSION
+from flotilla_operator.apirequests import count_requests
 from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.diffbase import NoDiffBase
 from flotilla_operator.echoes import Echoes
@@ -129,7 +130,7 @@ def api_client() -> client.ApiClient:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    return count_requests(client.ApiClient())
 
 
 def _post(ms: dict[str, Any], kind: str, reason: str, message: str) -> None:

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 # Not the generated CoreV1Api: importing it costs 21 MB of the operator's memory, for reading
 # ConfigMaps and Secrets and posting Events, which the dynamic client does as well.
@@ -189,17 +189,16 @@ class Kube:
 
     def remove_annotation(self, namespace: str, name: str, key: str) -> None:
         """Drop one annotation of a Microservice (a command acted on)."""
+        resource = self._microservices()
         self.fence()
-        patched = client.CustomObjectsApi(self.api_client).patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "microservices",
-            name,
-            {"metadata": {"annotations": {key: None}}},
-            _content_type="application/merge-patch+json",
+        patched = resource.patch(
+            body={"metadata": {"annotations": {key: None}}},
+            name=name,
+            namespace=namespace,
+            content_type="application/merge-patch+json",
+            serializer=_as_dict,
         )
-        self.wrote(KIND, cast(Manifest, patched))
+        self.wrote(KIND, patched)
 
     def children(self, kind: str, namespace: str, owner: str) -> list[Manifest]:
         """The children of ``kind`` this operator manages for Microservice ``owner``."""
@@ -310,22 +309,20 @@ class Kube:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": KIND,
-            "metadata": {"name": name},
+            "metadata": {"name": name, "namespace": namespace},
             "status": status,
         }
+        resource = self._microservices().status
         self.fence()
-        patched = client.CustomObjectsApi(self.api_client).patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            "microservices",
-            name,
-            body,
+        patched = resource.server_side_apply(
+            body=body,
+            name=name,
+            namespace=namespace,
             field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
+            force_conflicts=True,
+            serializer=_as_dict,
         )
-        self.wrote(KIND, cast(Manifest, patched))
+        self.wrote(KIND, patched)
 
     def config_hash(self, namespace: str, refs: list[ConfigRef]) -> str:
         """The digest of what ``refs`` read (``render.config_digest``); raises ``ConfigMissing``."""
