@@ -177,12 +177,21 @@ def measure_operator(
         size.requests = (dispatched(schema) - before) / size.count
         size.rss = peak_rss_mb(leader.process.pid)
         progress(f"operator: all Ready; peak RSS {size.rss:.0f} MB, {size.requests:.1f} requests each")
+        show_requests(leader, size.count)
         if heap_profile is not None:
             write_heap(leader, heap_profile / f"heap-{size.count}.json")
         if largest:
             results += idle_and_failover(work, size, leader, kubeconfig, settings, lease, stack)
     settled(api, namespace)
     return results
+
+
+def show_requests(operator: OperatorProcess, count: int) -> None:
+    """Where the operator's requests went, per Microservice, as its own client counted them."""
+    reconciles = operator.metric("flotilla_operator_reconciles_total") / count
+    sent = sorted(operator.samples("flotilla_operator_api_requests_total"), key=lambda sample: -sample[1])
+    shown = ", ".join(f"{labels['verb']} {labels['resource']} {value / count:.2f}" for labels, value in sent)
+    progress(f"operator: {reconciles:.2f} reconciles each; its client's requests each: {shown}")
 
 
 def write_heap(operator: OperatorProcess, path: Path, shown: int = 12) -> None:

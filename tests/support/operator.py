@@ -238,16 +238,24 @@ class OperatorProcess:
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of one metric's samples matching ``labels`` (0 when it has none, or no answer)."""
+        return sum(
+            value
+            for found, value in self.samples(name)
+            if all(found.get(key) == wanted for key, wanted in labels.items())
+        )
+
+    def samples(self, name: str) -> list[tuple[dict[str, str], float]]:
+        """Each sample of one metric: its labels and value (none when the operator does not answer)."""
         try:
             text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
         except requests.RequestException:
-            return 0.0
-        return sum(
-            sample.value
+            return []
+        return [
+            (sample.labels, sample.value)
             for family in text_string_to_metric_families(text)
             for sample in family.samples
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-        )
+            if sample.name == name
+        ]
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, as when a node dies."""
