@@ -11,6 +11,7 @@ from kubernetes.client.exceptions import ApiException
 
 from flotilla_operator import handlers
 from flotilla_operator.diffbase import NoDiffBase, needing_a_diff
+from flotilla_operator.latest import Latest
 from flotilla_operator.reconcile import Dependents
 from flotilla_operator.release import COMMAND_ANNOTATION
 from flotilla_operator.render import ConfigMissing, ConfigRef
@@ -37,7 +38,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> _Recorder:
     monkeypatch.setattr(handlers._State, "reconciler", reconciler)
     monkeypatch.setattr(handlers._State, "asked", {})
     monkeypatch.setattr(handlers._State, "ready", {})
-    monkeypatch.setattr(handlers._State, "versions", {})
+    monkeypatch.setattr(handlers, "LATEST", Latest())
     monkeypatch.setattr(handlers, "RETRIES", Retries())
     return reconciler
 
@@ -94,9 +95,12 @@ def test_a_failed_reconcile_waits_in_the_queue_not_for_the_next_event(recorder: 
     assert len(recorder.requests) == 1
     recorder.failing = None
     assert handlers.RETRIES.take_due(wait=5) == [("shop", "orders")]
-    handlers._reconcile("shop", "orders")  # as the retry thread does: the Microservice read anew
-    assert recorder.requests[-1] == ("shop", "orders", False)
+    handlers._reconcile("shop", "orders")  # as the retry thread does
+    assert recorder.requests[-1] == ("shop", "orders", True)  # from the newest body delivered
     assert (len(handlers.RETRIES), handlers.RETRIES.failures(("shop", "orders"))) == (0, 0)
+    handlers._wrote("Microservice", _ms(version="12"))  # a status write the watch has not delivered
+    handlers._reconcile("shop", "orders")
+    assert recorder.requests[-1] == ("shop", "orders", False)  # read anew
 
 
 def test_a_deleted_microservice_is_not_retried(recorder: _Recorder) -> None:

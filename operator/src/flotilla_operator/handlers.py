@@ -26,6 +26,7 @@ from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.diffbase import NoDiffBase
 from flotilla_operator.echoes import Echoes
 from flotilla_operator.kube import CHILD_KINDS, Kube
+from flotilla_operator.latest import Latest
 from flotilla_operator.leadership import Election
 from flotilla_operator.malloc import trim
 from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS, RECONCILES_WAITING, WATCH_STALLS
@@ -71,8 +72,6 @@ class _State:
     ready: dict[tuple[str, str], bool] = {}
     # What each Microservice asked for when it was last reconciled from its own event.
     asked: dict[tuple[str, str], tuple[str, int, str | None]] = {}
-    # The newest resourceVersion of each Microservice, from its events and the status writes.
-    versions: dict[tuple[str, str], str] = {}
 
 
 WATCHES = WatchHealth(
@@ -82,6 +81,7 @@ for _kind in WATCHES.kinds:
     WATCH_STALLS.labels(_kind)  # at 0 from the start: a first stall is a rise
 ECHOES = Echoes()
 RETRIES = Retries()
+LATEST = Latest()  # each Microservice's newest version, and its body from the watch
 RECONCILES_WAITING.set_function(lambda: len(RETRIES))
 
 
@@ -89,29 +89,9 @@ def _wrote(kind: str, body: dict[str, Any]) -> None:
     """Every object written: its watch owes its version, and that version's event is an echo."""
     WATCHES.owe(kind, body)
     if kind == KIND:
-        _seen(body)
+        LATEST.seen(body)
     if kind in WATCHED_CHILDREN:  # no other kind's events are looked at for echoes
         ECHOES.wrote(kind, body)
-
-
-def _key_and_version(ms: dict[str, Any]) -> tuple[tuple[str, str], str]:
-    metadata = ms.get("metadata") or {}
-    key = (str(metadata.get("namespace")), str(metadata.get("name")))
-    return key, str(metadata.get("resourceVersion", ""))
-
-
-def _seen(ms: dict[str, Any]) -> None:
-    key, version = _key_and_version(ms)
-    if version:
-        _State.versions[key] = version
-
-
-def _if_newest(ms: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``ms`` when it is the newest version the operator has seen of it, else None (read it)."""
-    if ms is None:
-        return None
-    key, version = _key_and_version(ms)
-    return ms if version and _State.versions.get(key) == version else None
 
 
 def lead_with(election: Election | None) -> None:
@@ -185,7 +165,8 @@ def _reconcile(namespace: str, name: str, ms: dict[str, Any] | None = None) -> N
     """Reconcile ``namespace/name`` now; when that fails, it is counted and tried again later."""
     key = (namespace, name)
     try:
-        _reconciler().request(namespace, name, ms)
+        # The Microservice as delivered, when that is its newest version: saves reading it.
+        _reconciler().request(namespace, name, ms if ms is not None else LATEST.body(key))
     except Exception as error:
         reason, pause = _failure(error, RETRIES.failures(key) + 1)
         RECONCILE_ERRORS.labels(reason).inc()
@@ -307,7 +288,7 @@ def _resync_once(reconciler: Reconciler) -> None:
     for namespace, name in [*sorted(changed), *(key for key in listed if key not in changed)]:
         # As listed when that is the newest version seen (else read again): a read of each cost
         # 2,000 requests a minute at 2,000 Microservices.
-        _reconcile(namespace, name, _if_newest(listed.get((namespace, name))))
+        _reconcile(namespace, name, LATEST.if_newest(listed.get((namespace, name))))
 
 
 def _recorder(kind: str) -> Any:
@@ -347,11 +328,11 @@ def microservice_event(body: kopf.Body, namespace: str | None, name: str, type: 
     namespace, ms = str(namespace), dict(body)
     key = (namespace, name)
     if type == "DELETED":
-        _State.versions.pop(key, None)
+        LATEST.forget(key)
         _State.asked.pop(key, None)
         RETRIES.succeeded(key)
     else:
-        _seen(ms)
+        LATEST.delivered(ms)
     gone = type == "DELETED" or bool(ms.get("metadata", {}).get("deletionTimestamp"))
     depends_on = None if gone else list((ms.get("spec") or {}).get("dependsOn") or [])
     for dependency in sorted(_reconciler().dependents.update(namespace, name, depends_on)):
