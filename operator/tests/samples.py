@@ -26,3 +26,17 @@ def microservice(generation: int = 3, **spec: Any) -> dict[str, Any]:
     body["spec"].update(spec)
     body["metadata"]["generation"] = generation
     return body
+
+
+def delivered(
+    generation: int = 1, version: str = "10", uid: str = "uid-1", **metadata: Any
+) -> dict[str, Any]:
+    """The sample as a watch event delivers it: a resourceVersion, managed fields, ``metadata``."""
+    body = microservice(generation)
+    body["metadata"].update(
+        uid=uid,
+        resourceVersion=version,
+        managedFields=[{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}],
+        **metadata,
+    )
+    return body

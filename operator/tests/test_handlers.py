@@ -8,6 +8,7 @@ from typing import Any, cast
 import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
+from samples import delivered
 
 from flotilla_operator import handlers
 from flotilla_operator.diffbase import NoDiffBase, needing_a_diff
@@ -44,19 +45,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> _Recorder:
 
 
 def _ms(generation: int = 1, version: str = "10", uid: str = "u1", **metadata: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "flotilla.dev/v1alpha1",
-        "kind": "Microservice",
-        "metadata": {
-            "name": "orders",
-            "namespace": "shop",
-            "uid": uid,
-            "generation": generation,
-            "resourceVersion": version,
-            **metadata,
-        },
-        "spec": {"image": "orders:1"},
-    }
+    return delivered(generation, version, uid, **metadata)
 
 
 def _event(ms: dict[str, Any], type: str | None) -> None:

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from samples import delivered
+
 from flotilla_operator.latest import Latest
 
 KEY = ("shop", "orders")
 
 
 def ms(version: str, **status: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "flotilla.dev/v1alpha1",
-        "kind": "Microservice",
-        "metadata": {
-            "name": "orders",
-            "namespace": "shop",
-            "resourceVersion": version,
-            "managedFields": [{"manager": "flotilla-operator", "fieldsV1": {"f:status": {}}}],
-        },
-        "spec": {"image": "orders:1"},
-        "status": status,
-    }
+    return {**delivered(version=version), "status": status}
 
 
 def test_the_delivered_body_is_kept_without_its_managed_fields() -> None:
@@ -30,7 +21,7 @@ def test_the_delivered_body_is_kept_without_its_managed_fields() -> None:
     kept = latest.body(KEY)
     assert kept is not None
     assert kept["status"] == {"readyReplicas": 1}
-    assert kept["spec"] == {"image": "orders:1"}
+    assert kept["spec"] == delivered()["spec"]
     assert "managedFields" not in kept["metadata"]
     kept["status"]["readyReplicas"] = 9  # a copy: the caller may change it
     assert (latest.body(KEY) or {})["status"] == {"readyReplicas": 1}
