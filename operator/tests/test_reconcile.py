@@ -432,3 +432,22 @@ def test_the_same_inputs_are_not_rendered_again_and_a_changed_one_is(monkeypatch
     assert len(renders) == 3
     deployment = kube.objects[("Deployment", "orders")]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0")
+
+
+def test_on_the_reapply_clock_only_the_children_no_watch_follows_are_applied_again() -> None:
+    kube = FakeKube()
+    body = ms()
+    first, record = reconcile(cast(Kube, kube), body, lambda *_: None)
+    applied = len(kube.applied)
+    kube.objects.pop(("ServiceMonitor", "orders"))  # deleted by hand: no event says so
+    _, again = reconcile(
+        cast(Kube, kube), {**body, "status": first}, lambda *_: None, previous_apply=record, reapply_seconds=0
+    )
+    assert kube.applied[applied:] == [("ServiceMonitor", "orders")]  # the watched ones stand
+    assert ("ServiceMonitor", "orders") in kube.objects
+    assert again is record and again.intact
+    kube.refuse["ServiceMonitor"] = 422
+    reconcile(
+        cast(Kube, kube), {**body, "status": first}, lambda *_: None, previous_apply=record, reapply_seconds=0
+    )
+    assert not record.intact  # the next reconcile applies everything and reports the refusal

@@ -25,7 +25,7 @@ from flotilla_operator.apirequests import count_requests
 from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.diffbase import NoDiffBase
 from flotilla_operator.echoes import Echoes
-from flotilla_operator.kube import CHILD_KINDS, Kube
+from flotilla_operator.kube import CHILD_KINDS, WATCHED_KINDS, Kube
 from flotilla_operator.latest import Latest
 from flotilla_operator.leadership import Election
 from flotilla_operator.malloc import trim
@@ -47,18 +47,9 @@ EXECUTOR = BacklogExecutor(SETTINGS.workers)  # kopf's threads for the sync hand
 # Set when the operator stops: ends the resync and releases threads, and is kopf's stop flag
 # (kopf waits for that flag in a thread of asyncio's executor, which must end for kopf to exit).
 STOP = threading.Event()
-# The children whose events are followed (a ServiceMonitor or a Traefik route is re-applied on
-# the resync instead); their apiVersions come from ``kube.CHILD_KINDS``.
-WATCHED_CHILDREN = (
-    "Deployment",
-    "Service",
-    "Ingress",
-    "HorizontalPodAutoscaler",
-    "PodDisruptionBudget",
-    "NetworkPolicy",
-    # A migration Job finishing is what lets the Deployment's new template out.
-    "Job",
-)
+# The children whose events are followed (``kube.WATCHED_KINDS``; a ServiceMonitor or a Traefik
+# route is re-applied on the re-apply clock instead).
+WATCHED_CHILDREN = WATCHED_KINDS
 # Retries of kopf's own API requests: about a minute in all (an API server restart), never
 # more than 5 s apart, so that the operator resumes within seconds of the server answering.
 API_RETRY_BACKOFFS = (0.5, 1, 1, 2, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5)

@@ -34,6 +34,18 @@ CHILD_KINDS = {
     "TraefikService": "traefik.io/v1alpha1",
     "IngressRoute": "traefik.io/v1alpha1",
 }
+# The children whose watch events the operator follows: a change to one of them shows. The others
+# (a ServiceMonitor, a Traefik route) are re-applied on the re-apply clock.
+WATCHED_KINDS = (
+    "Deployment",
+    "Service",
+    "Ingress",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    # A migration Job finishing is what lets the Deployment's new template out.
+    "Job",
+)
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
 SERVERS_TRANSPORT_CRD = "serverstransports.traefik.io"
 # Children of kinds a cluster may lack: each is rendered only while its CRD is installed.

@@ -14,7 +14,7 @@ from typing import Any
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 
 from flotilla_operator import FIELD_MANAGER, KIND
-from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, SERVICE_MONITOR_CRD, Kube
+from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, SERVICE_MONITOR_CRD, WATCHED_KINDS, Kube
 from flotilla_operator.metrics import MANAGED_RESOURCES, RECONCILE_DURATION, RECONCILES, count_release
 from flotilla_operator.prometheus import Prometheus
 from flotilla_operator.release import Release, decide, release_status, remove_release
@@ -372,6 +372,23 @@ def workload_conditions(
     return conditions
 
 
+def reapply_unwatched(kube: Kube, ms: dict[str, Any], context: RenderContext, record: Applied) -> None:
+    """Apply again the children whose changes no watch shows (a ServiceMonitor deleted by hand).
+
+    The watched ones stand: their events would have spent the record. A refusal spends it, and
+    the next reconcile applies everything, collecting the API's rejections.
+    """
+    for manifest in [*render(ms, context), *weighted_route(ms, context)]:
+        if manifest["kind"] in WATCHED_KINDS:
+            continue
+        try:
+            record.children[child_key(manifest)] = slim(apply_child(kube, manifest))
+        except DynamicApiError:
+            record.intact = False
+            return
+    record.at = time.monotonic()
+
+
 def children_applied(
     kube: Kube,
     ms: dict[str, Any],
@@ -380,21 +397,25 @@ def children_applied(
     *,
     hold_stable: bool,
     missing: ConfigMissing | None,
+    due: bool = False,
 ) -> Applied:
-    """The children of ``ms`` applied, or ``reusable`` when it already stands for them.
+    """The children of ``ms`` applied, or ``reusable`` (intact) when it already stands for them.
 
-    The same inputs need no render; the same rendering needs no apply.
+    The same inputs need no render; the same rendering needs no apply. When the re-apply clock
+    is ``due``, the children no watch follows are applied again all the same.
     """
     metadata, spec = ms["metadata"], ms["spec"]
     inputs = inputs_of(ms, context, hold_stable, missing is not None)
     if reusable is not None and reusable.inputs == inputs:
+        if due:
+            reapply_unwatched(kube, ms, context, reusable)
         return reusable
     desired = [*render(ms, context), *weighted_route(ms, context)]
     rendered = {manifest["kind"] for manifest in desired}
     if missing is not None:
         desired = [manifest for manifest in desired if manifest["kind"] != "Job"]
     digest = digest_of([*desired, {"holdStable": hold_stable}])
-    if reusable is not None and reusable.digest == digest:
+    if reusable is not None and reusable.digest == digest and not due:
         record = reusable
     else:
         try:
@@ -446,9 +467,9 @@ def reconcile(
     )
     release = decide(kube, prometheus, ms, context, time.time())
     context, hold_stable = release.context, not release.plan.stable_takes_desired
-    fresh = previous_apply is not None and time.monotonic() - previous_apply.at < reapply_seconds
-    reusable = previous_apply if fresh and previous_apply and previous_apply.intact else None
-    record = children_applied(kube, ms, context, reusable, hold_stable=hold_stable, missing=missing)
+    intact = previous_apply if previous_apply is not None and previous_apply.intact else None
+    due = intact is not None and time.monotonic() - intact.at >= reapply_seconds
+    record = children_applied(kube, ms, context, intact, hold_stable=hold_stable, missing=missing, due=due)
     rendered = set(record.rendered)
     applied = record.children
     if release.plan.remove_release:
