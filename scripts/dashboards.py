@@ -290,6 +290,26 @@ def operator() -> dashboard.Dashboard:
                         "{{kind}}",
                     )
                 ],
+            )
+        )
+        .with_panel(
+            series(
+                "Reconciles waiting for a retry",
+                "short",
+                [query(f"sum(flotilla_operator_reconcile_retries{{{SERVICES}}})", "waiting")],
+            )
+        )
+        .with_panel(
+            series(
+                "API requests by verb and resource (not the watches)",
+                "reqps",
+                [
+                    query(
+                        "sum by (verb, resource) "
+                        f"(rate(flotilla_operator_api_requests_total{{{SERVICES}}}[{WINDOW}]))",
+                        "{{verb}} {{resource}}",
+                    )
+                ],
                 24,
             )
         )

@@ -11,13 +11,9 @@ import re
 from typing import Any
 
 from kubernetes import client
-from prometheus_client import Counter
 
-API_REQUESTS = Counter(
-    "flotilla_operator_api_requests_total",
-    "Requests sent to the API server by the operator's client (not kopf's watches), by verb and resource.",
-    ["verb", "resource"],
-)
+from flotilla_operator.metrics import API_REQUESTS
+
 _PATH = re.compile(
     r"^(?:https?://[^/]+)?/(?:api/v1|apis/[^/]+/[^/]+)(?:/namespaces/[^/]+(?=/))?"
     r"/(?P<resource>[^/?]+)(?:/(?P<name>[^/?]+))?(?:/(?P<subresource>[^/?]+))?"

@@ -12,6 +12,11 @@ RECONCILES = Counter(
 RECONCILE_ERRORS = Counter(
     "flotilla_operator_reconcile_errors_total", "Reconciliations that failed, by error kind.", ["error"]
 )
+API_REQUESTS = Counter(
+    "flotilla_operator_api_requests_total",
+    "Requests sent to the API server by the operator's client (not kopf's watches), by verb and resource.",
+    ["verb", "resource"],
+)
 RECONCILES_WAITING = Gauge(
     "flotilla_operator_reconcile_retries",
     "Microservices whose last reconcile failed, waiting for their next try.",
