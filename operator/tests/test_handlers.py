@@ -126,3 +126,9 @@ def test_no_handler_needs_kopfs_diff_base_and_it_copies_nothing() -> None:
     assert NoDiffBase().build(body=body) == {}
     assert NoDiffBase().fetch(body=body) is None
     assert dict(body) == before
+
+
+def test_an_event_behind_the_operators_own_write_is_not_reconciled_as_delivered(recorder: _Recorder) -> None:
+    handlers._wrote("Microservice", _ms(version="30"))  # its status, written a moment ago
+    _event(_ms(version="29", annotations={COMMAND_ANNOTATION: "abort"}), "MODIFIED")  # the watch behind
+    assert recorder.requests == [("shop", "orders", False)]  # read anew, not decided from version 29

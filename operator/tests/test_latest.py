@@ -43,3 +43,12 @@ def test_a_forgotten_microservice_has_no_body() -> None:
     latest.delivered(ms("7"))
     latest.forget(KEY)
     assert (latest.body(KEY), len(latest)) == (None, 0)
+
+
+def test_a_delivery_older_than_a_write_does_not_become_the_newest() -> None:
+    latest = Latest()
+    latest.seen(ms("9"))  # the operator's write
+    latest.delivered(ms("8"))  # the watch, behind
+    assert latest.body(KEY) is None
+    assert latest.if_newest(ms("8")) is None
+    assert latest.if_newest(ms("9")) is not None

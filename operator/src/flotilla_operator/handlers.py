@@ -330,7 +330,10 @@ def microservice_event(body: kopf.Body, namespace: str | None, name: str, type: 
         _reconcile(namespace, dependency)  # its policy gains or loses this caller
     if not gone and _State.asked.get(key) != (asked := asked_of(ms)):
         _State.asked[key] = asked  # a failure is retried from the queue, not from the next event
-        _reconcile(namespace, name, copy.deepcopy(ms))
+        # As delivered only while no newer version exists: a watch running behind the operator's
+        # own writes delivers a status it has already replaced (a release decided twice).
+        delivered = LATEST.if_newest(ms)
+        _reconcile(namespace, name, copy.deepcopy(delivered) if delivered is not None else None)
     ready = not gone and is_ready(ms)
     if _State.ready.get(key) == ready:
         return

@@ -24,6 +24,14 @@ def key_and_version(ms: dict[str, Any]) -> tuple[Key, str]:
     return key, str(metadata.get("resourceVersion") or "")
 
 
+def _behind(version: str, known: str | None) -> bool:
+    """Whether ``version`` is older than ``known`` (resourceVersions are etcd revisions)."""
+    try:
+        return known is not None and int(version) < int(known)
+    except ValueError:
+        return False  # not numbers: no order to rely on, the later word wins
+
+
 class Latest:
     """Newest versions and kept bodies, by (namespace, name); safe across threads."""
 
@@ -41,7 +49,8 @@ class Latest:
         key, version = key_and_version(ms)
         if version:
             with self._guard:
-                self._versions[key] = version
+                if not _behind(version, self._versions.get(key)):
+                    self._versions[key] = version
 
     def delivered(self, ms: dict[str, Any]) -> None:
         """The watch delivered ``ms``: its version is seen and its body kept."""
@@ -51,7 +60,8 @@ class Latest:
         metadata = {k: v for k, v in (ms.get("metadata") or {}).items() if k != "managedFields"}
         body = json.dumps({**ms, "metadata": metadata}, separators=(",", ":")).encode()
         with self._guard:
-            self._versions[key] = version
+            if not _behind(version, self._versions.get(key)):  # a watch behind the operator's writes
+                self._versions[key] = version
             self._bodies[key] = (version, body)
 
     def forget(self, key: Key) -> None:
