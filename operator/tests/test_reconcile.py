@@ -434,6 +434,30 @@ def test_the_same_inputs_are_not_rendered_again_and_a_changed_one_is(monkeypatch
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0")
 
 
+def test_the_revision_asked_for_is_hashed_once_for_the_same_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    kube = FakeKube()
+    hashed: list[str] = []
+    real_revision = render_module.revision
+
+    def counting_revision(body: dict[str, Any], context: RenderContext) -> str:
+        hashed.append(body["spec"]["image"])
+        return real_revision(body, context)
+
+    monkeypatch.setattr(reconcile_module, "revision", counting_revision)
+    body = ms()
+    first, record = reconcile(cast(Kube, kube), body, lambda *_: None)
+    reconcile(cast(Kube, kube), {**body, "status": first}, lambda *_: None, previous_apply=record)
+    assert len(hashed) == 1  # a resync of an unchanged Microservice
+    changed = copy.deepcopy(body)
+    changed["spec"]["image"] = "registry.example/orders:2.0"
+    second, _ = reconcile(
+        cast(Kube, kube), {**changed, "status": first}, lambda *_: None, previous_apply=record
+    )
+    assert hashed == [body["spec"]["image"], "registry.example/orders:2.0"]
+    assert second["rollout"]["stableRevision"] == real_revision(changed, RenderContext())
+    assert second["rollout"]["stableRevision"] != first["rollout"]["stableRevision"]
+
+
 def test_on_the_reapply_clock_only_the_children_no_watch_follows_are_applied_again() -> None:
     kube = FakeKube()
     body = ms()

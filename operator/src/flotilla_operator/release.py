@@ -134,13 +134,21 @@ def judge_unavailable(why: str) -> Verdict:
 
 
 def decide(
-    kube: Kube, prometheus: Prometheus | None, ms: Manifest, context: RenderContext, now: float
+    kube: Kube,
+    prometheus: Prometheus | None,
+    ms: Manifest,
+    context: RenderContext,
+    now: float,
+    desired: str | None = None,
 ) -> Release:
-    """Observe, analyse and plan one reconcile of the release; the context renders the plan."""
+    """Observe, analyse and plan one reconcile of the release; the context renders the plan.
+
+    ``desired`` is ``revision(ms, context)`` when the caller knows it already.
+    """
     metadata, spec = ms["metadata"], ms["spec"]
     namespace, name = metadata["namespace"], metadata["name"]
     policy = RolloutPolicy.from_spec(spec)
-    desired = revision(ms, context)
+    desired = desired or revision(ms, context)
     previous = RolloutState.from_status((ms.get("status") or {}).get("rollout"))
     analysis = "Prometheus" if prometheus is not None else "ReadinessOnly"
     settled = previous is not None and previous.phase == STABLE and not previous.draining
