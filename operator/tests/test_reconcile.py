@@ -456,22 +456,3 @@ def test_the_revision_asked_for_is_hashed_once_for_the_same_inputs(monkeypatch: 
     assert hashed == [body["spec"]["image"], "registry.example/orders:2.0"]
     assert second["rollout"]["stableRevision"] == real_revision(changed, RenderContext())
     assert second["rollout"]["stableRevision"] != first["rollout"]["stableRevision"]
-
-
-def test_on_the_reapply_clock_only_the_children_no_watch_follows_are_applied_again() -> None:
-    kube = FakeKube()
-    body = ms()
-    first, record = reconcile(cast(Kube, kube), body, lambda *_: None)
-    applied = len(kube.applied)
-    kube.objects.pop(("ServiceMonitor", "orders"))  # deleted by hand: no event says so
-    _, again = reconcile(
-        cast(Kube, kube), {**body, "status": first}, lambda *_: None, previous_apply=record, reapply_seconds=0
-    )
-    assert kube.applied[applied:] == [("ServiceMonitor", "orders")]  # the watched ones stand
-    assert ("ServiceMonitor", "orders") in kube.objects
-    assert again is record and again.intact
-    kube.refuse["ServiceMonitor"] = 422
-    reconcile(
-        cast(Kube, kube), {**body, "status": first}, lambda *_: None, previous_apply=record, reapply_seconds=0
-    )
-    assert not record.intact  # the next reconcile applies everything and reports the refusal

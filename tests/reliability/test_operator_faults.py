@@ -47,7 +47,7 @@ INTERRUPTED = 20  # Microservices created just before the API server restarts
 # periodic resync (60 s) is no help within the bounds checked here.
 PRODUCTION: dict[str, str] = {}
 # No periodic resync at all: only kopf's watch can reconcile within the bound.
-WATCH_ONLY = {"FLOTILLA_OPERATOR_RESYNC_SECONDS": "3600", "FLOTILLA_OPERATOR_REAPPLY_SECONDS": "3600"}
+WATCH_ONLY = {"FLOTILLA_OPERATOR_RESYNC_SECONDS": "3600"}
 
 
 def retrying(call: Callable[[], Any], what: str, timeout: float = 30) -> Any:

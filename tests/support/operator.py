@@ -189,11 +189,10 @@ class OperatorProcess:
         self.log_path = log_path
         self.shared_lease = lease
         self.lease_name = ""  # the Lease it campaigns for, once started
-        # The tests' quick resync, re-apply and CRD cache, unless ``settings`` chooses.
+        # The tests' quick resync and CRD cache, unless ``settings`` chooses.
         self.settings = (
             {
                 "FLOTILLA_OPERATOR_RESYNC_SECONDS": "3",
-                "FLOTILLA_OPERATOR_REAPPLY_SECONDS": "5",
                 "FLOTILLA_OPERATOR_CRD_CACHE_SECONDS": "1",
             }
             if settings is None

@@ -25,7 +25,7 @@ from flotilla_operator.apirequests import count_requests
 from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.diffbase import NoDiffBase
 from flotilla_operator.echoes import Echoes
-from flotilla_operator.kube import CHILD_KINDS, WATCHED_KINDS, Kube
+from flotilla_operator.kube import CHILD_KINDS, Kube
 from flotilla_operator.latest import Latest
 from flotilla_operator.leadership import Election
 from flotilla_operator.malloc import trim
@@ -47,9 +47,6 @@ EXECUTOR = BacklogExecutor(SETTINGS.workers)  # kopf's threads for the sync hand
 # Set when the operator stops: ends the resync and releases threads, and is kopf's stop flag
 # (kopf waits for that flag in a thread of asyncio's executor, which must end for kopf to exit).
 STOP = threading.Event()
-# The children whose events are followed (``kube.WATCHED_KINDS``; a ServiceMonitor or a Traefik
-# route is re-applied on the re-apply clock instead).
-WATCHED_CHILDREN = WATCHED_KINDS
 # Retries of kopf's own API requests: about a minute in all (an API server restart), never
 # more than 5 s apart, so that the operator resumes within seconds of the server answering.
 API_RETRY_BACKOFFS = (0.5, 1, 1, 2, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5)
@@ -65,9 +62,7 @@ class _State:
     asked: dict[tuple[str, str], tuple[str, int, str | None]] = {}
 
 
-WATCHES = WatchHealth(
-    [KIND, *WATCHED_CHILDREN], SETTINGS.watch_grace_seconds, busy=lambda: EXECUTOR.queued > 0
-)
+WATCHES = WatchHealth([KIND, *CHILD_KINDS], SETTINGS.watch_grace_seconds, busy=lambda: EXECUTOR.queued > 0)
 for _kind in WATCHES.kinds:
     WATCH_STALLS.labels(_kind)  # at 0 from the start: a first stall is a rise
 ECHOES = Echoes()
@@ -81,7 +76,7 @@ def _wrote(kind: str, body: dict[str, Any]) -> None:
     WATCHES.owe(kind, body)
     if kind == KIND:
         LATEST.seen(body)
-    if kind in WATCHED_CHILDREN:  # no other kind's events are looked at for echoes
+    if kind in CHILD_KINDS:  # no other kind's events are looked at for echoes
         ECHOES.wrote(kind, body)
 
 
@@ -117,7 +112,6 @@ def _reconciler() -> Reconciler:
         _State.reconciler = Reconciler(
             Kube(api_client(), SETTINGS.crd_cache_seconds, fence=_fence, wrote=_wrote),
             _post,
-            reapply_seconds=SETTINGS.reapply_seconds,
             prometheus=Prometheus(SETTINGS.prometheus_url) if SETTINGS.prometheus_url else None,
             base=RenderContext(
                 ingress_namespace=SETTINGS.ingress_namespace,
@@ -293,7 +287,7 @@ def _recorder(kind: str) -> Any:
 
 # Registered first: kopf calls an object's event handlers in this order.
 kopf.on.event(GROUP, VERSION, PLURAL, id=f"delivered-{KIND}")(_recorder(KIND))
-for _kind in WATCHED_CHILDREN:
+for _kind in CHILD_KINDS:
     _group, _, _version = CHILD_KINDS[_kind].rpartition("/")
     kopf.on.event(_group, _version, _kind, labels=MANAGED, id=f"delivered-{_kind}")(_recorder(_kind))
 
@@ -362,7 +356,7 @@ def _child_changed(body: kopf.Body, namespace: str | None, type: str | None, **_
     _reconcile(str(namespace), owner)
 
 
-for _kind in WATCHED_CHILDREN:
+for _kind in CHILD_KINDS:
     _group, _, _version = CHILD_KINDS[_kind].rpartition("/")
     kopf.on.event(_group, _version, _kind, labels=MANAGED)(_child_changed)
 

@@ -14,7 +14,7 @@ from typing import Any
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 
 from flotilla_operator import FIELD_MANAGER, KIND
-from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, SERVICE_MONITOR_CRD, WATCHED_KINDS, Kube
+from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, SERVICE_MONITOR_CRD, Kube
 from flotilla_operator.metrics import MANAGED_RESOURCES, RECONCILE_DURATION, RECONCILES, count_release
 from flotilla_operator.prometheus import Prometheus
 from flotilla_operator.release import Release, decide, release_status, remove_release
@@ -101,13 +101,11 @@ class Applied:
 
     Events on the children keep it honest: a Deployment's new status replaces the one kept; a
     change to any child's spec, or a child gone, marks it spent, and the next reconcile applies
-    again. It is also spent after ``Reconciler.reapply_seconds`` (children with no watch, such
-    as ServiceMonitors, are restored then).
+    again. Every kind of child is watched (``kube.CHILD_KINDS``).
     """
 
     digest: str
     children: dict[str, dict[str, Any]]
-    at: float = field(default_factory=time.monotonic)
     intact: bool = True
     rejected: tuple[Rejection, ...] = ()
     # What it was rendered from (``inputs_of``), and the kinds rendered: the same inputs render
@@ -377,23 +375,6 @@ def workload_conditions(
     return conditions
 
 
-def reapply_unwatched(kube: Kube, ms: dict[str, Any], context: RenderContext, record: Applied) -> None:
-    """Apply again the children whose changes no watch shows (a ServiceMonitor deleted by hand).
-
-    The watched ones stand: their events would have spent the record. A refusal spends it, and
-    the next reconcile applies everything, collecting the API's rejections.
-    """
-    for manifest in [*render(ms, context), *weighted_route(ms, context)]:
-        if manifest["kind"] in WATCHED_KINDS:
-            continue
-        try:
-            record.children[child_key(manifest)] = slim(apply_child(kube, manifest))
-        except DynamicApiError:
-            record.intact = False
-            return
-    record.at = time.monotonic()
-
-
 def children_applied(
     kube: Kube,
     ms: dict[str, Any],
@@ -402,27 +383,23 @@ def children_applied(
     *,
     hold_stable: bool,
     missing: ConfigMissing | None,
-    due: bool = False,
     asked: str = "",
 ) -> Applied:
     """The children of ``ms`` applied, or ``reusable`` (intact) when it already stands for them.
 
     The same inputs (``asked``: ``inputs_of(ms, context)`` when the caller has it, and the
-    holds) need no render; the same rendering needs no apply. When the re-apply clock is
-    ``due``, the children no watch follows are applied again all the same.
+    holds) need no render; the same rendering needs no apply.
     """
     metadata, spec = ms["metadata"], ms["spec"]
     inputs = f"{asked or inputs_of(ms, context)}/{hold_stable:d}{missing is not None:d}"
     if reusable is not None and reusable.inputs == inputs:
-        if due:
-            reapply_unwatched(kube, ms, context, reusable)
         return reusable
     desired = [*render(ms, context), *weighted_route(ms, context)]
     rendered = {manifest["kind"] for manifest in desired}
     if missing is not None:
         desired = [manifest for manifest in desired if manifest["kind"] != "Job"]
     digest = digest_of([*desired, {"holdStable": hold_stable}])
-    if reusable is not None and reusable.digest == digest and not due:
+    if reusable is not None and reusable.digest == digest:
         record = reusable
     else:
         try:
@@ -447,7 +424,6 @@ def reconcile(
     base: RenderContext | None = None,
     prune: bool = True,
     previous_apply: Applied | None = None,
-    reapply_seconds: float = 600,
     prometheus: Prometheus | None = None,
 ) -> tuple[dict[str, Any], Applied]:
     """Bring the children of ``ms`` in line with its spec and write its status (when it changed).
@@ -480,9 +456,8 @@ def reconcile(
     context = release.context
     hold_stable = not release.plan.stable_takes_desired
     intact = previous_apply if previous_apply is not None and previous_apply.intact else None
-    due = intact is not None and time.monotonic() - intact.at >= reapply_seconds
     record = children_applied(
-        kube, ms, context, intact, hold_stable=hold_stable, missing=missing, due=due, asked=rendered_from
+        kube, ms, context, intact, hold_stable=hold_stable, missing=missing, asked=rendered_from
     )
     record.revision = (asked, desired)
     rendered = set(record.rendered)
@@ -663,7 +638,6 @@ class Reconciler:
     _pruned_at: dict[tuple[str, str], int] = field(default_factory=dict)
     _applied: dict[tuple[str, str], Applied] = field(default_factory=dict)
     _disturbed: set[tuple[str, str]] = field(default_factory=set)
-    reapply_seconds: float = 600
     dependents: Dependents = field(default_factory=Dependents)
     base: RenderContext = field(default_factory=RenderContext)
     prometheus: Prometheus | None = None
@@ -741,7 +715,6 @@ class Reconciler:
                 base=replace(self.base, callers=self.dependents.callers(namespace, name)),
                 prune=prune,
                 previous_apply=previous_apply,
-                reapply_seconds=self.reapply_seconds,
                 prometheus=self.prometheus,
             )
         except Exception:

@@ -71,7 +71,6 @@ class OperatorSettings:
     """How often to resync, how many workers, where to serve health and metrics."""
 
     resync_seconds: float
-    reapply_seconds: float
     workers: int
     metrics_port: int
     liveness_port: int
@@ -94,7 +93,6 @@ class OperatorSettings:
         """Read FLOTILLA_* and WATCH_NAMESPACE; raise ``ConfigError`` naming a bad one."""
         return cls(
             resync_seconds=_number("FLOTILLA_OPERATOR_RESYNC_SECONDS", 60, 1),
-            reapply_seconds=_number("FLOTILLA_OPERATOR_REAPPLY_SECONDS", 600, 0),
             workers=int(_number("FLOTILLA_OPERATOR_WORKERS", 8, 1)),
             metrics_port=int(_number("FLOTILLA_OPERATOR_METRICS_PORT", 9090, 1)),
             liveness_port=int(_number("FLOTILLA_OPERATOR_LIVENESS_PORT", 8080, 1)),
