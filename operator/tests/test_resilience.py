@@ -93,7 +93,7 @@ class _DynamicClient:
 
 
 def test_handler_threads_never_share_the_discovery_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kube_module, "DynamicClient", _DynamicClient)
+    monkeypatch.setattr(kube_module, "OrjsonDynamicClient", _DynamicClient)
     kube = kube_module.Kube(client.ApiClient())
 
     def work(index: int) -> None:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 # Not the generated CoreV1Api: importing it costs 21 MB of the operator's memory, for reading
 # ConfigMaps and Secrets and posting Events, which the dynamic client does as well.
 from kubernetes import client
@@ -51,6 +53,25 @@ DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 CRD_CACHE_SECONDS = 30.0
 REPORTING_INSTANCE = socket.gethostname()[:128]
 log = logging.getLogger("flotilla.operator")
+
+
+class OrjsonDynamicClient(DynamicClient):
+    """The dynamic client, parsing JSON responses with orjson where ``_as_dict`` is the serializer.
+
+    The standard library's parser was 31 % of the idle operator's CPU at 2,000 Microservices
+    (py-spy), nearly all of it the resync's listing; orjson parses the same in a fraction.
+    """
+
+    def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        if params.get("serializer") is not _as_dict or not params.get("serialize", True):
+            return super().request(method, path, body, **params)
+        params.pop("serializer")
+        response = super().request(method, path, body, serialize=False, **params)
+        try:
+            parsed = orjson.loads(response.data)
+        except orjson.JSONDecodeError:
+            return response.data.decode("utf8")  # as the dynamic client answers a body that is not JSON
+        return _as_dict(self, parsed)
 
 
 def _as_dict(_: Any, data: Manifest) -> Manifest:
@@ -95,7 +116,7 @@ class Kube:
         self.fence = fence
         self.wrote = wrote
         self.crd_cache_seconds = crd_cache_seconds
-        self.dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+        self.dynamic = OrjsonDynamicClient(api_client)  # type: ignore[no-untyped-call]
         self._crd_lock = threading.Lock()
         self._crd_checked: dict[str, tuple[float, bool]] = {}
         self._classes: tuple[float, list[Manifest] | None] = (0.0, None)
