@@ -12,7 +12,6 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from flotilla_operator import optional_kinds_log
 from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.health import serve_health
 from flotilla_operator.heap import heap_report, start_tracing
@@ -47,7 +46,6 @@ def run() -> None:
 
     kopf.configure(log_format=kopf.LogFormat.JSON, log_prefix=True)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # no line per handled event
-    optional_kinds_log.install()
     carried.restore_metrics()
     start_http_server(settings.metrics_port)
     election = (
