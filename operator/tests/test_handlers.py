@@ -12,7 +12,7 @@ from samples import delivered
 
 from flotilla_operator import handlers
 from flotilla_operator.diffbase import NoDiffBase, needing_a_diff
-from flotilla_operator.kube import CHILD_KINDS
+from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, WATCHED_KINDS
 from flotilla_operator.latest import Latest
 from flotilla_operator.reconcile import Dependents
 from flotilla_operator.release import COMMAND_ANNOTATION
@@ -129,17 +129,15 @@ def test_no_handler_needs_kopfs_diff_base_and_it_copies_nothing() -> None:
     assert dict(body) == before
 
 
-def test_every_kind_of_child_is_watched_so_no_change_to_one_waits_for_a_clock() -> None:
+def test_every_kind_of_child_but_the_optional_ones_is_watched() -> None:
     watched = {
         (handler.selector.group, handler.selector.version, handler.selector.any_name)
         for handler in kopf.get_default_registry()._watching.get_all_handlers()
         if handler.fn is handlers._child_changed and handler.selector is not None
     }
-    expected = {(*api.rpartition("/")[::2], kind) for kind, api in CHILD_KINDS.items()}
+    expected = {(*CHILD_KINDS[kind].rpartition("/")[::2], kind) for kind in WATCHED_KINDS}
     assert watched == expected
-    assert {"ServiceMonitor", "IngressRoute", "TraefikService", "ServersTransport"} <= {
-        k for *_, k in watched
-    }
+    assert set(WATCHED_KINDS) == set(CHILD_KINDS) - set(OPTIONAL_KINDS)  # those: each resync lists them
 
 
 def test_an_event_behind_the_operators_own_write_is_not_reconciled_as_delivered(recorder: _Recorder) -> None:

@@ -15,7 +15,7 @@ from flotilla_operator import FIELD_MANAGER
 from flotilla_operator import reconcile as reconcile_module
 from flotilla_operator import render as render_module
 from flotilla_operator.kube import Kube
-from flotilla_operator.reconcile import HANDOVER_MANAGER, Dependents, reconcile, slim
+from flotilla_operator.reconcile import HANDOVER_MANAGER, Applied, Dependents, Reconciler, reconcile, slim
 from flotilla_operator.render import ConfigMissing, ConfigRef, RenderContext, config_digest
 
 
@@ -456,3 +456,46 @@ def test_the_revision_asked_for_is_hashed_once_for_the_same_inputs(monkeypatch: 
     assert hashed == [body["spec"]["image"], "registry.example/orders:2.0"]
     assert second["rollout"]["stableRevision"] == real_revision(changed, RenderContext())
     assert second["rollout"]["stableRevision"] != first["rollout"]["stableRevision"]
+
+
+def _monitor(owner: str, uid: str = "m1", generation: int = 1, **labels: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {
+            "name": owner,
+            "namespace": "shop",
+            "uid": uid,
+            "generation": generation,
+            "resourceVersion": "7",
+            "labels": {"app.kubernetes.io/name": owner, **labels},
+            "ownerReferences": [{"kind": "Microservice", "name": owner, "controller": True, "uid": "o"}],
+        },
+    }
+
+
+def test_a_resyncs_listing_of_a_kind_not_watched_spends_the_records_whose_child_changed_or_went() -> None:
+    reconciler = Reconciler(cast(Kube, FakeKube()), lambda *_: None)
+    owners = ("same", "status-only", "edited", "relabelled", "made-again", "gone")
+    for owner in owners:
+        reconciler._applied[("shop", owner)] = Applied("d", {"ServiceMonitor": slim(_monitor(owner))})
+    listed = [
+        _monitor("same"),
+        {**_monitor("status-only"), "status": {"bindings": []}},  # its controller's status: no drift
+        _monitor("edited", generation=2),
+        _monitor("relabelled", team="x"),
+        _monitor("made-again", uid="m2"),
+    ]
+    listed[1]["metadata"]["resourceVersion"] = "9"
+    reconciler.audit("ServiceMonitor", listed)
+    intact = {owner: reconciler._applied[("shop", owner)].intact for owner in owners}
+    assert intact == {
+        "same": True,
+        "status-only": True,
+        "edited": False,
+        "relabelled": False,
+        "made-again": False,
+        "gone": False,
+    }
+    reconciler.audit("TraefikService", [])  # no record holds one: nothing else is spent
+    assert reconciler._applied[("shop", "same")].intact

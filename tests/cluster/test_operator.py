@@ -226,10 +226,10 @@ def test_a_deployment_deleted_by_hand_is_restored(kube: ApiClient, namespace: st
 
 
 @pytest.mark.usefixtures("operator")
-def test_a_service_monitor_deleted_by_hand_comes_back_from_its_watch_event(
+def test_a_service_monitor_deleted_by_hand_comes_back_with_the_next_resync(
     kube: ApiClient, namespace: str
 ) -> None:
-    """ServiceMonitors are watched like every child: the resync alone re-applies nothing intact."""
+    """No watch follows ServiceMonitors: each resync (3 s in the tests) lists them, and restores one gone."""
     create(kube, namespace, microservice("watched"))
     wait_ready(kube, namespace, "watched")
     monitors = client.CustomObjectsApi(kube)

@@ -25,7 +25,7 @@ from flotilla_operator.apirequests import count_requests
 from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.diffbase import NoDiffBase
 from flotilla_operator.echoes import Echoes
-from flotilla_operator.kube import CHILD_KINDS, Kube
+from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, WATCHED_KINDS, Kube
 from flotilla_operator.latest import Latest
 from flotilla_operator.leadership import Election
 from flotilla_operator.malloc import trim
@@ -62,7 +62,7 @@ class _State:
     asked: dict[tuple[str, str], tuple[str, int, str | None]] = {}
 
 
-WATCHES = WatchHealth([KIND, *CHILD_KINDS], SETTINGS.watch_grace_seconds, busy=lambda: EXECUTOR.queued > 0)
+WATCHES = WatchHealth([KIND, *WATCHED_KINDS], SETTINGS.watch_grace_seconds, busy=lambda: EXECUTOR.queued > 0)
 for _kind in WATCHES.kinds:
     WATCH_STALLS.labels(_kind)  # at 0 from the start: a first stall is a rise
 ECHOES = Echoes()
@@ -76,7 +76,7 @@ def _wrote(kind: str, body: dict[str, Any]) -> None:
     WATCHES.owe(kind, body)
     if kind == KIND:
         LATEST.seen(body)
-    if kind in CHILD_KINDS:  # no other kind's events are looked at for echoes
+    if kind in WATCHED_KINDS:  # no other kind's events are looked at for echoes
         ECHOES.wrote(kind, body)
 
 
@@ -267,6 +267,13 @@ def _resync_once(reconciler: Reconciler) -> None:
         log.exception("listing Microservices for the resync failed")
         return
     WATCHES.owe_all(KIND, items)  # a change listed here must come through the watch as well
+    for kind in OPTIONAL_KINDS:  # not watched: a child of these kinds changed or gone shows here
+        try:
+            children = reconciler.kube.managed(kind, SETTINGS.namespace)
+        except Exception:
+            log.exception("listing children for the resync failed", extra={"kind": kind})
+            continue
+        reconciler.audit(kind, children or [])
     # A DELETED missed in a watch gap would otherwise leave its caller admitted for good.
     changed = reconciler.dependents.rebuild(items, mark)
     listed = {(ms["metadata"]["namespace"], ms["metadata"]["name"]): ms for ms in items}
@@ -287,7 +294,7 @@ def _recorder(kind: str) -> Any:
 
 # Registered first: kopf calls an object's event handlers in this order.
 kopf.on.event(GROUP, VERSION, PLURAL, id=f"delivered-{KIND}")(_recorder(KIND))
-for _kind in CHILD_KINDS:
+for _kind in WATCHED_KINDS:
     _group, _, _version = CHILD_KINDS[_kind].rpartition("/")
     kopf.on.event(_group, _version, _kind, labels=MANAGED, id=f"delivered-{_kind}")(_recorder(_kind))
 
@@ -356,7 +363,7 @@ def _child_changed(body: kopf.Body, namespace: str | None, type: str | None, **_
     _reconcile(str(namespace), owner)
 
 
-for _kind in CHILD_KINDS:
+for _kind in WATCHED_KINDS:
     _group, _, _version = CHILD_KINDS[_kind].rpartition("/")
     kopf.on.event(_group, _version, _kind, labels=MANAGED)(_child_changed)
 

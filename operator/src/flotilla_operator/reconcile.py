@@ -101,7 +101,7 @@ class Applied:
 
     Events on the children keep it honest: a Deployment's new status replaces the one kept; a
     change to any child's spec, or a child gone, marks it spent, and the next reconcile applies
-    again. Every kind of child is watched (``kube.CHILD_KINDS``).
+    again. The kinds no watch follows are checked by each resync's listing (``Reconciler.audit``).
     """
 
     digest: str
@@ -665,6 +665,28 @@ class Reconciler:
             if record is not None:
                 record.observe(kind, body, deleted)
 
+    def audit(self, kind: str, listed: list[dict[str, Any]]) -> None:
+        """Spend the records whose child of ``kind`` changed or is gone, from a listing of all.
+
+        For the kinds not watched: the next reconcile of a spent record applies again. A child
+        applied while the listing was under way looks changed: one apply more, no harm.
+        """
+        live: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+        for child in listed:
+            owner = owner_of(child)
+            if owner is not None:
+                key = child_key({**child, "kind": kind})
+                live[(child["metadata"].get("namespace"), owner, key)] = _identity(child)
+        with self._guard:
+            for (namespace, owner), record in self._applied.items():
+                for key, child in record.children.items():
+                    if child.get("kind") != kind:
+                        continue
+                    if live.get((namespace, owner, key)) != _identity(child):
+                        record.intact = False
+                        if (namespace, owner) in self._running:
+                            self._disturbed.add((namespace, owner))
+
     def request(self, namespace: str, name: str, ms: dict[str, Any] | None = None) -> None:
         """Reconcile ``namespace/name`` now, or right after the run in progress.
 
@@ -741,6 +763,16 @@ class Reconciler:
         log.debug(
             "reconciled", extra={"microservice": f"{namespace}/{name}", "ready": status["readyReplicas"]}
         )
+
+
+def _identity(child: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """A child's uid, generation and labels: another object, or the same one edited, differs.
+
+    Not its resourceVersion: a status written by its controller (Prometheus operator's on a
+    ServiceMonitor) is no drift, and would re-apply every child on every resync.
+    """
+    metadata = child["metadata"]
+    return metadata.get("uid"), metadata.get("generation"), metadata.get("labels")
 
 
 def owner_of(child: dict[str, Any]) -> str | None:
