@@ -6,6 +6,7 @@ process with gunicorn at once.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,7 +46,7 @@ main = service_cli(
         name=SERVICE,
         app_factory="flotilla_catalog.app:create_app()",
         load_settings=CatalogSettings.load,
-        load_migration_settings=CatalogSettings.load,
+        load_migration_settings=partial(CatalogSettings.load, serving=False),
         metadata=metadata,
         versions=Path(__file__).with_name("migrations") / "versions",
         bootstrap=bootstrap,
@@ -56,7 +57,8 @@ main = service_cli(
 @main.command("seed-demo")
 def seed_demo() -> None:
     """Add the demo products (idempotent)."""
-    click.echo(f"catalog: {seed(load_or_exit(CatalogSettings.load))} demo product(s) added")
+    settings = load_or_exit(partial(CatalogSettings.load, serving=False))
+    click.echo(f"catalog: {seed(settings)} demo product(s) added")
 
 
 @main.command("release-expired")

@@ -21,14 +21,17 @@ class CatalogSettings(KitSettings):
     seed_demo_products: bool = False
 
     @classmethod
-    def load(cls, service_name: str = SERVICE) -> CatalogSettings:
-        """Read and validate the environment; every bad variable is named."""
+    def load(cls, service_name: str = SERVICE, *, serving: bool = True) -> CatalogSettings:
+        """Read and validate the environment; every bad variable is named.
+
+        Only ``serving`` needs the users service (its JWKS): the migrations and the demo data do not.
+        """
         env = read_env()
         fields = KitSettings.fields_from(env, service_name)
         ttl = env.int("RESERVATION_TTL_SECONDS", 600, validate=Range(min=5, max=86400))
         # A shop example or a demo install gets products to order from `migrate` alone.
         seed = env.bool("SEED_DEMO_PRODUCTS", False)
         finish(env)
-        if fields["jwks_url"] is None:
+        if serving and fields["jwks_url"] is None:
             require_services("users")
         return cls(**fields, reservation_ttl_seconds=ttl, seed_demo_products=seed)

@@ -1,4 +1,4 @@
-"""The command line each service ships: ``migrate``, ``serve``, ``check-config``.
+"""The command line each service ships: ``migrate``, ``serve``, ``check-config`` and ``db``.
 
 ``serve`` replaces this process with gunicorn, so what a module here imports only slows every
 start: Alembic and a service's models are imported by the commands that use them.
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import click
 
+from flotilla_kit.db_commands import db_group
 from flotilla_kit.server import ServerSettings
 from flotilla_kit.settings import CRASH_AT_START_MESSAGE, ConfigError, KitSettings
 
@@ -113,4 +114,5 @@ def service_cli(service: ServiceDefinition[S, M]) -> click.Group:
         ]
         os.execv(sys.executable, argv)
 
+    group.add_command(db_group(service, lambda: load_or_exit(service.load_migration_settings)))
     return group
