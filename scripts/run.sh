@@ -114,7 +114,7 @@ echo
 echo "Flotilla is running:"
 for index in "${!services[@]}"; do
   url="http://127.0.0.1:${ports[$index]}"
-  printf '  %-8s %s    (OpenAPI: %s/openapi.json)\n' "${services[$index]}" "$url" "$url"
+  printf '  %-8s %s    (API page: %s/docs)\n' "${services[$index]}" "$url" "$url"
 done
 printf '  %-8s %s / %s\n' admin "$ADMIN_EMAIL" "$ADMIN_PASSWORD"
 printf '  %-8s %s\n\n' metrics "<service URL>/metrics, health <service URL>/livez and /readyz"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from flotilla_kit import api as api_module
-from flotilla_kit import client_address, context, faults, health, logs, metrics, problems
+from flotilla_kit import api_docs, client_address, context, faults, health, logs, metrics, problems
 from flotilla_kit.api import Api
 from flotilla_kit.db import Database
 from flotilla_kit.json_provider import OrjsonProvider
@@ -43,4 +43,6 @@ def create_service_app(
         database.init_app(app, settings.database_url)
         health.add_readiness_check(app, "database", database.ping)
     api = api_module.init_app(app, title=title, version=version, description=description)
+    if settings.api_docs_path:
+        api_docs.init_app(app, api, settings.api_docs_path)
     return app, api

@@ -11,7 +11,7 @@ from typing import Any
 
 from environs import Env, EnvError, EnvValidationError
 from marshmallow import ValidationError
-from marshmallow.validate import OneOf, Range
+from marshmallow.validate import OneOf, Range, Regexp
 
 
 class ConfigError(RuntimeError):
@@ -82,6 +82,12 @@ def readable_file(value: str) -> None:
     """Validator: ``value`` names a file this process can read."""
     if not (Path(value).is_file() and os.access(value, os.R_OK)):
         raise ValidationError(f"{value!r} is not a readable file")
+
+
+API_DOCS_PATH = Regexp(
+    r"^(/[-a-z0-9_.]+)+$",
+    error="must be a path of lower-case letters, digits, '-', '_' and '.', without a trailing slash",
+)
 
 
 def parse_networks(value: str) -> tuple[Network, ...]:
@@ -175,6 +181,7 @@ class KitSettings:
     circuit_failure_threshold: int
     circuit_reset_seconds: float
     trusted_proxies: tuple[Network, ...]
+    api_docs_path: str | None
     revocations_url: str | None
     revocation_refresh_seconds: float
     revocation_max_staleness_seconds: float
@@ -222,6 +229,10 @@ class KitSettings:
             "circuit_reset_seconds": env.float("CIRCUIT_RESET_SECONDS", 10.0, validate=Range(min=0.1)),
             # Proxies whose X-Forwarded-For names the client (the ingress controller's pods).
             "trusted_proxies": parse_networks(env.str("TRUSTED_PROXIES", "", validate=ip_networks) or ""),
+            # The interactive API page; the operator sets the path it routes, /docs/<Microservice>.
+            "api_docs_path": env.str("API_DOCS_PATH", f"/docs/{service_name}", validate=API_DOCS_PATH)
+            if env.bool("API_DOCS", True)
+            else None,
             "faults": FaultSettings.from_env(env),
         }
 
