@@ -296,6 +296,7 @@ def test_ingress_paths_make_one_ingress_with_every_route() -> None:
         ("/users", "Prefix"),
         ("/auth", "Prefix"),
         ("/.well-known", "Prefix"),
+        ("/docs/orders", "Prefix"),
     ]
     assert all(p["backend"]["service"] == {"name": "orders", "port": {"name": "http"}} for p in paths)
 
@@ -306,10 +307,39 @@ def test_ingress_path_type_exact_and_the_deprecated_single_path() -> None:
     assert exact["spec"]["rules"][0]["http"]["paths"][0]["pathType"] == "Exact"
     single = ingress(ms(ingress={"path": "/orders"}))
     assert single is not None
-    assert [p["path"] for p in single["spec"]["rules"][0]["http"]["paths"]] == ["/orders"]
+    assert [p["path"] for p in single["spec"]["rules"][0]["http"]["paths"]] == ["/orders", "/docs/orders"]
     assert (
         external_url(ms(ingress={"host": "a.example", "paths": ["/x", "/y"]})["spec"]) == "http://a.example/x"
     )
+
+
+def test_the_api_page_is_served_where_the_ingress_routes_it_as_a_prefix_even_beside_exact_paths() -> None:
+    routed = ms(ingress={"paths": ["/orders"], "pathType": "Exact"})
+    rendered = ingress(routed)
+    assert rendered is not None
+    assert [(p["path"], p["pathType"]) for p in rendered["spec"]["rules"][0]["http"]["paths"]] == [
+        ("/orders", "Exact"),
+        ("/docs/orders", "Prefix"),  # its assets and document are below it
+    ]
+    container = deployment(routed, RenderContext())["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "API_DOCS_PATH", "value": "/docs/orders"} in container["env"]
+    assert "API_DOCS" not in {entry["name"] for entry in container["env"]}
+
+
+def test_api_docs_disabled_switches_the_page_off_and_routes_no_docs_path() -> None:
+    off = ms(ingress={"paths": ["/orders"]}, apiDocs={"enabled": False})
+    rendered = ingress(off)
+    assert rendered is not None
+    assert [p["path"] for p in rendered["spec"]["rules"][0]["http"]["paths"]] == ["/orders"]
+    env = deployment(off, RenderContext())["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "API_DOCS", "value": "false"} in env
+    assert "API_DOCS_PATH" not in {entry["name"] for entry in env}
+
+
+def test_a_service_without_ingress_still_serves_its_api_page_at_its_own_path() -> None:
+    env = deployment(ms(), RenderContext())["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "API_DOCS_PATH", "value": "/docs/orders"} in env
+    assert ingress(ms()) is None
 
 
 def test_ingress_without_class_name_leaves_it_to_the_default_ingress_class() -> None:

@@ -76,6 +76,8 @@ def test_the_ingress_route_takes_the_ingress_rules_one_priority_above() -> None:
     rules = [(r["match"], r["priority"]) for r in route["spec"]["routes"]]
     orders = 'Host("shop.example.com") && PathPrefix("/orders")'
     assert rules[0] == (orders, len(orders) + 1)
+    docs = 'Host("shop.example.com") && PathPrefix("/docs/orders")'
+    assert rules[-1] == (docs, len(docs) + 1)  # the API page follows the release like the API
     assert route["spec"]["routes"][0]["services"] == [{"name": "orders", "kind": "TraefikService"}]
     assert route["spec"]["tls"] == {"secretName": "shop-tls"}
     assert route_rule(None, "/x", "Exact") == 'Path("/x")'

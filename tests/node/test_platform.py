@@ -42,6 +42,20 @@ def test_the_customer_flow_through_the_ingress(platform: Platform) -> None:
     assert result["stock"] == 3  # 5 in stock, 2 ordered: the catalog's stock really moved
 
 
+def test_every_services_api_page_its_assets_and_document_come_through_the_ingress(platform: Platform) -> None:
+    for name in SERVICES:
+        page = platform.get(f"/docs/{name}/")
+        assert page.status_code == 200, (name, page.status_code)
+        assert f'"url": "/docs/{name}/openapi.json"' in page.text
+        assert platform.get(f"/docs/{name}/swagger-ui-bundle.js").status_code == 200
+        document = platform.get(f"/docs/{name}/openapi.json")
+        assert document.status_code == 200
+        assert document.json()["info"]["title"], name
+        # The document's operations are the ones this host routes to the same service.
+        first_path = next(iter(document.json()["paths"]))
+        assert platform.get(first_path.split("{")[0].rstrip("/")).status_code != 404, (name, first_path)
+
+
 def test_every_pod_runs_on_the_real_node(kube: ApiClient, platform: Platform) -> None:
     pods = client.CoreV1Api(kube).list_namespaced_pod(platform.namespace).items
     running = [pod for pod in pods if pod.status.phase == "Running"]

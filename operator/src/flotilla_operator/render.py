@@ -160,6 +160,29 @@ def ingress_paths(spec: dict[str, Any]) -> list[str]:
     return list(routes.get("paths") or ([routes["path"]] if routes.get("path") else []))
 
 
+API_DOCS_ROOT = "/docs"
+
+
+def api_docs_path(ms: Manifest) -> str | None:
+    """Where the kit serves the API page, ``/docs/<name>``; None when ``spec.apiDocs.enabled`` is false."""
+    if not (ms["spec"].get("apiDocs") or {}).get("enabled", True):
+        return None
+    return f"{API_DOCS_ROOT}/{ms['metadata']['name']}"
+
+
+def ingress_routes(ms: Manifest) -> list[tuple[str, str]]:
+    """``(path, pathType)`` of every route: ``spec.ingress``'s paths, then the API page's (a prefix)."""
+    spec = ms["spec"]
+    if not spec.get("ingress"):
+        return []
+    path_type = spec["ingress"].get("pathType", "Prefix")
+    routes = [(path, path_type) for path in ingress_paths(spec)]
+    docs = api_docs_path(ms)
+    if docs is not None and docs not in ingress_paths(spec):
+        routes.append((docs, "Prefix"))
+    return routes
+
+
 def external_url(spec: dict[str, Any]) -> str | None:
     """The public URL the Ingress gives (its first path), when there is one with a host."""
     ingress = spec.get("ingress")
@@ -205,6 +228,14 @@ def _probe(path: str, url_scheme: str, *, period: int, failures: int) -> dict[st
     }
 
 
+def api_docs_env(ms: Manifest) -> list[dict[str, Any]]:
+    """The kit's API page at the path the ingress routes, or switched off."""
+    path = api_docs_path(ms)
+    if path is None:
+        return [{"name": "API_DOCS", "value": "false"}]
+    return [{"name": "API_DOCS_PATH", "value": path}]
+
+
 def container_env(ms: Manifest, context: RenderContext, role: str = SERVICE) -> list[dict[str, Any]]:
     """The injected variables, then the user's own (which win over injected ones of the same name)."""
     spec = ms["spec"]
@@ -213,6 +244,7 @@ def container_env(ms: Manifest, context: RenderContext, role: str = SERVICE) -> 
         {"name": "PORT", "value": str(spec["port"])},
         *dependency_env(ms, context.cluster_domain),
         *tls_env(spec, role),
+        *api_docs_env(ms),
     ]
     own: list[dict[str, Any]] = spec.get("env", [])
     return [entry for entry in injected if entry["name"] not in {e["name"] for e in own}] + own
@@ -534,12 +566,11 @@ def ingress(ms: Manifest) -> Manifest | None:
     if not spec:
         return None
     backend = {"service": {"name": ms["metadata"]["name"], "port": {"name": scheme(ms["spec"])}}}
-    path_type = spec.get("pathType", "Prefix")
     rule: dict[str, Any] = {
         "http": {
             "paths": [
                 {"path": path, "pathType": path_type, "backend": backend}
-                for path in ingress_paths(ms["spec"])
+                for path, path_type in ingress_routes(ms)
             ]
         }
     }

@@ -25,7 +25,7 @@ from flotilla_operator.render import (
     Manifest,
     RenderContext,
     _metadata,
-    ingress_paths,
+    ingress_routes,
     scheme,
     selector_labels,
     service,
@@ -82,8 +82,8 @@ def ingress_route(ms: Manifest) -> Manifest:
     """Every path of ``spec.ingress`` to the TraefikService, just above the Ingress's own routers."""
     spec = ms["spec"]["ingress"]
     routes = []
-    for path in ingress_paths(ms["spec"]):
-        rule = route_rule(spec.get("host"), path, spec.get("pathType", "Prefix"))
+    for path, path_type in ingress_routes(ms):
+        rule = route_rule(spec.get("host"), path, path_type)
         routes.append(
             {
                 "kind": "Rule",
