@@ -16,6 +16,11 @@ venv: ## Create or refresh the virtualenv (.venv) with the services and tools
 run: ## Run every service of the list on embedded defaults, with an example flow (Ctrl-C stops)
 	@scripts/run.sh
 
+.PHONY: new-service
+new-service: venv ## Make a service from the kit's template: make new-service NAME=<name> (database, auth)
+	@test -n "$(NAME)" || { echo "usage: make new-service NAME=<name> (flotilla new --help: the other choices)" >&2; exit 2; }
+	@"$${FLOTILLA_VENV:-$(VENV)}/bin/flotilla" new "$(NAME)"
+
 .PHONY: lint
 lint: venv ## ruff (lint and format check) and mypy
 	@echo "==> ruff"
