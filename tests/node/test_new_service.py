@@ -1,5 +1,5 @@
-"""Adding a service is its folder under services/ and one entry in the services map: in a copy
-of this repository, a fourth service (tests/support/new_service.py) is built by the copy's own
+"""Adding a service is `flotilla new`: its folder under services/ and one entry in the services map.
+In a copy of this repository, a fourth service (tests/support/new_service.py) is built by the copy's own
 scripts/images.sh, installed with the copy's umbrella chart, and comes up through the operator
 on the real node, routed, scraped and isolated like the three others."""
 
@@ -47,10 +47,13 @@ def test_a_fourth_service_is_built_deployed_and_routed_like_the_others(
     assert [ref.kind for ref in deployment.metadata.owner_references] == ["Microservice"]
     assert deployment.spec.template.spec.containers[0].image == extended.images[name]
 
-    greeted = extended.get(f"{new_service.PATH}/ada")
+    greeted = extended.request("POST", new_service.PATH, json={"name": "ada"})
     assert greeted.status_code == 200, greeted.text
     assert greeted.json() == {"greeting": "Hello, ada!"}
     assert greeted.headers["X-Request-ID"]
+    page = extended.get(f"/docs/{name}/")  # its API page, routed beside its API
+    assert page.status_code == 200
+    assert f'"url": "/docs/{name}/openapi.json"' in page.text
 
     # Scraped: a ServiceMonitor of the operator's (the real node's cluster has its CRD) selects
     # the Service, whose endpoint answers /metrics with the kit's metrics of that request.
@@ -65,7 +68,7 @@ def test_a_fourth_service_is_built_deployed_and_routed_like_the_others(
         "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8000/metrics').read().decode())",
     )  # fmt: skip
     assert metrics.returncode == 0, metrics.stderr
-    served = f'http_requests_total{{method="GET",route="{new_service.PATH}/{{name}}",status="200"}}'
+    served = f'http_requests_total{{method="POST",route="{new_service.PATH}",status="200"}}'
     assert served in metrics.stdout, metrics.stdout[-2000:]
 
     # Isolated: its pods and every other one admit exactly what the resources declare.
@@ -73,6 +76,6 @@ def test_a_fourth_service_is_built_deployed_and_routed_like_the_others(
     assert any(pod.startswith(f"{name}-") for pod in checked), checked
     assert microservice["status"]["url"] == f"http://{name}.{namespace}.svc.cluster.local"
     case.saw(
-        f"{name}: image {extended.images[name]}, GET {new_service.PATH}/ada -> {greeted.json()}, "
+        f"{name}: image {extended.images[name]}, POST {new_service.PATH} -> {greeted.json()}, "
         f"ServiceMonitor {monitor['metadata']['name']}, {len(checked)} pods' NetworkPolicies as declared"
     )

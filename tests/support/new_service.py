@@ -1,91 +1,18 @@
-"""A fourth service, added the way the README says: its folder under services/ and one entry in
-the services map of the umbrella chart, in a copy of this repository."""
+"""A fourth service, added the way the README says: ``flotilla new`` makes its folder under
+services/ and its entry in the services map of the umbrella chart, in a copy of this repository."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 
 from tests.support.kube import ROOT
+from tests.support.processes import BIN
 
 NAME = "greeter"
-PATH = "/greetings"
-
-# The smallest useful service on the kit: one endpoint, no database, no authentication.
-FILES = {
-    "pyproject.toml": f"""
-        [build-system]
-        requires = ["setuptools==84.2.1"]
-        build-backend = "setuptools.build_meta"
-
-        [project]
-        name = "flotilla-{NAME}"
-        version = "0.1.0"
-        requires-python = ">=3.11"
-        dependencies = ["flotilla-kit==0.1.0"]
-
-        [project.scripts]
-        flotilla-{NAME} = "flotilla_{NAME}.cli:main"
-
-        [tool.setuptools.packages.find]
-        where = ["src"]
-    """,
-    f"src/flotilla_{NAME}/__init__.py": '"""Greetings."""\n',
-    f"src/flotilla_{NAME}/app.py": f'''
-        """The {NAME} app: one endpoint on the kit."""
-
-        from flask import Flask
-
-        from flotilla_kit.api import Blueprint
-        from flotilla_kit.app import create_service_app
-        from flotilla_kit.settings import KitSettings
-
-        greetings = Blueprint("greetings", __name__, url_prefix="{PATH}")
-
-
-        @greetings.route("/<string:name>")
-        def greet(name: str) -> dict[str, str]:
-            """A greeting for ``name``."""
-            return {{"greeting": f"Hello, {{name}}!"}}
-
-
-        def create_app() -> Flask:
-            """The app, from the environment."""
-            app, api = create_service_app(KitSettings.load("{NAME}"), title="{NAME}", version="1.0.0")
-            api.register_blueprint(greetings)
-            return app
-    ''',
-    f"src/flotilla_{NAME}/cli.py": f'''
-        """``flotilla-{NAME}``: the kit's commands."""
-
-        from pathlib import Path
-
-        from sqlalchemy import MetaData
-
-        from flotilla_kit.cli import ServiceDefinition, service_cli
-        from flotilla_kit.settings import KitSettings
-
-        main = service_cli(
-            ServiceDefinition(
-                name="{NAME}",
-                app_factory="flotilla_{NAME}.app:create_app()",
-                load_settings=lambda: KitSettings.load("{NAME}"),
-                load_migration_settings=lambda: KitSettings.load("{NAME}"),
-                metadata=MetaData(),
-                versions=Path(__file__).with_name("migrations"),
-            )
-        )
-    ''',
-}
-
-# The one map entry: a Microservice spec (routed; metrics, probes and the policy by default).
-MAP_ENTRY = f"""
-  {NAME}:
-    replicas: 1
-    ingress: {{paths: [{PATH}]}}
-"""
+PATH = f"/{NAME}/greetings"
+"""The sample resource of a service made without a database: ``POST`` a name, get a greeting."""
 
 
 def copy_of_the_repository(destination: Path) -> Path:
@@ -107,20 +34,12 @@ def copy_of_the_repository(destination: Path) -> Path:
 
 
 def add_the_service(repository: Path) -> None:
-    """Its folder under services/, and one entry appended to the services map."""
-    folder = repository / "services" / NAME
-    for relative, text in FILES.items():
-        path = folder / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip())
-    values = repository / "charts" / "flotilla" / "values.yaml"
-    lines = values.read_text().splitlines(keepends=True)
-    start = lines.index("services:\n")
-    end = start + 1
-    for index in range(start + 1, len(lines)):
-        if lines[index].startswith(" "):
-            end = index + 1  # after the last line of the map's block
-        elif lines[index].strip() and not lines[index].startswith("#"):
-            break
-    lines.insert(end, MAP_ENTRY.lstrip("\n"))
-    values.write_text("".join(lines))
+    """``flotilla new`` in the copy, as the README says: no database, no authentication."""
+    made = subprocess.run(
+        [str(BIN / "flotilla"), "--root", str(repository), "new", NAME, "--no-database", "--no-auth"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
