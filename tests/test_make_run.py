@@ -1,0 +1,118 @@
+"""``make run``, as the README says, in a copy of the repository with a service made by
+``flotilla new``: it serves the new service beside the others, and Ctrl-C stops everything.
+
+The copy makes its own virtualenv (``make run`` installs what it needs); it must never touch the
+tests' own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.new_service import copy_of_the_repository
+from tests.support.processes import BIN, free_port
+
+NAME = "wishlist"
+
+
+@dataclass
+class Running:
+    root: Path
+    process: subprocess.Popen[str]
+    log: Path
+    ports: dict[str, int]
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    root = copy_of_the_repository(tmp_path_factory.mktemp("repository"))
+    made = subprocess.run(
+        [str(BIN / "flotilla"), "--root", str(root), "new", NAME], capture_output=True, text=True, check=False
+    )
+    assert made.returncode == 0, made.stderr
+    ports = {service: free_port() for service in ("users", "catalog", "orders", NAME)}
+    env = {key: value for key, value in os.environ.items() if key not in {"FLOTILLA_VENV", "VIRTUAL_ENV"}}
+    env.update({f"{service.upper()}_PORT": str(port) for service, port in ports.items()})
+    log = root / "make-run.log"
+    with log.open("w") as output:
+        # Its own session: SIGINT to the group is a Ctrl-C in the terminal.
+        process = subprocess.Popen(
+            ["make", "run"], cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+    started = Running(root, process, log, ports)
+    deadline = time.monotonic() + 600  # a cold virtualenv of the copy included
+    while "press Ctrl-C to stop" not in started.output():
+        assert process.poll() is None, started.output()[-3000:]
+        assert time.monotonic() < deadline, started.output()[-3000:]
+        time.sleep(1)
+    yield started
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_make_run_lists_every_service_of_the_map_and_runs_the_example_flow(running: Running) -> None:
+    output = running.output()
+    for service, port in running.ports.items():
+        assert re.search(rf"^  {service} +http://127\.0\.0\.1:{port} +\(API page: ", output, re.MULTILINE), (
+            service
+        )
+    assert f"{NAME}: database at the newest revision" in output
+    assert "the example flow failed" not in output
+    assert '"status":"confirmed"' in output
+
+
+def test_the_new_service_serves_its_items_to_a_signed_in_caller(running: Running) -> None:
+    secrets = dict(
+        line.split("=", 1)
+        for line in (running.root / ".run/secrets.env").read_text().splitlines()
+        if "=" in line
+    )
+    login = requests.post(
+        f"{running.url('users')}/auth/login",
+        json={"email": "admin@flotilla.local", "password": secrets["ADMIN_PASSWORD"]},
+        timeout=10,
+    )
+    assert login.status_code == 200, login.text
+    token = login.json()["access_token"]
+    service = running.url(NAME)
+    ready = requests.get(f"{service}/readyz", timeout=10)
+    assert ready.json() == {
+        "checks": {"database": "ok", "revocations": "ok", "signing_keys": "ok"},
+        "status": "ok",
+    }
+    assert requests.post(f"{service}/{NAME}/items", json={"name": "a kite"}, timeout=10).status_code == 401
+    added = requests.post(
+        f"{service}/{NAME}/items",
+        json={"name": "a kite"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert added.status_code == 201, added.text
+    assert requests.get(f"{service}/{NAME}/items", timeout=10).json()["items"] == [added.json()]
+    assert requests.get(f"{service}/docs", timeout=10).url == f"{service}/docs/{NAME}/"
+
+
+def test_ctrl_c_stops_every_service(running: Running) -> None:
+    os.killpg(running.process.pid, signal.SIGINT)
+    running.process.wait(timeout=60)
+    assert "all stopped" in running.output()
+    for service in running.ports:
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{running.url(service)}/livez", timeout=2)
