@@ -197,7 +197,12 @@ def test_a_full_flow_logs_json_with_the_fields_and_no_secrets(platform: Platform
 
 def test_health_endpoints(platform: Platform) -> None:
     for service in platform.services():
-        assert requests.get(f"{service.url}/livez", timeout=10).json() == {"status": "ok"}
+        assert requests.get(f"{service.url}/livez", timeout=10).json() == {"status": "ok", "kit": "0.1.0"}
+        # What the operator reads, through Prometheus, for the Microservice's status.kitVersion.
+        assert (
+            'flotilla_kit_info{version="0.1.0"} 1.0'
+            in requests.get(f"{service.url}/metrics", timeout=10).text
+        )
         ready = requests.get(f"{service.url}/readyz", timeout=10).json()
         assert ready["status"] == "ok"
         assert ready["checks"]["database"] == "ok"

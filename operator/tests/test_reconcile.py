@@ -499,3 +499,18 @@ def test_a_resyncs_listing_of_a_kind_not_watched_spends_the_records_whose_child_
     }
     reconciler.audit("TraefikService", [])  # no record holds one: nothing else is spent
     assert reconciler._applied[("shop", "same")].intact
+
+
+def test_the_kit_version_the_pods_report_is_written_and_kept_while_nothing_newer_is_known() -> None:
+    kube = FakeKube()
+    body = ms()
+    assert "kitVersion" not in run(kube, body)  # no report, none before
+    reported, _ = reconcile(cast(Kube, kube), body, lambda *_: None, kit_version="0.1.0")
+    assert reported["kitVersion"] == "0.1.0"
+    kube.status = None
+    kept, _ = reconcile(cast(Kube, kube), {**body, "status": reported}, lambda *_: None)
+    assert kept["kitVersion"] == "0.1.0"  # an operator that has not read Prometheus yet keeps it
+    assert kube.status is None  # so the status is unchanged and not written
+    newer, _ = reconcile(cast(Kube, kube), {**body, "status": reported}, lambda *_: None, kit_version="0.2.0")
+    assert newer["kitVersion"] == "0.2.0"
+    assert kube.status == newer

@@ -28,7 +28,9 @@ def extended(
     entries = services(chart_values=root / "charts" / "flotilla" / "values.yaml")
     assert list(entries)[-1] == new_service.NAME  # one map entry, read by the one reader
     built = platform_images(root)
-    with installed_platform(kube, built, root=root, entries=entries) as platform:
+    # Beside the session's platform on the node's 2 CPUs: one replica of each service here.
+    one_replica = {"serviceDefaults.replicas": "1"}
+    with installed_platform(kube, built, root=root, entries=entries, extra_values=one_replica) as platform:
         yield platform
 
 

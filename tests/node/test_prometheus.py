@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from kubernetes.client import ApiClient
 
 from flotilla_operator import MANAGED_BY
 from flotilla_operator.render import SCRAPE_TARGET_LABELS
-from tests.support.kube import ROOT, wait_for
+from tests.support.kube import ROOT, tool, wait_for
 from tests.support.node import RELEASE, SERVICES, Platform, exec_in, helm
 
 # Where node-up.sh writes Prometheus' URL (scripts/cluster/lib.sh: PROMETHEUS_URL_FILE).
@@ -233,3 +234,20 @@ def test_the_operator_reaches_prometheus_only_once_the_chart_says_where_it_is(
     after = wait_for(answered, timeout=60, interval=1, what="the operator's pod answered by Prometheus")
     assert after["env"] and after["body"]["status"] == "success"
     assert {s["metric"]["job"] for s in after["body"]["data"]["result"]} >= set(SERVICES)
+
+    # What the pods report of their kit (flotilla_kit_info) reaches each Microservice's status
+    # through the operator's next resync, and `kubectl get ms -o wide` shows it.
+    kit = tomllib.loads((ROOT / "services/kit/pyproject.toml").read_text())["project"]["version"]
+
+    def reported() -> list[str] | None:
+        listed = platform.microservices()
+        versions = [ms.get("status", {}).get("kitVersion") for ms in listed]
+        return versions if len(listed) == len(SERVICES) and set(versions) == {kit} else None
+
+    wait_for(reported, timeout=150, interval=2, what=f"every Microservice's status.kitVersion at {kit}")
+    wide = tool("kubectl", "get", "microservices", "-n", namespace, "-o", "wide")
+    assert wide.returncode == 0, wide.stderr
+    header, *rows = wide.stdout.splitlines()
+    column = header.split().index("KIT")
+    assert {row.split()[column] for row in rows} == {kit}, wide.stdout
+    print(wide.stdout)

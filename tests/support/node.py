@@ -124,6 +124,8 @@ class Platform:
     # The checkout whose umbrella chart is installed, and its services map.
     root: Path = ROOT
     entries: dict[str, dict[str, Any]] = field(default_factory=lambda: SERVICE_ENTRIES)
+    # More helm --set values, such as serviceDefaults.replicas for a second platform on the node.
+    extra_values: dict[str, str] = field(default_factory=dict)
 
     def values(self) -> list[str]:
         """helm --set arguments: the images of this checkout (in the node's registry), this
@@ -143,6 +145,7 @@ class Platform:
             "serviceDefaults.rollout.strategy": "RollingUpdate",
         }
         sets |= {f"services.{service}.image": self.images[service] for service in self.entries}
+        sets |= self.extra_values
         return [argument for key, value in sets.items() for argument in ("--set", f"{key}={value}")]
 
     def microservices(self) -> list[dict[str, Any]]:

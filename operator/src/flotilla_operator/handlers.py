@@ -25,12 +25,13 @@ from flotilla_operator.apirequests import count_requests
 from flotilla_operator.crd import CRD_NAME, apply_crd
 from flotilla_operator.diffbase import NoDiffBase
 from flotilla_operator.echoes import Echoes
+from flotilla_operator.kitversions import KitVersions
 from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, WATCHED_KINDS, Kube
 from flotilla_operator.latest import Latest
 from flotilla_operator.leadership import Election
 from flotilla_operator.malloc import trim
 from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS, RECONCILES_WAITING, WATCH_STALLS
-from flotilla_operator.prometheus import Prometheus
+from flotilla_operator.prometheus import Prometheus, PrometheusUnavailable
 from flotilla_operator.reconcile import Reconciler, owner_of, slim
 from flotilla_operator.release import COMMAND_ANNOTATION
 from flotilla_operator.render import ConfigMissing, RenderContext
@@ -67,6 +68,7 @@ for _kind in WATCHES.kinds:
     WATCH_STALLS.labels(_kind)  # at 0 from the start: a first stall is a rise
 ECHOES = Echoes()
 RETRIES = Retries()
+KIT_VERSIONS = KitVersions()
 LATEST = Latest()  # each Microservice's newest version, and its body from the watch
 RECONCILES_WAITING.set_function(lambda: len(RETRIES))
 
@@ -113,6 +115,7 @@ def _reconciler() -> Reconciler:
             Kube(api_client(), SETTINGS.crd_cache_seconds, fence=_fence, wrote=_wrote),
             _post,
             prometheus=Prometheus(SETTINGS.prometheus_url) if SETTINGS.prometheus_url else None,
+            kit_versions=KIT_VERSIONS,
             base=RenderContext(
                 ingress_namespace=SETTINGS.ingress_namespace,
                 prometheus_namespace=SETTINGS.prometheus_namespace,
@@ -274,6 +277,11 @@ def _resync_once(reconciler: Reconciler) -> None:
             log.exception("listing children for the resync failed", extra={"kind": kind})
             continue
         reconciler.audit(kind, children or [])
+    if reconciler.prometheus is not None:
+        try:  # the kit each service's pods report, written to status by the reconciles below
+            KIT_VERSIONS.refresh(reconciler.prometheus)
+        except PrometheusUnavailable as exc:
+            log.warning("reading the services' kit versions failed", extra={"error": str(exc)})
     # A DELETED missed in a watch gap would otherwise leave its caller admitted for good.
     changed = reconciler.dependents.rebuild(items, mark)
     listed = {(ms["metadata"]["namespace"], ms["metadata"]["name"]): ms for ms in items}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import requests
 
@@ -23,8 +24,8 @@ class Prometheus:
         self.timeout = timeout
         self.session = requests.Session()
 
-    def scalar(self, query: str) -> float | None:
-        """The one number ``query`` returns (the first series), or None when it returns nothing."""
+    def _query(self, query: str) -> dict[str, Any]:
+        """The ``data`` of an instant query's answer."""
         try:
             response = self.session.get(
                 f"{self.url}/api/v1/query", params={"query": query}, timeout=self.timeout
@@ -36,7 +37,12 @@ class Prometheus:
             raise PrometheusUnavailable(
                 f"Prometheus at {self.url} refused {query!r}: {body.get('error', response.status_code)}"
             )
-        data = body["data"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+    def scalar(self, query: str) -> float | None:
+        """The one number ``query`` returns (the first series), or None when it returns nothing."""
+        data = self._query(query)
         if data["resultType"] == "scalar":
             value = float(data["result"][1])
         elif data["result"]:
@@ -44,6 +50,10 @@ class Prometheus:
         else:
             return None
         return None if math.isnan(value) else value
+
+    def series(self, query: str) -> list[dict[str, str]]:
+        """The labels of each series a vector ``query`` returns."""
+        return [dict(item["metric"]) for item in self._query(query)["result"]]
 
     def traffic(self, namespace: str, job: str, revision: str, window: int) -> Traffic:
         """One revision's requests, 5xx answers and p99 over the last ``window`` seconds."""

@@ -14,6 +14,7 @@ from typing import Any
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 
 from flotilla_operator import FIELD_MANAGER, KIND
+from flotilla_operator.kitversions import KitVersions
 from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, SERVICE_MONITOR_CRD, Kube
 from flotilla_operator.metrics import MANAGED_RESOURCES, RECONCILE_DURATION, RECONCILES, count_release
 from flotilla_operator.prometheus import Prometheus
@@ -425,6 +426,7 @@ def reconcile(
     prune: bool = True,
     previous_apply: Applied | None = None,
     prometheus: Prometheus | None = None,
+    kit_version: str | None = None,
 ) -> tuple[dict[str, Any], Applied]:
     """Bring the children of ``ms`` in line with its spec and write its status (when it changed).
 
@@ -432,6 +434,7 @@ def reconcile(
     looks for children of kinds the spec no longer asks for: needed when the spec changed, not
     when only a child's status did. ``previous_apply``, when still intact, current and of the
     same rendering, stands for applying again. ``prometheus`` judges canary steps (release.py).
+    ``kit_version`` is what the pods last reported (kitversions.py); None keeps the status' own.
     """
     metadata, spec = ms["metadata"], ms["spec"]
     namespace, name = metadata["namespace"], metadata["name"]
@@ -482,6 +485,9 @@ def reconcile(
         "conditions": stamped,
         "rollout": release_status(release),
     }
+    kit = kit_version or (ms.get("status") or {}).get("kitVersion")
+    if kit:
+        status["kitVersion"] = kit
     if status != ms.get("status"):
         kube.patch_status(namespace, name, status)
     post_transitions(ms, post, previous, stamped)
@@ -641,6 +647,7 @@ class Reconciler:
     dependents: Dependents = field(default_factory=Dependents)
     base: RenderContext = field(default_factory=RenderContext)
     prometheus: Prometheus | None = None
+    kit_versions: KitVersions | None = None
     # Microservices with a release in progress: ``tick`` looks at them again.
     _releasing: set[tuple[str, str]] = field(default_factory=set)
 
@@ -738,6 +745,7 @@ class Reconciler:
                 prune=prune,
                 previous_apply=previous_apply,
                 prometheus=self.prometheus,
+                kit_version=self.kit_versions.version(key) if self.kit_versions is not None else None,
             )
         except Exception:
             RECONCILES.labels("error").inc()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from flask import Flask, Response, current_app, jsonify
 
 from flotilla_kit.problems import problem_response
+from flotilla_kit.version import kit_version
 
 ReadinessCheck = Callable[[], None]
 """A check raises (any exception, with a short message) when the service cannot serve."""
@@ -27,7 +28,7 @@ def init_app(app: Flask) -> None:
 
     @app.get("/livez")
     def livez() -> Response:
-        return jsonify(status="ok")
+        return jsonify(status="ok", kit=kit_version())
 
     @app.get("/readyz")
     def readyz() -> Response:

@@ -18,6 +18,7 @@ from prometheus_client import (
 )
 
 from flotilla_kit.context import route_template
+from flotilla_kit.version import kit_version
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Millisecond steps up to 5 ms, where a read and a loopback hop between services fall: a quantile
@@ -38,6 +39,12 @@ HTTP_LATENCY = Histogram(
     ["method", "route"],
     buckets=LATENCY_BUCKETS,
 )
+KIT_INFO = Gauge(
+    "flotilla_kit_info",
+    "The Flotilla kit this service runs on (always 1): the operator reports its version.",
+    ["version"],
+    multiprocess_mode="max",
+)
 HTTP_IN_FLIGHT = Gauge(
     "http_requests_in_flight",
     "HTTP requests being served now.",
@@ -56,6 +63,7 @@ def exposition() -> bytes:
 
 def init_app(app: Flask) -> None:
     """Count and time every request and serve ``/metrics``."""
+    KIT_INFO.labels(kit_version()).set(1)
 
     @app.before_request
     def _start() -> None:
