@@ -70,8 +70,15 @@ for index in "${!services[@]}"; do
   fi
 done
 
+# The services with a database (the chart's services.N.database), migrated before they start.
+mapfile -t with_database < <("$VENV/bin/python" "$ROOT/scripts/services.py" json | "$VENV/bin/python" -c '
+import json, sys
+for name, entry in json.load(sys.stdin).items():
+    if entry.get("database"):
+        print(name)
+')
 step "migrating the databases (SQLite under ${RUN_DIR#"$ROOT"/}/data)"
-for service in "${services[@]}"; do
+for service in "${with_database[@]}"; do
   "$VENV/bin/flotilla-$service" migrate
 done
 for service in "${services[@]}"; do

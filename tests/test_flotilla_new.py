@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.new_service import copy_of_the_repository
+from tests.support.new_service import CHOICES, copy_of_the_repository
 from tests.support.processes import BIN
 
 GIT_USER = ["-c", "user.name=tests", "-c", "user.email=tests@localhost"]
@@ -69,40 +69,22 @@ def services_map(root: Path) -> dict[str, dict[str, object]]:
     return dict(values["services"])
 
 
-@pytest.mark.parametrize(
-    ("name", "args", "entry"),
-    [
-        (
-            "stock-alerts",
-            [],
-            {
-                "database": True,
-                "migrate": True,
-                "dependsOn": ["users"],
-                "ingress": {"paths": ["/stock-alerts"]},
-            },
-        ),
-        (
-            "ledger",
-            ["--no-auth", "--depends-on", "catalog,orders"],
-            {
-                "database": True,
-                "migrate": True,
-                "dependsOn": ["catalog", "orders"],
-                "ingress": {"paths": ["/ledger"]},
-            },
-        ),
-        (
-            "notices",
-            ["--no-database", "--depends-on", "catalog"],
-            {"dependsOn": ["users", "catalog"], "ingress": {"paths": ["/notices"]}},
-        ),
-        ("echo", ["--no-database", "--no-auth"], {"ingress": {"paths": ["/echo"]}}),
-    ],
-)
-def test_each_choice_makes_a_service_whose_tests_lint_and_types_pass(
-    clean: Path, name: str, args: list[str], entry: dict[str, object]
-) -> None:
+def expected_entry(name: str) -> dict[str, object]:
+    """The map entry each combination of choices makes."""
+    args, database, auth = CHOICES[name]
+    callees = args[args.index("--depends-on") + 1].split(",") if "--depends-on" in args else []
+    entry: dict[str, object] = {"database": True, "migrate": True} if database else {}
+    if auth or callees:
+        entry["dependsOn"] = (["users"] if auth else []) + callees
+    entry["ingress"] = {"paths": [f"/{name}"]}
+    return entry
+
+
+@pytest.mark.parametrize("name", list(CHOICES))
+def test_each_choice_makes_a_service_whose_tests_lint_and_types_pass(clean: Path, name: str) -> None:
+    args, database, _auth = CHOICES[name]
+    entry = expected_entry(name)
+    assert ("database" in entry) == database
     made = flotilla(clean, "new", name, *args)
     assert made.returncode == 0, made.stderr
     assert f"made services/{name}" in made.stdout
@@ -174,6 +156,15 @@ def test_make_new_service_makes_one_with_the_default_choices(clean: Path) -> Non
     assert made.returncode == 0, made.stdout + made.stderr
     assert services_map(clean)["wishlist"]["database"] is True
     assert services_map(clean)["wishlist"]["dependsOn"] == ["users"]
+    # make test's pytest (no paths: the configured testpaths) collects the new service's tests.
+    collected = run(
+        clean, str(BIN / "pytest"), "--collect-only", "-q", "-p", "no:cacheprovider",
+        env={**os.environ, "PYTHONPATH": str(clean / "services/wishlist/src")},
+    )  # fmt: skip
+    assert (
+        "services/wishlist/tests/test_wishlist_service.py::test_an_item_is_added_listed_and_read"
+        in collected.stdout
+    )
     usage = run(clean, *make, env=env)
     assert usage.returncode == 2
     assert "usage: make new-service NAME=<name>" in usage.stderr

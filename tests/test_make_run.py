@@ -1,5 +1,6 @@
 """``make run``, as the README says, in a copy of the repository with a service made by
-``flotilla new``: it serves the new service beside the others, and Ctrl-C stops everything.
+``flotilla new`` for each combination of its choices: it serves them beside the others, and
+Ctrl-C stops everything.
 
 The copy makes its own virtualenv (``make run`` installs what it needs); it must never touch the
 tests' own.
@@ -19,10 +20,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.new_service import copy_of_the_repository
+from tests.support.new_service import CHOICES, copy_of_the_repository
 from tests.support.processes import BIN, free_port
 
-NAME = "wishlist"
+PLATFORM = ("users", "catalog", "orders")
 
 
 @dataclass
@@ -42,13 +43,17 @@ class Running:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     root = copy_of_the_repository(tmp_path_factory.mktemp("repository"))
-    made = subprocess.run(
-        [str(BIN / "flotilla"), "--root", str(root), "new", NAME], capture_output=True, text=True, check=False
-    )
-    assert made.returncode == 0, made.stderr
-    ports = {service: free_port() for service in ("users", "catalog", "orders", NAME)}
+    for name, (args, _database, _auth) in CHOICES.items():
+        made = subprocess.run(
+            [str(BIN / "flotilla"), "--root", str(root), "new", name, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert made.returncode == 0, made.stderr
+    ports = {service: free_port() for service in (*PLATFORM, *CHOICES)}
     env = {key: value for key, value in os.environ.items() if key not in {"FLOTILLA_VENV", "VIRTUAL_ENV"}}
-    env.update({f"{service.upper()}_PORT": str(port) for service, port in ports.items()})
+    env.update({f"{service.upper().replace('-', '_')}_PORT": str(port) for service, port in ports.items()})
     log = root / "make-run.log"
     with log.open("w") as output:
         # Its own session: SIGINT to the group is a Ctrl-C in the terminal.
@@ -73,12 +78,13 @@ def test_make_run_lists_every_service_of_the_map_and_runs_the_example_flow(runni
         assert re.search(rf"^  {service} +http://127\.0\.0\.1:{port} +\(API page: ", output, re.MULTILINE), (
             service
         )
-    assert f"{NAME}: database at the newest revision" in output
+    for name, (_args, database, _auth) in CHOICES.items():
+        assert (f"{name}: database at the newest revision" in output) == database, name
     assert "the example flow failed" not in output
     assert '"status":"confirmed"' in output
 
 
-def test_the_new_service_serves_its_items_to_a_signed_in_caller(running: Running) -> None:
+def admin_token(running: Running) -> str:
     secrets = dict(
         line.split("=", 1)
         for line in (running.root / ".run/secrets.env").read_text().splitlines()
@@ -90,23 +96,33 @@ def test_the_new_service_serves_its_items_to_a_signed_in_caller(running: Running
         timeout=10,
     )
     assert login.status_code == 200, login.text
-    token = login.json()["access_token"]
-    service = running.url(NAME)
-    ready = requests.get(f"{service}/readyz", timeout=10)
-    assert ready.json() == {
-        "checks": {"database": "ok", "revocations": "ok", "signing_keys": "ok"},
-        "status": "ok",
-    }
-    assert requests.post(f"{service}/{NAME}/items", json={"name": "a kite"}, timeout=10).status_code == 401
-    added = requests.post(
-        f"{service}/{NAME}/items",
-        json={"name": "a kite"},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
+    return str(login.json()["access_token"])
+
+
+@pytest.mark.parametrize("name", list(CHOICES))
+def test_each_new_service_serves_its_sample_resource(running: Running, name: str) -> None:
+    _args, database, auth = CHOICES[name]
+    service = running.url(name)
+    checks = {"database": "ok"} if database else {}
+    if auth:
+        checks |= {"revocations": "ok", "signing_keys": "ok"}
+    assert requests.get(f"{service}/readyz", timeout=10).json() == {"checks": checks, "status": "ok"}
+    path, body = (
+        (f"/{name}/items", {"name": "a kite"}) if database else (f"/{name}/greetings", {"name": "Ada"})
     )
-    assert added.status_code == 201, added.text
-    assert requests.get(f"{service}/{NAME}/items", timeout=10).json()["items"] == [added.json()]
-    assert requests.get(f"{service}/docs", timeout=10).url == f"{service}/docs/{NAME}/"
+    anonymous = requests.post(f"{service}{path}", json=body, timeout=10)
+    if auth:
+        assert anonymous.status_code == 401
+        headers = {"Authorization": f"Bearer {admin_token(running)}"}
+        answered = requests.post(f"{service}{path}", json=body, headers=headers, timeout=10)
+    else:
+        answered = anonymous
+    assert answered.status_code == (201 if database else 200), answered.text
+    if database:
+        assert requests.get(f"{service}{path}", timeout=10).json()["items"] == [answered.json()]
+    else:
+        assert answered.json() == {"greeting": "Hello, Ada!"}
+    assert requests.get(f"{service}/docs", timeout=10).url == f"{service}/docs/{name}/"
 
 
 def test_ctrl_c_stops_every_service(running: Running) -> None:

@@ -8,14 +8,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import requests
 from kubernetes import client
 from kubernetes.client import ApiClient
 
 from scripts.services import services
 from tests.support import new_service
 from tests.support.cases import Case
+from tests.support.kube import wait_for
 from tests.support.node import REGISTRY, Platform, exec_in, installed_platform, platform_images
 from tests.support.policies import check_network_policies
+from tests.support.prometheus import node_prometheus_url
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +75,19 @@ def test_a_fourth_service_is_built_deployed_and_routed_like_the_others(
     assert metrics.returncode == 0, metrics.stderr
     served = f'http_requests_total{{method="POST",route="{new_service.PATH}",status="200"}}'
     assert served in metrics.stdout, metrics.stdout[-2000:]
+    # The node's Prometheus scrapes it: the dashboards' service variable
+    # (label_values(http_requests_total, job)) lists it.
+    prometheus = node_prometheus_url()
+
+    def listed() -> list[str] | None:
+        answer = requests.get(
+            f"{prometheus}/api/v1/label/job/values",
+            params={"match[]": f'http_requests_total{{namespace="{namespace}"}}'},
+            timeout=10,
+        ).json()
+        return answer["data"] if name in answer.get("data", []) else None
+
+    jobs = wait_for(listed, timeout=120, interval=2, what=f"{name} among the jobs Prometheus scraped")
 
     # Isolated: its pods and every other one admit exactly what the resources declare.
     checked = check_network_policies(kube, extended)
@@ -79,5 +95,6 @@ def test_a_fourth_service_is_built_deployed_and_routed_like_the_others(
     assert microservice["status"]["url"] == f"http://{name}.{namespace}.svc.cluster.local"
     case.saw(
         f"{name}: image {extended.images[name]}, POST {new_service.PATH} -> {greeted.json()}, "
-        f"ServiceMonitor {monitor['metadata']['name']}, {len(checked)} pods' NetworkPolicies as declared"
+        f"ServiceMonitor {monitor['metadata']['name']}, scraped jobs {jobs}, "
+        f"{len(checked)} pods' NetworkPolicies as declared"
     )

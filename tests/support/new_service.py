@@ -14,6 +14,14 @@ NAME = "greeter"
 PATH = f"/{NAME}/greetings"
 """The sample resource of a service made without a database: ``POST`` a name, get a greeting."""
 
+# Every combination of `flotilla new`'s choices: name -> (arguments, database, auth).
+CHOICES: dict[str, tuple[list[str], bool, bool]] = {
+    "stock-alerts": ([], True, True),
+    "ledger": (["--no-auth", "--depends-on", "catalog,orders"], True, False),
+    "notices": (["--no-database", "--depends-on", "catalog"], False, True),
+    "echo": (["--no-database", "--no-auth"], False, False),
+}
+
 
 def copy_of_the_repository(destination: Path) -> Path:
     """The files git knows of (committed or not, as they are now), links kept as links."""
