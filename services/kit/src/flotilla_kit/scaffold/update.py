@@ -113,12 +113,9 @@ def _files(repository: Repository, folder: Path, service: Path) -> set[str]:
     return set(found) - ignored
 
 
-def update_service(repository: Repository, name: str) -> UpdateReport:
-    """Merge today's template into services/<name>; conflicts are left marked in the files."""
-    from copier import run_update  # noqa: PLC0415 - a development tool, not the services' dependency
-
+def _recorded_commit(repository: Repository, name: str, answers: dict[str, object]) -> str:
+    """The template commit the service records, once it is known the update may go on."""
     folder = repository.service_folder(name)
-    answers = read_answers(folder)
     if not answers:
         raise ScaffoldError(f"services/{name} has no {ANSWERS_FILE}: it was not made by flotilla new")
     old_commit = answers.get("_commit")
@@ -129,43 +126,57 @@ def update_service(repository: Repository, name: str) -> UpdateReport:
             f"services/{name} has uncommitted changes: commit or stash them first, so that the update's "
             "changes can be reviewed and undone on their own"
         )
+    return str(old_commit)
+
+
+def _merged_copy(
+    folder: Path, tracked: list[str], answers: dict[str, object], template: Path, into: Path
+) -> None:
+    """The service's committed files in a repository of their own, updated there by copier."""
+    from copier import run_update  # noqa: PLC0415 - a development tool, not the services' dependency
+
+    for relative in tracked:
+        (into / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / relative, into / relative)
+    write_answers(into, {**answers, "_src_path": str(template), "_commit": OLD_TAG})
+    git(into, "init", "-q")
+    _commit_all(into, "the service as committed")
+    run_update(
+        into, defaults=True, overwrite=True, skip_answered=True, unsafe=True, quiet=True,
+        vcs_ref=NEW_TAG, conflict="inline",
+    )  # fmt: skip
+
+
+def _bring_back(
+    project: Path, folder: Path, after: set[str], tracked: list[str], report: UpdateReport
+) -> None:
+    """Copy what the update changed into the service's folder, delete what it removed, note conflicts."""
+    for relative in sorted(after - {ANSWERS_FILE}):
+        source, target = project / relative, folder / relative
+        if not target.is_file() or source.read_bytes() != target.read_bytes():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            report.changed.append(relative)
+        if any(marker in source.read_text(errors="replace").splitlines() for marker in CONFLICT_MARKERS):
+            report.conflicts.append(relative)
+    for relative in sorted(set(tracked) - after):
+        (folder / relative).unlink()
+        report.removed.append(relative)
+
+
+def update_service(repository: Repository, name: str) -> UpdateReport:
+    """Merge today's template into services/<name>; conflicts are left marked in the files."""
+    folder = repository.service_folder(name)
+    answers = read_answers(folder)
+    old_commit = _recorded_commit(repository, name, answers)
     tracked = _tracked_files(repository, folder)
     with tempfile.TemporaryDirectory(prefix="flotilla-update-") as scratch:
-        template = Path(scratch) / "template"
-        _template_repository(repository, str(old_commit), template)
-        project = Path(scratch) / "project"
-        for relative in tracked:
-            (project / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(folder / relative, project / relative)
-        write_answers(project, {**answers, "_src_path": str(template), "_commit": OLD_TAG})
-        git(project, "init", "-q")
-        _commit_all(project, "the service as committed")
-        run_update(
-            project,
-            defaults=True,
-            overwrite=True,
-            skip_answered=True,
-            unsafe=True,
-            quiet=True,
-            vcs_ref=NEW_TAG,
-            conflict="inline",
-        )
+        template, project = Path(scratch) / "template", Path(scratch) / "project"
+        _template_repository(repository, old_commit, template)
+        _merged_copy(folder, tracked, answers, template, project)
         old_version = template_version(git(template, "show", f"{OLD_TAG}:copier.yml"))
         report = UpdateReport(old_version, repository.template_version())
-        after = _files(repository, project, folder)
-        for relative in sorted(after):
-            source, target = project / relative, folder / relative
-            if relative == ANSWERS_FILE:
-                continue
-            if not target.is_file() or source.read_bytes() != target.read_bytes():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target)
-                report.changed.append(relative)
-            if any(marker in source.read_text(errors="replace").splitlines() for marker in CONFLICT_MARKERS):
-                report.conflicts.append(relative)
-        for relative in sorted(set(tracked) - after):
-            (folder / relative).unlink()
-            report.removed.append(relative)
+        _bring_back(project, folder, _files(repository, project, folder), tracked, report)
         write_answers(folder, {**read_answers(project), "_src_path": str(TEMPLATE)})
     record_template(repository, folder)
     return report
