@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -24,13 +23,14 @@ from typing import Any
 
 import yaml
 
+from flotilla_kit.scaffold.names import DNS_LABEL
+
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "flotilla"
 VALUES = CHART / "values.yaml"
 # A service's name is a Kubernetes object name, a DNS label, a folder, a console script
-# (flotilla-N) and an environment variable prefix (N_URL): lower-case letters, digits and
-# dashes, starting with a letter (RFC 1035), short enough for the names derived from it.
-NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
+# (flotilla-N) and an environment variable prefix (N_URL): the rule `flotilla new` applies.
+NAME = DNS_LABEL
 
 
 class ServicesError(ValueError):

@@ -7,7 +7,9 @@ import re
 from collections.abc import Iterable
 
 DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
-"""The services map's rule: a Kubernetes name and a URL prefix (scripts/services.py checks it too)."""
+"""A service's name: a Kubernetes name (RFC 1035 label), short enough for the names made from it.
+
+scripts/services.py checks every entry of the services map with it."""
 
 # Paths every service serves itself: a service named so would route them away from the others.
 RESERVED = frozenset({"kit", "docs", "livez", "readyz", "metrics", "openapi"})
