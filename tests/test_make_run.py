@@ -68,8 +68,12 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         assert time.monotonic() < deadline, started.output()[-3000:]
         time.sleep(1)
     yield started
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
+    if process.poll() is None:  # Ctrl-C, as its test does: the script stops the services it started
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_make_run_lists_every_service_of_the_map_and_runs_the_example_flow(running: Running) -> None:
