@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +41,14 @@ class Running:
         return f"http://127.0.0.1:{self.ports[service]}"
 
 
+# `make run` with SIGINT as a terminal gives it: a shell started in the background ignores it,
+# and bash cannot trap a signal ignored when it started (run.sh stops its services on Ctrl-C
+# through a trap).
+MAKE_RUN = (
+    "import os, signal; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp('make', ['make', 'run'])"
+)
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     root = copy_of_the_repository(tmp_path_factory.mktemp("repository"))
@@ -58,8 +67,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     with log.open("w") as output:
         # Its own session: SIGINT to the group is a Ctrl-C in the terminal.
         process = subprocess.Popen(
-            ["make", "run"], cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
+            [sys.executable, "-c", MAKE_RUN], cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
         )  # fmt: skip
     started = Running(root, process, log, ports)
     deadline = time.monotonic() + 600  # a cold virtualenv of the copy included
@@ -74,6 +83,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            # The services run in sessions of their own: stop them by their virtualenv's path.
+            subprocess.run(["pkill", "-TERM", "-f", str(root / ".venv" / "bin")], check=False)
 
 
 def test_make_run_lists_every_service_of_the_map_and_runs_the_example_flow(running: Running) -> None:
