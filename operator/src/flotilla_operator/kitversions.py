@@ -25,21 +25,15 @@ class KitVersions:
         self._versions: dict[Key, str] = {}
         self._lock = threading.Lock()
 
-    def refresh(self, prometheus: Prometheus) -> set[Key]:
-        """Read every service's versions; the Microservices whose value changed."""
+    def refresh(self, prometheus: Prometheus) -> None:
+        """Read every service's versions (the next reconcile of each writes its status)."""
         found: dict[Key, set[str]] = defaultdict(set)
         for labels in prometheus.series(QUERY):
             if {"namespace", "job", "version"} <= labels.keys():
                 found[(labels["namespace"], labels["job"])].add(labels["version"])
         versions = {key: ", ".join(sorted(values)) for key, values in found.items()}
         with self._lock:
-            changed = {
-                key
-                for key in versions.keys() | self._versions.keys()
-                if versions.get(key) != self._versions.get(key)
-            }
             self._versions = versions
-        return changed
 
     def version(self, key: Key) -> str | None:
         """The versions of ``key``'s pods (``0.1.0``, or ``0.1.0, 0.2.0`` mid-release); None: not seen."""

@@ -45,9 +45,7 @@ def db_group(service: ServiceDefinition[Any, Any], load_settings: Callable[[], K
             "wait_seconds": settings.database_wait_seconds,
         }
 
-    @click.group(help=f"The {service.name} database's schema: revisions, upgrade, downgrade.")
-    def db() -> None:
-        pass
+    db = click.Group("db", help=f"The {service.name} database's schema: revisions, upgrade, downgrade.")
 
     @db.command()
     @click.option("-m", "--message", required=True, help="What the revision changes (it names the file).")
@@ -74,8 +72,9 @@ def db_group(service: ServiceDefinition[Any, Any], load_settings: Callable[[], K
         from flotilla_kit import migrations  # noqa: PLC0415
 
         with _reported():
-            migrations.upgrade(revision=revision, **where())
-            click.echo(f"{service.name}: {_current_line(migrations.current(**where()))}")
+            database = where()
+            migrations.upgrade(revision=revision, **database)
+            click.echo(f"{service.name}: {_current_line(migrations.current(**database))}")
 
     @db.command(context_settings={"ignore_unknown_options": True})  # -1 is a revision, not an option
     @click.argument("revision")
@@ -84,8 +83,9 @@ def db_group(service: ServiceDefinition[Any, Any], load_settings: Callable[[], K
         from flotilla_kit import migrations  # noqa: PLC0415
 
         with _reported():
-            migrations.downgrade(revision=revision, **where())
-            click.echo(f"{service.name}: {_current_line(migrations.current(**where()))}")
+            database = where()
+            migrations.downgrade(revision=revision, **database)
+            click.echo(f"{service.name}: {_current_line(migrations.current(**database))}")
 
     @db.command()
     def current() -> None:
