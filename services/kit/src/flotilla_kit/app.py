@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from flotilla_kit import api as api_module
-from flotilla_kit import api_docs, client_address, context, faults, health, logs, metrics, problems
+from flotilla_kit import api_docs, client_address, context, faults, health, logs, metrics, problems, tracing
 from flotilla_kit.api import Api
 from flotilla_kit.db import Database
 from flotilla_kit.json_provider import OrjsonProvider
@@ -30,7 +30,9 @@ def create_service_app(
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.extensions["flotilla_settings"] = settings
-    # Order matters: identify the request before anything logs or counts it.
+    # Order matters: open the request's span and identify the request before anything logs or
+    # counts it (the span's teardown then runs last, after the metrics read its trace ID).
+    tracing.init_app(app, settings.service_name, version, settings.tracing)
     context.init_app(app)
     client_address.init_app(app, settings.trusted_proxies)
     logs.init_app(app)

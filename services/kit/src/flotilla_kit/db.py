@@ -20,6 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from flotilla_kit import tracing
 from flotilla_kit.problems import Problem, internal_error_response, problem_response
 
 EXTENSION = "flotilla_db"
@@ -134,6 +135,7 @@ class Database:
     def init_app(self, app: Flask, url: str) -> None:
         """Bind to ``url``, close the request's session afterwards, add a readiness check."""
         self.engine = make_engine(url)
+        tracing.instrument_engine(self.engine)
         # The same pool: a connection is switched to autocommit for one read and back on return.
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions.configure(bind=self.engine)

@@ -28,6 +28,7 @@ from urllib3.exceptions import (
     TimeoutError as Urllib3Timeout,
 )
 
+from flotilla_kit import tracing
 from flotilla_kit.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitOpenError
 from flotilla_kit.context import propagation_headers
 from flotilla_kit.discovery import service_url
@@ -221,13 +222,15 @@ class ServiceClient:
             retry=retry_if_exception_type(TransientFailure),
             reraise=True,
         )
-        try:
-            response: Reply = retrying(self._attempt, method, path, json, data, headers, authenticate)
-        except CircuitOpenError as exc:
-            raise UpstreamUnavailable(self.target, "circuit open after repeated failures") from exc
-        except (TransientFailure, UntrustedUpstream, ConnectionRefused) as exc:
-            raise UpstreamUnavailable(self.target, str(exc)) from exc
-        return response
+        # One span for the logical call: its attempts (urllib3's spans) and token fetches under it.
+        with tracing.span(f"{method} {self.target}", **{"peer.service": self.target, "url.path": path}):
+            try:
+                response: Reply = retrying(self._attempt, method, path, json, data, headers, authenticate)
+            except CircuitOpenError as exc:
+                raise UpstreamUnavailable(self.target, "circuit open after repeated failures") from exc
+            except (TransientFailure, UntrustedUpstream, ConnectionRefused) as exc:
+                raise UpstreamUnavailable(self.target, str(exc)) from exc
+            return response
 
     def _attempt(
         self,

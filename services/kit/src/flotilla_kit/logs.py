@@ -10,14 +10,15 @@ from typing import Any
 from flask import Flask, Response, g, request
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from flotilla_kit.context import current_request_id, current_trace, route_template
+from flotilla_kit import tracing
+from flotilla_kit.context import current_request_id, route_template
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 RENAMED = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
 
 
 class ContextFilter(logging.Filter):
-    """Adds the service name and the current request's IDs to each record."""
+    """Adds the service name, the current request's ID and the current span's IDs to each record."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -28,8 +29,7 @@ class ContextFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = current_request_id()
         if not hasattr(record, "trace_id"):
-            trace = current_trace()
-            record.trace_id = trace.trace_id if trace else None
+            record.trace_id, record.span_id = tracing.current_ids()
         return True
 
 

@@ -7,17 +7,18 @@ import time
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
     multiprocess,
 )
+from prometheus_client.exposition import choose_encoder
 
+from flotilla_kit import tracing
 from flotilla_kit.context import route_template
+from flotilla_kit.exemplars import ExemplarStore, WithExemplars, bucket_bound
 from flotilla_kit.version import kit_version
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -52,13 +53,41 @@ HTTP_IN_FLIGHT = Gauge(
 )
 
 
-def exposition() -> bytes:
-    """All metrics in the text format, merged across workers when multiprocess."""
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+def exposition(accept: str | None = None) -> tuple[bytes, str]:
+    """All metrics, merged across workers when multiprocess, in the format ``accept`` prefers.
+
+    OpenMetrics (what Prometheus asks for) carries the latency buckets' exemplars; the classic
+    text format cannot.
+    """
+    encode, content_type = choose_encoder(accept or "")
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return encode(REGISTRY), content_type
+    registry = CollectorRegistry()
+    registry.register(WithExemplars(multiprocess.MultiProcessCollector(None), directory))  # type: ignore[no-untyped-call]
+    return encode(registry), content_type
+
+
+def _exemplar_store() -> ExemplarStore | None:
+    directory = os.environ.get(MULTIPROC_ENV)
+    return ExemplarStore(directory) if directory else None
+
+
+def observe_latency(method: str, route: str, seconds: float) -> None:
+    """Time one request; a sampled trace becomes its bucket's exemplar."""
+    histogram = HTTP_LATENCY.labels(method, route)
+    trace_id = tracing.sampled_trace_id()
+    if trace_id is None:
+        histogram.observe(seconds)
+        return
+    exemplar = {"trace_id": trace_id}
+    histogram.observe(seconds, exemplar)  # kept by prometheus_client in a single process
+    if _EXEMPLARS is not None:
+        le = bucket_bound(seconds, LATENCY_BUCKETS)
+        _EXEMPLARS.record(HTTP_LATENCY._name, {"method": method, "route": route}, le, exemplar, seconds)
+
+
+_EXEMPLARS = _exemplar_store()
 
 
 def init_app(app: Flask) -> None:
@@ -76,7 +105,7 @@ def init_app(app: Flask) -> None:
         if started is None:
             return
         HTTP_IN_FLIGHT.dec()
-        HTTP_LATENCY.labels(request.method, route_template()).observe(time.perf_counter() - started)
+        observe_latency(request.method, route_template(), time.perf_counter() - started)
 
     @app.after_request
     def _count(response: Response) -> Response:
@@ -85,4 +114,5 @@ def init_app(app: Flask) -> None:
 
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(exposition(), content_type=CONTENT_TYPE_LATEST)
+        body, content_type = exposition(request.headers.get("Accept"))
+        return Response(body, content_type=content_type)

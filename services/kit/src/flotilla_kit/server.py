@@ -126,8 +126,13 @@ def prepare_multiprocess_directory(path: str | os.PathLike[str]) -> None:
 
 
 def mark_worker_dead(pid: int) -> None:
-    """Drop a dead worker's live gauges (its counters still count)."""
+    """Drop a dead worker's live gauges and its exemplars (its counters still count)."""
     # Imported here: prometheus_client picks multiprocess mode from the environment on import.
     from prometheus_client import multiprocess  # noqa: PLC0415
 
+    from flotilla_kit.exemplars import forget_worker  # noqa: PLC0415
+
     multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        forget_worker(directory, pid)

@@ -161,6 +161,65 @@ class FaultSettings:
         return ", ".join(f"{name}={value}" for name, value in self.active().items())
 
 
+# OpenTelemetry's standard sampler names (OTEL_TRACES_SAMPLER). The SDK would log a warning and
+# sample everything on a misspelt name; the kit refuses to start instead, naming the variable.
+SAMPLER_NAMES = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+DEFAULT_SAMPLER = "parentbased_always_on"
+_TRUE = {"true", "1", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """Whether spans are exported, and which are sampled."""
+
+    exporting: bool
+    sampler_name: str
+    ratio: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> TracingSettings:
+        """Read OpenTelemetry's variables; a bad sampler or ratio raises ``ConfigError`` naming it."""
+        endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        exporter = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
+        if exporter not in {"otlp", "none"}:
+            raise ConfigError(
+                f"invalid configuration: OTEL_TRACES_EXPORTER: {exporter!r} is not one of otlp, none"
+            )
+        disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() in _TRUE
+        sampler_name = env.get("OTEL_TRACES_SAMPLER", DEFAULT_SAMPLER).strip().lower()
+        if sampler_name not in SAMPLER_NAMES:
+            raise ConfigError(
+                f"invalid configuration: OTEL_TRACES_SAMPLER: {sampler_name!r} is not one of "
+                + ", ".join(SAMPLER_NAMES)
+            )
+        return cls(
+            exporting=bool(endpoint) and exporter == "otlp" and not disabled,
+            sampler_name=sampler_name,
+            ratio=_ratio(env.get("OTEL_TRACES_SAMPLER_ARG")),
+        )
+
+
+def _ratio(raw: str | None) -> float:
+    if raw is None or not raw.strip():
+        return 1.0
+    try:
+        ratio = float(raw)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise ConfigError(
+            f"invalid configuration: OTEL_TRACES_SAMPLER_ARG: {raw!r} is not a number from 0 to 1"
+        )
+    return ratio
+
+
 @dataclass(frozen=True)
 class KitSettings:
     """Settings every service shares."""
@@ -186,6 +245,7 @@ class KitSettings:
     revocation_refresh_seconds: float
     revocation_max_staleness_seconds: float
     faults: FaultSettings
+    tracing: TracingSettings
 
     @property
     def is_development(self) -> bool:
@@ -234,6 +294,8 @@ class KitSettings:
             if env.bool("API_DOCS", True)
             else None,
             "faults": FaultSettings.from_env(env),
+            # OpenTelemetry's own variables (OTEL_*), read as its SDK reads them.
+            "tracing": TracingSettings.from_env(),
         }
 
     @classmethod

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from flotilla_kit import auth
+from flotilla_kit import auth, tracing
 from flotilla_kit.settings import KitSettings
 
 TEST_KEY_ID = "test-key"
@@ -69,3 +73,19 @@ def install_test_issuer(app: Flask) -> TestIssuer:
         app, auth.TokenVerifier(resolver, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     )
     return TestIssuer(key, settings.jwt_issuer, settings.jwt_audience)
+
+
+@contextmanager
+def captured_spans() -> Iterator[InMemorySpanExporter]:
+    """Record every span the process starts while inside, finished spans in the exporter.
+
+    For a service's tests: ``with captured_spans() as spans: client.get(...)``, then
+    ``spans.get_finished_spans()``. Sampling and export are put back as they were afterwards.
+    """
+    exporter = InMemorySpanExporter()
+    previous = tracing.current_switch()
+    tracing.use(ALWAYS_ON, SimpleSpanProcessor(exporter))
+    try:
+        yield exporter
+    finally:
+        tracing.use(*previous)

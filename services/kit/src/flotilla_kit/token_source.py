@@ -7,6 +7,7 @@ import threading
 import time
 from urllib.parse import quote_plus
 
+from flotilla_kit import tracing
 from flotilla_kit.http_client import ServiceClient, UpstreamUnavailable
 
 REFRESH_MARGIN_SECONDS = 30.0
@@ -25,8 +26,13 @@ class ClientCredentialsToken:
         self._expires_at = 0.0
 
     def __call__(self) -> str:
-        with self._lock:
-            if self._token is None or time.monotonic() >= self._expires_at:
+        with (
+            tracing.span("client credentials token", **{"oauth.client_id": self.client_id}) as span,
+            self._lock,
+        ):
+            cached = self._token is not None and time.monotonic() < self._expires_at
+            span.set_attribute("flotilla.token.cached", cached)
+            if self._token is None or not cached:
                 self._token, lifetime = self._fetch()
                 self._expires_at = time.monotonic() + max(lifetime - REFRESH_MARGIN_SECONDS, lifetime / 2)
             return self._token
