@@ -132,6 +132,17 @@ def test_depends_on_injects_service_urls_before_the_users_env() -> None:
     assert [e["name"] for e in env][-1] == "X"
 
 
+def test_spans_are_named_after_the_microservice_unless_its_env_names_them() -> None:
+    def env(**spec: Any) -> dict[str, str | None]:
+        container = deployment(ms(**spec), RenderContext())["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value") for e in container["env"]}
+
+    assert env()["OTEL_SERVICE_NAME"] == "orders"
+    assert (
+        env(env=[{"name": "OTEL_SERVICE_NAME", "value": "shop-orders"}])["OTEL_SERVICE_NAME"] == "shop-orders"
+    )
+
+
 def test_the_config_hash_lands_on_the_pod_template() -> None:
     template = deployment(ms(), RenderContext(config_hash="abc123"))["spec"]["template"]
     assert template["metadata"]["annotations"] == {CONFIG_HASH_ANNOTATION: "abc123"}

@@ -241,6 +241,8 @@ def container_env(ms: Manifest, context: RenderContext, role: str = SERVICE) -> 
     spec = ms["spec"]
     injected: list[dict[str, Any]] = [
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        # Its spans are the Microservice's, as its metrics are (Prometheus' job label).
+        {"name": "OTEL_SERVICE_NAME", "value": ms["metadata"]["name"]},
         {"name": "PORT", "value": str(spec["port"])},
         *dependency_env(ms, context.cluster_domain),
         *tls_env(spec, role),
