@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,22 @@ import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 from flotilla_operator import metrics
-from tests.support.monitoring import ROOT, RULES, alert_rules, dashboards, panel_queries, query_panels
+from tests.support.monitoring import (
+    ROOT,
+    RULES,
+    RUNBOOKS,
+    RUNBOOKS_URL,
+    alert_rules,
+    dashboards,
+    panel_queries,
+    query_panels,
+)
+
+# An identifier in PromQL, with its matchers when it has any.
+IDENTIFIER = re.compile(r"(?<![\w$])([a-zA-Z_:][\w:]*)\s*(\{[^}]*\})?")
+PROMQL_KEYWORDS = {"offset", "unless", "or", "and", "bool"}
+SERVICE_MATCHERS = ('namespace=~"$namespace"', 'job=~"$service"')
+CIRCUIT_STATES = {"0": "closed", "1": "half-open", "2": "open"}
 
 
 def test_checked_in_dashboards_are_what_the_code_generates() -> None:
@@ -67,9 +83,127 @@ def test_each_alert_fires_when_it_should_and_stays_quiet_otherwise() -> None:
 def test_each_alert_explains_itself_and_has_a_runbook(rule: dict[str, Any]) -> None:
     annotations = rule["annotations"]
     assert annotations["summary"] and annotations["description"]
-    anchor = rule["alert"].lower()
-    assert annotations["runbook_url"].endswith(f"charts/flotilla/README.md#{anchor}")
-    readme = (ROOT / "charts" / "flotilla" / "README.md").read_text()
-    section = readme.split(f"### {rule['alert']}\n", 1)
-    assert len(section) == 2, f"charts/flotilla/README.md has no runbook section for {rule['alert']}"
+    assert annotations["runbook_url"] == f"{RUNBOOKS_URL}#{rule['alert'].lower()}"
+    section = RUNBOOKS.read_text().split(f"### {rule['alert']}\n", 1)
+    assert len(section) == 2, f"docs/runbooks.md has no runbook section for {rule['alert']}"
     assert len(section[1].split("\n### ", 1)[0].strip()) > 100, "the runbook section is too thin"
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_each_alert_keeps_the_namespace_and_job_it_is_about(rule: dict[str, Any]) -> None:
+    aggregations = re.findall(r"\b(?:sum|max|count|min|avg) by \(([^)]*)\)", rule["expr"])
+    assert aggregations, rule["expr"]
+    for grouping in aggregations:
+        assert {"namespace", "job"} <= {label.strip() for label in grouping.split(",")}, rule["expr"]
+
+
+def test_service_down_names_no_service_and_joins_on_namespace_and_job() -> None:
+    (down,) = [rule for rule in alert_rules() if rule["alert"] == "FlotillaServiceDown"]
+    for name in ("users", "catalog", "orders"):
+        assert name not in down["expr"]
+    assert 'app_kubernetes_io_managed_by="flotilla-operator"' in down["expr"]
+    assert "unless on (namespace, job)" in down["expr"]
+
+
+def metric_selectors(expr: str) -> list[tuple[str, str]]:
+    """The metric selectors of ``expr``: each name and its matchers (functions, groupings left out)."""
+    expr = re.sub(r"\b(?:by|on|without|ignoring)\s*\([^)]*\)|\[[^\]]*\]", "", expr)
+    found = []
+    for match in IDENTIFIER.finditer(expr):
+        name, matchers = match.group(1), match.group(2) or ""
+        if not matchers and (expr[match.end() :].startswith("(") or name in PROMQL_KEYWORDS):
+            continue
+        found.append((name, matchers))
+    return found
+
+
+@pytest.mark.parametrize("query", panel_queries(), ids=str)
+def test_each_panel_query_follows_the_namespace_and_service_variables(query: Any) -> None:
+    selectors = metric_selectors(query.expr)
+    assert selectors, query
+    for name, matchers in selectors:
+        if name.startswith("flotilla_operator_") and query.dashboard != "operator.json":
+            continue  # the operator's, shown on the overview: it serves every namespace
+        assert all(m in matchers for m in SERVICE_MATCHERS), f"{name}{matchers} in {query}"
+
+
+@pytest.mark.parametrize("query", panel_queries(), ids=str)
+def test_rates_use_grafanas_rate_interval(query: Any) -> None:
+    windows = re.findall(r"\[([^\]]+)\]", query.expr)
+    # A window other than Grafana's only for the hourly release counts (a rare event).
+    assert all(w in ("$__rate_interval", "1h") for w in windows), query
+    assert "[5m]" not in query.expr
+
+
+@pytest.mark.parametrize("name", sorted(dashboards()))
+def test_every_panel_says_what_it_shows(name: str) -> None:
+    for panel in query_panels(dashboards()[name]):
+        assert len(panel.get("description", "").strip()) > 20, f"{name}: {panel['title']}"
+
+
+@pytest.mark.parametrize("name", sorted(dashboards()))
+def test_variables_name_a_namespace_and_a_service_and_refresh_on_load(name: str) -> None:
+    variables = {v["name"]: v for v in dashboards()[name]["templating"]["list"]}
+    assert {"datasource", "namespace", "service"} <= set(variables)
+    for variable in ("namespace", "service"):
+        assert variables[variable]["refresh"] == 1, "refreshed on dashboard load"
+        assert variables[variable]["multi"] and variables[variable]["includeAll"]
+    assert variables["namespace"]["query"].endswith(", namespace)")
+    assert variables["service"]["query"].endswith(", job)")
+    assert '{namespace=~"$namespace"}' in variables["service"]["query"]
+
+
+def test_each_dashboard_links_to_the_others() -> None:
+    found = dashboards()
+    for name, dashboard in found.items():
+        reached = {
+            other
+            for link in dashboard["links"]
+            if link["type"] == "dashboards" and link["keepTime"]
+            for other, candidate in found.items()
+            if other != name and set(link["tags"]) <= set(candidate["tags"])
+        }
+        assert reached == set(found) - {name}, name
+    # The services' dashboards share what their variables mean: their links keep the selection.
+    services = {name for name, d in found.items() if "flotilla-services" in d["tags"]}
+    assert services == {"overview.json", "service.json", "calls.json"}
+    for name in services:
+        (keeping,) = [link for link in found[name]["links"] if link["includeVars"]]
+        assert keeping["tags"] == ["flotilla", "flotilla-services"]
+
+
+def test_alert_panels_link_to_the_runbooks_of_the_alerts() -> None:
+    alerts = {rule["alert"]: rule["annotations"]["runbook_url"] for rule in alert_rules()}
+    linked: set[str] = set()
+    for name, dashboard in dashboards().items():
+        for panel in query_panels(dashboard):
+            for link in panel.get("links") or []:
+                alert = link["title"].removeprefix("Runbook: ")
+                assert link["url"] == alerts[alert], f"{name}: {panel['title']}"
+                assert alert in panel["description"], (
+                    f"{name}: {panel['title']} does not say when {alert} fires"
+                )
+                linked.add(alert)
+    assert linked == set(alerts)
+
+
+def test_the_circuit_panel_shows_states_by_name() -> None:
+    (panel,) = [
+        p for p in query_panels(dashboards()["calls.json"]) if "circuit_state" in p["targets"][0]["expr"]
+    ]
+    mappings = panel["fieldConfig"]["defaults"]["mappings"]
+    shown = {value: option["text"] for m in mappings for value, option in m["options"].items()}
+    assert shown == CIRCUIT_STATES
+    assert "0 closed" not in panel["title"]
+
+
+def test_the_overview_shows_releases_and_the_operator() -> None:
+    shown = " ".join(q.expr for q in panel_queries() if q.dashboard == "overview.json")
+    for metric in (
+        "flotilla_dev_revision",
+        "flotilla_operator_rollouts_total",
+        "flotilla_operator_leader",
+        "flotilla_operator_reconcile_errors_total",
+        'flotilla_operator_managed_resources{kind="Microservice"}',
+    ):
+        assert metric in shown

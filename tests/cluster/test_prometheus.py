@@ -29,13 +29,24 @@ from kubernetes.client.rest import ApiException
 
 from flotilla_operator.render import SCRAPE_TARGET_LABELS, labels
 from tests.support.kube import temporary_namespace, wait_for
-from tests.support.monitoring import RULE_FILE, PanelQuery, alert_rules, dashboards, panel_queries
-from tests.support.monitoring import variable_queries as dashboard_variables
+from tests.support.monitoring import (
+    RULE_FILE,
+    PanelQuery,
+    alert_rules,
+    dashboards,
+    panel_queries,
+    substitute,
+    variable_values,
+)
 from tests.support.operator import GROUP, PLURAL, VERSION, OperatorProcess, create, microservice
 from tests.support.platform import Platform, start_platform
 from tests.support.prometheus import PrometheusServer, ScrapeJob
 
 OPERATOR_JOB = "flotilla-operator"
+# The namespace a Kubernetes Prometheus attaches to every target: the platform's, and the
+# operator's (another: the dashboards and alerts must not mix them).
+NAMESPACE = "shop"
+OPERATOR_NAMESPACE = "flotilla-system"
 STANDBY_JOB = "flotilla-operator-standby"  # a second replica of the session's operator
 # What a Microservice's ServiceMonitor puts on its targets (targetLabels: the Service's labels,
 # as Prometheus label names).
@@ -85,8 +96,12 @@ def observed(
             instance="prom",
         )
         stack.callback(platform.stop)
-        jobs = [ScrapeJob(s.name, [f"127.0.0.1:{s.port}"], MICROSERVICE_TARGET) for s in platform.services()]
-        jobs.append(ScrapeJob(OPERATOR_JOB, [f"127.0.0.1:{operator.metrics_port}"]))
+        jobs = [
+            ScrapeJob(s.name, [f"127.0.0.1:{s.port}"], {"namespace": NAMESPACE, **MICROSERVICE_TARGET})
+            for s in platform.services()
+        ]
+        operator_labels = {"namespace": OPERATOR_NAMESPACE}
+        jobs.append(ScrapeJob(OPERATOR_JOB, [f"127.0.0.1:{operator.metrics_port}"], operator_labels))
         # The same operator's second replica, scraped as a job of its own: its only replica
         # standing by is what FlotillaOperatorNoLeader sees.
         standby = OperatorProcess(
@@ -97,7 +112,7 @@ def observed(
         standby.start()
         stack.callback(standby.stop)
         wait_for(lambda: standby.health()[1].get("role") == "standby", timeout=30, what="the standby")
-        jobs.append(ScrapeJob(STANDBY_JOB, [f"127.0.0.1:{standby.metrics_port}"]))
+        jobs.append(ScrapeJob(STANDBY_JOB, [f"127.0.0.1:{standby.metrics_port}"], operator_labels))
         prometheus = PrometheusServer(tmp_path_factory.mktemp("prometheus"), jobs, [RULE_FILE]).start()
         stack.callback(prometheus.stop)
         healthy_namespace = stack.enter_context(temporary_namespace(kube))
@@ -267,23 +282,25 @@ def test_business_counters_carry_each_result(observed: Observed) -> None:
         assert values <= prometheus.label_values(label, metric), metric
 
 
-def test_dashboard_variables_list_the_jobs(observed: Observed) -> None:
+def test_dashboard_variables_list_the_namespaces_and_jobs(observed: Observed) -> None:
     expected = {
-        "overview.json": {"users", "catalog", "orders"},
-        "service.json": {"users", "catalog", "orders"},
-        "calls.json": {"catalog", "orders"},  # the catalog fetches the JWKS from users
-        "operator.json": {OPERATOR_JOB},
+        "overview.json": (NAMESPACE, {"users", "catalog", "orders"}),
+        "service.json": (NAMESPACE, {"users", "catalog", "orders"}),
+        "calls.json": (NAMESPACE, {"catalog", "orders"}),  # the catalog fetches the JWKS from users
+        "operator.json": (OPERATOR_NAMESPACE, {OPERATOR_JOB}),  # the standby has reconciled nothing
     }
     for name, dashboard in dashboards().items():
-        (metric, label) = dashboard_variables(dashboard)["service"]
-        assert observed.prometheus.label_values(label, metric) == expected[name], name
+        values = variable_values(dashboard, observed.prometheus.label_values)
+        assert (values["namespace"], set(values["service"])) == ([expected[name][0]], expected[name][1]), name
+        # Another namespace selected: its services only (here, none).
+        other = variable_values(dashboard, observed.prometheus.label_values, {"namespace": ["elsewhere"]})
+        assert other["service"] == [], name
 
 
 def with_variables(query: PanelQuery, prometheus: PrometheusServer) -> str:
-    """The query as Grafana sends it with every value of its ``service`` variable selected."""
-    metric, label = dashboard_variables(dashboards()[query.dashboard])["service"]
-    every = "|".join(sorted(prometheus.label_values(label, metric)))
-    expr = query.expr.replace("$service", f"({every})")
+    """The query as Grafana sends it with every value of its variables selected."""
+    values = variable_values(dashboards()[query.dashboard], prometheus.label_values)
+    expr = substitute(query.expr, values)
     assert not re.search(r"\$\w", expr), f"an unsupported variable is left in {expr}"
     return expr
 
@@ -297,7 +314,11 @@ def test_every_dashboard_panel_query_returns_data(faulted: Observed, query: Pane
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
 def test_every_alert_expression_returns_data(faulted: Observed, rule: dict[str, Any]) -> None:
     result = faulted.prometheus.query(rule["expr"])
-    assert ALERTED_JOBS[rule["alert"]] in {sample["metric"].get("job") for sample in result}, result
+    job = ALERTED_JOBS[rule["alert"]]
+    namespace = OPERATOR_NAMESPACE if job in (OPERATOR_JOB, STANDBY_JOB) else NAMESPACE
+    assert (namespace, job) in {(s["metric"].get("namespace"), s["metric"].get("job")) for s in result}, (
+        result
+    )
 
 
 def test_prometheus_evaluates_every_rule_and_the_alerts_are_pending(faulted: Observed) -> None:
