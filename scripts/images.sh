@@ -3,7 +3,8 @@
 # push them to the node's registry ($REGISTRY, scripts/cluster/registry.sh), from which the
 # node's containerd pulls them.
 #   scripts/images.sh base        the Debian base with Python (debootstrap)
-#   scripts/images.sh node        the base, pause, CoreDNS, Traefik and local-path images
+#   scripts/images.sh node        the base, pause, CoreDNS, Traefik and local-path images, and
+#                                 Jaeger's (the umbrella chart's tracing.jaeger.image)
 #   scripts/images.sh platform    PostgreSQL, every service of the list (scripts/services.py,
 #                                 each from services/Dockerfile) and the operator; prints
 #                                 NAME=IMAGE lines for helm on stdout
@@ -89,7 +90,7 @@ build_base() {
   publish "$reference"
 }
 
-# An image of one static binary of the build cache (pause, CoreDNS, Traefik, the provisioner).
+# An image of one static binary of the build cache (pause, CoreDNS, Traefik, the provisioner, Jaeger).
 build_binary_image() {  # build_binary_image REFERENCE BINARY USER [FROM]
   local reference=$1 binary=$2 user=$3 from=${4:-scratch}
   if ! built "$reference"; then
@@ -170,6 +171,8 @@ case $what in
     build_binary_image "$COREDNS_IMAGE" "$BIN_DIR/coredns" 0:0
     build_binary_image "$TRAEFIK_IMAGE" "$BIN_DIR/traefik" 65532:65532
     build_binary_image "$PROVISIONER_IMAGE" "$BIN_DIR/local-path-provisioner" 0:0 "$BASE_IMAGE"
+    # Jaeger's user, as its own image's (the chart runs it as 10001).
+    build_binary_image "$JAEGER_IMAGE" "$BIN_DIR/jaeger" 10001:10001
     ;;
   platform)
     build_base

@@ -75,7 +75,8 @@ class Step:
 # Expected seconds (with work, with nothing to do) until a step is measured here: the cold
 # make test of 2026-12-02 on the 2-core development machine (empty Go, pip and image caches;
 # Debian's packages installed), rounded up; kube-router's module and build (added later) measured
-# alone on the same machine.
+# alone on the same machine, and Jaeger's (2026-12-04: its modules 36s, its build 5m46s with an
+# empty Go build cache).
 DEFAULTS: dict[str, tuple[float, float]] = {
     "apt": (40, 0.5),
     "venv": (105, 0.2),
@@ -90,6 +91,8 @@ DEFAULTS: dict[str, tuple[float, float]] = {
     "build-node": (535, 0.3),
     "modules-tools": (90, 0.1),
     "build-tools": (365, 0.3),
+    "modules-jaeger": (40, 0.1),
+    "build-jaeger": (350, 0.3),
     "image-base": (145, 1),
     "images-platform": (120, 10),
     "images-node": (11, 3),
@@ -103,11 +106,13 @@ DEFAULTS: dict[str, tuple[float, float]] = {
 # The steps ------------------------------------------------------------------------------------
 
 BUILD = "scripts/cluster/build.sh"
-# The Go builds in three groups, each with its downloads first: Kubernetes, the longest, can start
+# The Go builds in four groups, each with its downloads first: Kubernetes, the longest, can start
 # compiling while the others download.
 KUBE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy")
 NODE = ("crictl", "coredns", "traefik", "local-path-provisioner", "kube-router")
 TOOLS = ("etcd", "kwok", "helm", "helm3", "kind", "skaffold", "actionlint")
+# Jaeger v2, the umbrella chart's trace backend (and the tests' loopback one): a group of its own.
+JAEGER = ("jaeger",)
 PYTEST = ".venv/bin/pytest"
 PREREQUISITES = ("venv", "lint", "postgres", "node-up", "images-platform", "prometheus", "wrk")
 GOALS: dict[str, tuple[str, ...]] = {
@@ -213,7 +218,7 @@ def make_steps(root: Path = ROOT) -> list[Step]:
     """The steps of make test, in the order the plan lists them."""
     packages = apt_packages(root)
     build_steps: list[Step] = []
-    for group, names in (("kube", KUBE), ("node", NODE), ("tools", TOOLS)):
+    for group, names in (("kube", KUBE), ("node", NODE), ("tools", TOOLS), ("jaeger", JAEGER)):
         build_steps += [
             Step(
                 f"modules-{group}",
@@ -262,13 +267,21 @@ def make_steps(root: Path = ROOT) -> list[Step]:
         Step(
             "images-node",
             ("scripts/images.sh", "node"),
-            needs=("image-base", "images-platform", "build-node", "modules-kube"),
+            needs=("image-base", "images-platform", "build-node", "build-jaeger", "modules-kube"),
             yields=True,
         ),
         Step(
             "node-up",
             ("scripts/cluster/node-up.sh",),
-            needs=("apt", "registry", "build-kube", "build-node", "build-tools", "images-node"),
+            needs=(
+                "apt",
+                "registry",
+                "build-kube",
+                "build-node",
+                "build-tools",
+                "build-jaeger",
+                "images-node",
+            ),
             work_line=r"==> starting",
         ),
         Step("pytest", (PYTEST,), CPU, needs=PREREQUISITES, title="pytest", foreground=True),

@@ -3,7 +3,7 @@
 # A binary is rebuilt only when its pin changes.
 #   scripts/cluster/build.sh          the control plane, kwok, helm (4), helm3, kind and the CI tools
 #   scripts/cluster/build.sh --node   also the real node's: kubelet, kube-proxy, crictl, CoreDNS,
-#                                     Traefik, the local-path provisioner and kube-router
+#                                     Traefik, the local-path provisioner, kube-router and Jaeger
 #   scripts/cluster/build.sh NAME...  only these binaries (of either list)
 #   --plan       print the binaries of the selection that are not up to date, one a line
 #   --download   only fetch the modules they are built from (network, no compiling): make test
@@ -22,7 +22,7 @@ source "$(dirname "$0")/lib.sh"
 
 KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 CONTROL_PLANE=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd skaffold kwok helm helm3 kind actionlint)
-NODE=(kubelet kube-proxy crictl coredns traefik local-path-provisioner kube-router)
+NODE=(kubelet kube-proxy crictl coredns traefik local-path-provisioner kube-router jaeger)
 
 selected=("${CONTROL_PLANE[@]}")
 [ "$with_node" = 1 ] && selected+=("${NODE[@]}")
@@ -34,10 +34,15 @@ if [ ${#names[@]} -gt 0 ]; then
   selected=("${names[@]}")
 fi
 
+# The Go files of a wrapper module, read in order (none when its go.mod names its tool).
+go_files() {  # go_files DIR
+  if compgen -G "$1/*.go" >/dev/null; then cat "$1"/*.go; fi
+}
+
 # The pin of a binary: the versions it is built from plus its wrapper module's files, so that
 # bumping one tool rebuilds that tool only.
 pin_of() {  # pin_of "VERSIONS" [WRAPPER_DIR]
-  { echo "$1"; if [ -n "${2:-}" ]; then cat "$2"/go.mod "$2"/*.go; fi; } | sha256sum | cut -c1-16
+  { echo "$1"; if [ -n "${2:-}" ]; then cat "$2"/go.mod; go_files "$2"; fi; } | sha256sum | cut -c1-16
 }
 
 pin_for() {  # pin_for NAME
@@ -48,6 +53,7 @@ pin_for() {  # pin_for NAME
     etcd) pin_of "$ETCD_VERSION" "$CLUSTER_SCRIPTS/etcd" ;;
     skaffold) pin_of "$SKAFFOLD_VERSION" "$CLUSTER_SCRIPTS/skaffold" ;;
     coredns) pin_of "$COREDNS_VERSION" "$CLUSTER_SCRIPTS/coredns" ;;
+    jaeger) pin_of "$JAEGER_VERSION" "$CLUSTER_SCRIPTS/jaeger" ;;
     kwok) pin_of "$KWOK_VERSION $KUBERNETES_VERSION" ;;
     helm) pin_of "$HELM_VERSION" ;;
     helm3) pin_of "$HELM3_VERSION" ;;
@@ -99,7 +105,8 @@ prepare_module() {
   local name=$1 pin=$2 dir="$CACHE_DIR/src/$1"
   if [ "$(cat "$dir/.pin" 2>/dev/null)" != "$pin" ]; then
     rm -rf "$dir" && mkdir -p "$dir"
-    cp "$CLUSTER_SCRIPTS/$name/go.mod" "$CLUSTER_SCRIPTS/$name"/*.go "$dir/"
+    cp "$CLUSTER_SCRIPTS/$name/go.mod" "$dir/"
+    if compgen -G "$CLUSTER_SCRIPTS/$name/*.go" >/dev/null; then cp "$CLUSTER_SCRIPTS/$name"/*.go "$dir/"; fi
     step "resolving the $name modules (downloads from the Go module proxy on first use)" >&2
     if ! (cd "$dir" && with_progress "resolving $name modules" logged "$dir/tidy.log" go mod tidy) >&2; then
       tail -n 20 "$dir/tidy.log" >&2
@@ -203,6 +210,18 @@ if wanted kube-router; then
     kr_date=$(cd "$kube_router_dir" && go list -m -f '{{.Time}}' $kr | cut -c1-19)Z
     build "$kube_router_dir" "-s -w -X $kr/pkg/version.Version=$KUBE_ROUTER_VERSION -X $kr/pkg/version.BuildDate=${kr_date/ /T}" \
       kube-router=$kr/cmd/kube-router
+  fi
+fi
+
+# Jaeger v2, the tool of its module's go.mod, stamped as its Makefile stamps a release (the
+# version and the module's date; `jaeger version` prints them).
+if wanted jaeger; then
+  jaeger_dir=$(prepare_module jaeger "$(pin_for jaeger)")
+  if [ "$mode" = build ]; then
+    jaeger=github.com/jaegertracing/jaeger
+    jaeger_date=$(cd "$jaeger_dir" && go list -m -f '{{.Time}}' $jaeger | cut -c1-19)Z
+    build "$jaeger_dir" "-s -w -X $jaeger/internal/version.latestVersion=$JAEGER_VERSION -X $jaeger/internal/version.date=${jaeger_date/ /T}" \
+      jaeger=$jaeger/cmd/jaeger
   fi
 fi
 

@@ -53,6 +53,8 @@ PAUSE_IMAGE="$REGISTRY/flotilla/pause:$PAUSE_VERSION"
 COREDNS_IMAGE="$REGISTRY/flotilla/coredns:$COREDNS_VERSION"
 TRAEFIK_IMAGE="$REGISTRY/flotilla/traefik:$TRAEFIK_VERSION"
 PROVISIONER_IMAGE="$REGISTRY/flotilla/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION"
+# Not the node's own: the umbrella chart's Jaeger (tracing.jaeger.image), built like them.
+JAEGER_IMAGE="$REGISTRY/flotilla/jaeger:$JAEGER_VERSION"
 
 # The hash of files and words: a changed input changes the image's tag.
 inputs_hash() {  # inputs_hash WORDS -- PATH...
