@@ -329,6 +329,162 @@ def test_network_policies_off_turns_them_off_on_every_microservice() -> None:
     assert not of_kind(documents, "NetworkPolicy")
 
 
+# --- tracing: Jaeger and the services' OTLP export -------------------------------------------
+
+TRACING = {"tracing.enabled": "true"}
+OTEL_VARIABLES = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+}
+
+
+def _jaeger_config(documents: Documents, name: str = "fl-jaeger") -> dict[str, Any]:
+    return cast(dict[str, Any], yaml.safe_load(of_kind(documents, "ConfigMap")[name]["data"]["config.yaml"]))
+
+
+def test_tracing_off_renders_no_jaeger_and_no_otel_variables() -> None:
+    documents = template()
+    assert not [doc for doc in documents if "jaeger" in doc["metadata"]["name"]]
+    for name, microservice in of_kind(documents, "Microservice").items():
+        assert not OTEL_VARIABLES & set(env_of(microservice)), name
+        assert "jaeger" not in json.dumps(microservice["spec"]["networkPolicy"]), name
+
+
+def test_tracing_deploys_one_in_memory_jaeger_behind_a_service() -> None:
+    documents = template(*sets({**TRACING, "tracing.jaeger.maxTraces": "1234"}), namespace="shop")
+    deployment = of_kind(documents, "Deployment")["fl-jaeger"]
+    assert deployment["spec"]["replicas"] == 1
+    pod = deployment["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == "jaegertracing/jaeger:2.12.0"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/status", "port": "health"}, probe
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["health"] == 13133
+    service = of_kind(documents, "Service")["fl-jaeger"]
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+        "otlp-grpc": 4317,
+        "otlp-http": 4318,
+        "query": 16686,
+    }
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    config = _jaeger_config(documents)
+    assert config["extensions"]["jaeger_storage"]["backends"]["memstore"] == {"memory": {"max_traces": 1234}}
+    assert config["extensions"]["jaeger_query"]["base_path"] == "/jaeger"
+    assert set(config["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}
+    assert "healthcheckv2" in config["service"]["extensions"]
+    # A changed configuration is a new pod template (Jaeger reads its file at start only).
+    other = template(*sets({**TRACING, "tracing.jaeger.maxTraces": "99"}), namespace="shop")
+    assert (
+        of_kind(other, "Deployment")["fl-jaeger"]["spec"]["template"]["metadata"]["annotations"]
+        != pod["metadata"]["annotations"]
+    )
+
+
+def test_tracing_points_every_microservice_at_jaeger_and_lets_it_through() -> None:
+    documents = template(
+        *sets({**TRACING, "tracing.sampleRatio": "0.25"}),
+        "--set-json",
+        f"services.hello={json.dumps(FOURTH)}",
+        namespace="shop",
+    )
+    microservices = of_kind(documents, "Microservice")
+    assert set(microservices) == {*SERVICES, "hello"}
+    pod_labels = of_kind(documents, "Deployment")["fl-jaeger"]["spec"]["template"]["metadata"]["labels"]
+    jaeger_policy = of_kind(documents, "NetworkPolicy")["fl-jaeger"]["spec"]
+    otlp_rule = next(
+        rule for rule in jaeger_policy["ingress"] if {"port": 4318, "protocol": "TCP"} in rule["ports"]
+    )
+    admitted = otlp_rule["from"][0]["podSelector"]["matchExpressions"][0]
+    for name, microservice in microservices.items():
+        environment = env_of(microservice)
+        assert {key: environment[key] for key in OTEL_VARIABLES} == {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://fl-jaeger.shop.svc.cluster.local:4318",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        }, name
+        # Its egress reaches Jaeger's pod, whose policy admits it on the OTLP ports.
+        peers = microservice["spec"]["networkPolicy"]["to"]
+        assert any(peer["podSelector"]["matchLabels"].items() <= pod_labels.items() for peer in peers), name
+        assert admitted["key"] == "app.kubernetes.io/name" and name in admitted["values"]
+    assert jaeger_policy["egress"] == []  # Jaeger connects nowhere
+    # An entry's own variable wins over the injected one.
+    own = template(*sets({**TRACING, "services.orders.env[0].name": "OTEL_TRACES_SAMPLER_ARG"}),
+                   "--set-string", "services.orders.env[0].value=1")  # fmt: skip
+    assert env_of(of_kind(own, "Microservice")["orders"])["OTEL_TRACES_SAMPLER_ARG"] == "1"
+    assert [e["name"] for e in of_kind(own, "Microservice")["orders"]["spec"]["env"]].count(
+        "OTEL_TRACES_SAMPLER_ARG"
+    ) == 1
+
+
+def test_jaegers_route_follows_the_release_ingress_settings() -> None:
+    documents = template(*sets(TRACING))
+    ingress = of_kind(documents, "Ingress")["fl-jaeger"]["spec"]
+    assert ingress["rules"] == [
+        {
+            "http": {
+                "paths": [
+                    {
+                        "path": "/jaeger",
+                        "pathType": "Prefix",
+                        "backend": {"service": {"name": "fl-jaeger", "port": {"name": "query"}}},
+                    }
+                ]
+            }
+        }
+    ]
+    assert "ingressClassName" not in ingress and "tls" not in ingress
+    routed = of_kind(documents, "NetworkPolicy")["fl-jaeger"]["spec"]["ingress"][1]
+    assert routed == {
+        "ports": [{"port": 16686, "protocol": "TCP"}],
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}}],
+    }
+    documents = template(
+        *sets(
+            {
+                **TRACING,
+                "ingress.host": "shop.example.com",
+                "ingress.className": "nginx",
+                "ingress.tls.enabled": "true",
+                "ingress.tls.clusterIssuer": "letsencrypt",
+                "tracing.ingress.path": "/traces",
+            }
+        )
+    )
+    ingress = of_kind(documents, "Ingress")["fl-jaeger"]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["rules"][0]["host"] == "shop.example.com"
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["path"] == "/traces"
+    assert ingress["spec"]["tls"] == [{"hosts": ["shop.example.com"], "secretName": "flotilla-tls"}]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert _jaeger_config(documents)["extensions"]["jaeger_query"]["base_path"] == "/traces"
+    own_host = template(
+        *sets({**TRACING, "ingress.host": "shop.example.com", "tracing.ingress.host": "localhost"})
+    )
+    assert of_kind(own_host, "Ingress")["fl-jaeger"]["spec"]["rules"][0]["host"] == "localhost"
+    for off in ({"tracing.ingress.enabled": "false"}, {"ingress.enabled": "false"}):
+        documents = template(*sets({**TRACING, **off}))
+        assert "fl-jaeger" not in of_kind(documents, "Ingress"), off
+        assert len(of_kind(documents, "NetworkPolicy")["fl-jaeger"]["spec"]["ingress"]) == 1, off
+
+
+@pytest.mark.parametrize("ratio", ["1.5", "-0.1", "half"])
+def test_the_schema_rejects_a_sample_ratio_outside_zero_to_one_naming_it(ratio: str) -> None:
+    for option in ("--set", "--set-json"):
+        if option == "--set-json" and ratio == "half":
+            continue
+        result = tool(
+            "helm", "template", "fl", UMBRELLA, *sets(TRACING), option, f"tracing.sampleRatio={ratio}"
+        )
+        assert result.returncode != 0, f"{option} {ratio} accepted"
+        assert "/tracing/sampleRatio" in result.stderr, result.stderr
+
+
 def test_existing_secrets_render_no_secret_and_are_referenced() -> None:
     documents = template(
         *sets({"secrets.existingSecret": "shop-credentials", "secrets.existingJwtKeysSecret": "shop-jwt"})
@@ -620,6 +776,9 @@ MATRIX: dict[str, Callable[[str], list[str]]] = {
         }
     ),
     "fourth-service": lambda namespace: ["--set-json", f"services.hello={json.dumps(FOURTH)}"],
+    "tracing": lambda namespace: sets(
+        {**TRACING, "tracing.sampleRatio": "0.5", "ingress.host": "shop.example.com"}
+    ),
     # An entry's key replaces the default's whole: maxUnavailable does not meet the default
     # minAvailable, a memory limit below the default request does not meet that request.
     "entry-keys-replace-defaults": lambda namespace: sets(
@@ -647,7 +806,8 @@ def test_the_umbrella_chart_renders_what_the_api_server_accepts(case: str, names
     kinds = [doc["kind"] for doc in documents]
     expected_services = len(SERVICES) + (case == "fourth-service")
     assert kinds.count("Microservice") == expected_services
-    assert kinds.count("Deployment") == 1 and "ClusterRole" in kinds
+    # The operator's, and Jaeger's with tracing.
+    assert kinds.count("Deployment") == 1 + (case == "tracing") and "ClusterRole" in kinds
     assert kinds.count("StatefulSet") == (0 if case == "external-database" else len(DATABASES))
     assert ("ServiceMonitor" in kinds) == (case != "monitoring-and-policies-off")  # the operator's
     assert ("PrometheusRule" in kinds) == (case != "monitoring-and-policies-off")

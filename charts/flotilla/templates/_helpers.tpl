@@ -92,6 +92,13 @@
 {{- with include "flotilla.issuerUrl" (list $root $services) -}}
 {{- $injected = append $injected (dict "name" "JWT_ISSUER" "value" .) -}}
 {{- end -}}
+{{- /* Traces to the release's Jaeger (tracing.enabled), in OpenTelemetry's own variables. */ -}}
+{{- if $root.Values.tracing.enabled -}}
+{{- $injected = append $injected (dict "name" "OTEL_EXPORTER_OTLP_ENDPOINT" "value" (include "flotilla.jaeger.otlpEndpoint" $root)) -}}
+{{- $injected = append $injected (dict "name" "OTEL_EXPORTER_OTLP_PROTOCOL" "value" "http/protobuf") -}}
+{{- $injected = append $injected (dict "name" "OTEL_TRACES_SAMPLER" "value" "parentbased_traceidratio") -}}
+{{- $injected = append $injected (dict "name" "OTEL_TRACES_SAMPLER_ARG" "value" (toString $root.Values.tracing.sampleRatio)) -}}
+{{- end -}}
 {{- /* Secrets as files in one mount, each only in the container that uses it (the kit reads
        $FLOTILLA_SECRETS_DIR/<VARIABLE>): the migration registers clients and the admin, the
        service signs and calls with its client secret. */ -}}
@@ -161,10 +168,14 @@
 {{- $policy := $spec.networkPolicy | default dict -}}
 {{- $testPod := dict "podSelector" (dict "matchLabels" (dict "app.kubernetes.io/component" "test" "app.kubernetes.io/instance" $root.Release.Name)) -}}
 {{- $_ := set $policy "from" (prepend ($policy.from | default list) $testPod) -}}
-{{- /* Egress: its own database and the release's extra peers, beside what the operator derives. */ -}}
+{{- /* Egress: its own database, the release's extra peers and its Jaeger, beside what the operator derives. */ -}}
 {{- $to := concat ($policy.to | default list) ($root.Values.networkPolicy.to | default list) -}}
 {{- if and $entry.database $root.Values.postgresql.enabled -}}
 {{- $to = prepend $to (dict "podSelector" (dict "matchLabels" (include "flotilla.postgresql.selector" (list $root $name) | fromYaml))) -}}
+{{- end -}}
+{{- /* The release's Jaeger: a peer of to admits every port, and Jaeger's own policy admits the services on its OTLP ports only. */ -}}
+{{- if $root.Values.tracing.enabled -}}
+{{- $to = append $to (dict "podSelector" (dict "matchLabels" (include "flotilla.jaeger.selector" $root | fromYaml))) -}}
 {{- end -}}
 {{- if $to -}}{{- $_ := set $policy "to" $to -}}{{- end -}}
 {{- $_ := set $spec "networkPolicy" (merge $policy (dict "enabled" true)) -}}
