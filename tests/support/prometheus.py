@@ -36,8 +36,11 @@ class ScrapeJob:
 class PrometheusServer:
     """``prometheus`` on a loopback port, scraping ``jobs`` every second and evaluating ``rule_files``."""
 
-    def __init__(self, directory: Path, jobs: list[ScrapeJob], rule_files: list[Path]) -> None:
+    def __init__(
+        self, directory: Path, jobs: list[ScrapeJob], rule_files: list[Path], *, exemplars: bool = False
+    ) -> None:
         self.directory = directory
+        self.exemplar_storage = exemplars
         self.jobs = jobs
         self.rule_files = rule_files
         self.port = free_port()
@@ -70,6 +73,7 @@ class PrometheusServer:
                 f"--storage.tsdb.path={self.directory / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--log.level=warn",
+                *(["--enable-feature=exemplar-storage"] if self.exemplar_storage else []),
             ],
             stdout=self.log_path.open("ab"),
             stderr=subprocess.STDOUT,
@@ -115,6 +119,11 @@ class PrometheusServer:
                     break
                 assert time.monotonic() < deadline, f"a target was not scraped within {timeout}s"
                 time.sleep(0.2)
+
+    def exemplars(self, selector: str, minutes: int = 10) -> list[dict[str, Any]]:
+        """The stored exemplars of the series ``selector`` picks, over the last ``minutes``."""
+        now = time.time()
+        return list(self._get("query_exemplars", query=selector, start=now - minutes * 60, end=now))
 
     def label_values(self, label: str, metric: str) -> set[str]:
         """The values of ``label`` on the series of ``metric`` (Grafana's ``label_values``)."""
