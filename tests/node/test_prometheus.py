@@ -16,6 +16,7 @@ import os
 import time
 import tomllib
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from kubernetes.client import ApiClient
 from flotilla_operator import MANAGED_BY
 from flotilla_operator.render import SCRAPE_TARGET_LABELS
 from tests.support.kube import ROOT, tool, wait_for
+from tests.support.monitoring import dashboards, query_panels, substitute, variable_values
 from tests.support.node import RELEASE, SERVICES, Platform, exec_in, helm
 
 # Where node-up.sh writes Prometheus' URL (scripts/cluster/lib.sh: PROMETHEUS_URL_FILE).
@@ -36,6 +38,16 @@ REVISION_LABEL = "flotilla.dev/revision"
 OPERATOR_DEPLOYMENT = "flotilla-operator"  # the umbrella chart's operator.nameOverride
 # A product id that exists nowhere: catalog's 404, counted by catalog under its route.
 MISSING_PRODUCT = "/products/987654321"
+# Panels that show faults (5xx, failed calls, reconcile errors, drift, stalled watches): a healthy
+# platform gives them nothing to show; their queries must still run.
+FAULT_PANELS = {
+    "Error ratio (5xx)",
+    "5xx ratio by route",
+    "Failed outbound calls (5xx, errors, timeouts, open circuit)",
+    "Reconcile errors by kind",
+    "Drift corrections (children restored) by kind",
+    "Watch stalls by kind, and watch restarts, per hour",
+}
 
 
 def label_name(name: str) -> str:
@@ -169,6 +181,48 @@ def test_a_request_through_the_ingress_is_counted_for_its_service_within_30s(
     counted = query(prometheus, f"http_requests_total{{{selector}}}")
     assert {s["metric"]["route"] for s in counted} == {"/products/{product_id}"}, counted
     print(f"counted by Prometheus {time.monotonic() - sent:.1f}s after the requests")
+
+
+def label_values(prometheus: str, label: str, series: str) -> set[str]:
+    """Grafana's ``label_values(series, label)``, from Prometheus' API."""
+    response = requests.get(
+        f"{prometheus}/api/v1/label/{label}/values", params={"match[]": series}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    return set(response.json()["data"])
+
+
+def test_every_dashboard_query_runs_on_the_node_for_the_platforms_namespace_and_services(
+    platform: Platform, prometheus: str
+) -> None:
+    """The dashboards as Grafana shows them over this Prometheus: the namespace variable lists the
+    platform's, the service variable its Microservices (the jobs of their targets), and every panel
+    query, with both filled in, runs; every panel but those of faults shows data."""
+    platform.customer_flow()  # registrations, logins, reservations, orders, calls between services
+    assert platform.get(MISSING_PRODUCT).status_code == 404
+    namespace = platform.namespace
+    expected = {
+        "overview.json": set(SERVICES),
+        "service.json": set(SERVICES),
+        "calls.json": {"catalog", "orders"},  # catalog calls users (JWKS), orders users and catalog
+        "operator.json": {f"{OPERATOR_DEPLOYMENT}-metrics"},  # the operator chart's metrics Service
+    }
+    for name, dashboard in dashboards().items():
+        listed = variable_values(dashboard, partial(label_values, prometheus))
+        assert namespace in listed["namespace"], (name, listed)
+        values = variable_values(dashboard, partial(label_values, prometheus), {"namespace": [namespace]})
+        assert expected[name] <= set(values["service"]), (name, values)
+        for panel in query_panels(dashboard):
+            exprs = [substitute(target["expr"], values) for target in panel["targets"]]
+
+            def shown(exprs: list[str] = exprs) -> bool:
+                results = [query(prometheus, expr) for expr in exprs]  # query() asserts each runs
+                return any(results)
+
+            if panel["title"] in FAULT_PANELS:
+                shown()
+            else:
+                wait_for(shown, timeout=30, interval=1, what=f"data for {name} / {panel['title']}")
 
 
 # Run in the operator's pod: GET Prometheus' query API (its URL from the pod's environment when
