@@ -21,11 +21,14 @@ from tests.bench import wrk
 from tests.bench.histogram import quantile, scrape_buckets
 from tests.bench.proc import children, rss_mb
 from tests.bench.report import Result, Target
+from tests.support.jaeger import JaegerServer, traces_of
 from tests.support.platform import Platform, start_platform
 from tests.support.processes import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CONNECTIONS = 16
+# The share of traces sampled in the tracing benchmark, as a busy production service would.
+TRACED_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,26 @@ def kit_scaling(platform: Platform, log_dir: Path, settings: Settings) -> list[R
     finally:
         one_worker.stop()
     return [scaling(two, one)]
+
+
+def tracing_overhead(platform: Platform, work: Path, settings: Settings) -> list[Result]:
+    """catalog ``GET /products/{id}`` traced (10 % sampled, exported to a real Jaeger) against
+    the platform's catalog, whose tracing is off (no exporter)."""
+    jaeger = JaegerServer(work / "jaeger").start()
+    sampled = jaeger.otel_env("parentbased_traceidratio", TRACED_SHARE)
+    sampled.pop("OTEL_BSP_SCHEDULE_DELAY")  # exported as in production: every 5 s
+    traced = ServiceProcess("catalog", {**platform.catalog.env, **sampled}, work / "logs")
+    try:
+        traced.start()
+        ours, theirs = product_reads(platform, settings, traced, platform.catalog)
+        exported = len(traces_of(jaeger.query_url, "catalog", limit=100_000))
+        progress(f"Jaeger holds {exported} traces of the traced catalog")
+        if not exported:
+            raise RuntimeError("the traced catalog exported no trace to Jaeger")
+    finally:
+        traced.stop()
+        jaeger.stop()
+    return [Result("tracing_overhead_rps", ours.rps, theirs.rps, " req/s", Target(">=", 0.9))]
 
 
 def customer_reads(
@@ -231,6 +254,8 @@ def run(work: Path, settings: Settings) -> list[Result]:
             results = []
             progress("kit overhead: GET /products/{id}, catalog vs bare Flask")
             results += kit_overhead(platform, bare, settings)
+            progress("tracing overhead: GET /products/{id}, catalog traced (10% sampled) vs not")
+            results += tracing_overhead(platform, work, settings)
             progress("scaling: GET /products/{id}, catalog at 2 gunicorn workers vs 1")
             results += kit_scaling(platform, work / "logs", settings)
             progress("authentication cost: GET /users/me, verified vs not")
