@@ -288,3 +288,14 @@ def test_the_spans_resource_names_the_pod_and_lets_the_environment_name_the_serv
     assert attributes["deployment.environment.name"] == "staging"
     assert attributes["k8s.namespace.name"] == "shop"
     assert attributes["k8s.pod.name"]
+
+
+def test_work_outside_any_request_starts_no_trace_and_tells_its_callee_so(
+    tmp_path: Path, upstream: Upstream, spans: InMemorySpanExporter
+) -> None:
+    sample_app(tmp_path, upstream.url)  # a service's process: its calls are instrumented
+    client = ServiceClient("upstream", upstream.url, policy=ClientPolicy(retries=0))
+    client.request("GET", "/revocations")  # as the revocation list's refresh does, every few seconds
+    assert [(span.name, span.kind) for span in spans.get_finished_spans()] == []
+    flags = int(upstream.headers[0]["traceparent"].rsplit("-", 1)[1], 16)
+    assert not flags & 1  # not sampled: the callee records nothing either

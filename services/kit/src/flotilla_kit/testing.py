@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
 from flotilla_kit import auth, tracing
 from flotilla_kit.settings import KitSettings
@@ -77,14 +77,14 @@ def install_test_issuer(app: Flask) -> TestIssuer:
 
 @contextmanager
 def captured_spans() -> Iterator[InMemorySpanExporter]:
-    """Record every span the process starts while inside, finished spans in the exporter.
+    """Record every trace the process starts while inside (a caller's unsampled one aside).
 
     For a service's tests: ``with captured_spans() as spans: client.get(...)``, then
     ``spans.get_finished_spans()``. Sampling and export are put back as they were afterwards.
     """
     exporter = InMemorySpanExporter()
     previous = tracing.current_switch()
-    tracing.use(ALWAYS_ON, SimpleSpanProcessor(exporter))
+    tracing.use(ParentBased(ALWAYS_ON), SimpleSpanProcessor(exporter))
     try:
         yield exporter
     finally:

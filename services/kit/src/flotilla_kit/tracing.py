@@ -45,6 +45,8 @@ INSTRUMENTATION = "flotilla_kit"
 # Probes and scrapes: every few seconds from the kubelet and Prometheus, never worth a trace.
 UNTRACED_PATHS = "livez,readyz,metrics"
 
+# Traces start where work comes in: a request served (or a message consumed).
+_TRACE_STARTERS = {SpanKind.SERVER, SpanKind.CONSUMER}
 # OpenTelemetry's standard samplers, by their OTEL_TRACES_SAMPLER names.
 _SAMPLERS: dict[str, Callable[[float], Sampler]] = {
     "always_on": lambda _ratio: ALWAYS_ON,
@@ -84,9 +86,13 @@ class _Switch(SpanProcessor, Sampler):
         links: Sequence[Link] | None = None,
         trace_state: trace.TraceState | None = None,
     ) -> SamplingResult:
-        if kind == SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
-            # SQL or a call outside any request (a readiness ping, a background job): no trace of
-            # its own, or the probes' pings would bury the requests.
+        if (
+            kind not in _TRACE_STARTERS
+            and not trace.get_current_span(parent_context).get_span_context().is_valid
+        ):
+            # SQL or a call outside any request (a readiness ping, the revocation list's refresh
+            # every few seconds): no trace of its own, or they would bury the requests. Dropped,
+            # it still has IDs: the callee learns (flags 00) not to record its side either.
             return SamplingResult(Decision.DROP)
         return self.sampler.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
