@@ -8,12 +8,14 @@ from typing import Any, cast
 import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import REGISTRY
 from samples import delivered
 
 from flotilla_operator import handlers
 from flotilla_operator.diffbase import NoDiffBase, needing_a_diff
 from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, WATCHED_KINDS
 from flotilla_operator.latest import Latest
+from flotilla_operator.metrics import MICROSERVICES, set_leading
 from flotilla_operator.reconcile import Dependents
 from flotilla_operator.release import COMMAND_ANNOTATION
 from flotilla_operator.render import ConfigMissing, ConfigRef
@@ -98,6 +100,22 @@ def test_a_deleted_microservice_is_not_retried(recorder: _Recorder) -> None:
     _event(_ms(), "ADDED")
     _event(_ms(version="11"), "DELETED")
     assert len(handlers.RETRIES) == 0
+
+
+def test_a_deleted_microservices_series_go_with_its_deleted_event(recorder: _Recorder) -> None:
+    ready = ("flotilla_operator_microservice_ready", {"namespace": "shop", "name": "orders"})
+    set_leading(True)
+    try:
+        _event(_ms(), "ADDED")
+        MICROSERVICES.set("shop", "orders", "u1", scrape_targets=2, ready=True, phase="Stable")
+        assert REGISTRY.get_sample_value(*ready) == 1
+        _event(_ms(version="11"), "DELETED")
+        assert REGISTRY.get_sample_value(*ready) is None
+        MICROSERVICES.set("shop", "orders", "u2", scrape_targets=2, ready=True, phase="Stable")
+        _event(_ms(version="12", uid="u2", deletionTimestamp="2026-01-01T00:00:00Z"), "MODIFIED")
+        assert REGISTRY.get_sample_value(*ready) is None  # being deleted: gone already
+    finally:
+        set_leading(False)
 
 
 @pytest.mark.parametrize(

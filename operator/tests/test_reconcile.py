@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
+from prometheus_client import REGISTRY
 from samples import microservice
 
 from flotilla_operator import FIELD_MANAGER
 from flotilla_operator import reconcile as reconcile_module
 from flotilla_operator import render as render_module
 from flotilla_operator.kube import Kube
-from flotilla_operator.reconcile import HANDOVER_MANAGER, Applied, Dependents, Reconciler, reconcile, slim
+from flotilla_operator.metrics import set_leading
+from flotilla_operator.reconcile import (
+    HANDOVER_MANAGER,
+    Applied,
+    Dependents,
+    Reconciler,
+    reconcile,
+    scrape_targets,
+    slim,
+)
 from flotilla_operator.render import ConfigMissing, ConfigRef, RenderContext, config_digest
 
 
@@ -514,3 +525,94 @@ def test_the_kit_version_the_pods_report_is_written_and_kept_while_nothing_newer
     newer, _ = reconcile(cast(Kube, kube), {**body, "status": reported}, lambda *_: None, kit_version="0.2.0")
     assert newer["kitVersion"] == "0.2.0"
     assert kube.status == newer
+
+
+@pytest.fixture
+def leading() -> Iterator[None]:
+    """This replica leads: it exports each Microservice's series."""
+    set_leading(True)
+    yield
+    set_leading(False)
+
+
+def series(name: str = "orders") -> dict[str, float | str | None]:
+    """The Microservice's gauges as a scrape shows them (None: no series)."""
+    labels = {"namespace": "shop", "name": name}
+    phases = [
+        sample.labels["phase"]
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == "flotilla_operator_microservice_rollout_phase" and sample.labels["name"] == name
+    ]
+    return {
+        "scrape_targets": REGISTRY.get_sample_value("flotilla_operator_microservice_scrape_targets", labels),
+        "ready": REGISTRY.get_sample_value("flotilla_operator_microservice_ready", labels),
+        "phase": phases[0] if phases else None,
+    }
+
+
+@pytest.mark.usefixtures("leading")
+def test_a_reconcile_exports_the_scrape_targets_readiness_and_release_phase() -> None:
+    kube = FakeKube()
+    body = ms()
+    first, record = reconcile(cast(Kube, kube), body, lambda *_: None)
+    assert series() == {"scrape_targets": 3, "ready": 0, "phase": "Stable"}
+    live = copy.deepcopy(kube.objects[("Deployment", "orders")])
+    live["metadata"].update(resourceVersion="2")
+    live["status"] = {
+        "observedGeneration": 1,
+        "replicas": 3,
+        "readyReplicas": 3,
+        "updatedReplicas": 3,
+        "availableReplicas": 3,
+        "conditions": [{"type": "Available", "status": "True"}],
+    }
+    record.observe("Deployment", slim(live), deleted=False)
+    reconcile(cast(Kube, kube), {**body, "status": first}, lambda *_: None, previous_apply=record)
+    assert series() == {"scrape_targets": 3, "ready": 1, "phase": "Stable"}
+    reconcile(cast(Kube, kube), ms(2, replicas=5), lambda *_: None)
+    assert series()["scrape_targets"] == 5
+
+
+@pytest.mark.usefixtures("leading")
+def test_under_autoscaling_the_scrape_targets_are_the_autoscalers_count() -> None:
+    kube = FakeKube()
+    scaled = {"minReplicas": 2, "maxReplicas": 6}
+    run(kube, ms(autoscaling=scaled))
+    assert series()["scrape_targets"] == 2
+    kube.objects[("Deployment", "orders")]["spec"]["replicas"] = 4  # the HPA scaled it (its scale)
+    run(kube, ms(autoscaling=scaled))
+    assert series()["scrape_targets"] == 4
+
+
+@pytest.mark.usefixtures("leading")
+def test_no_service_monitor_means_no_scrape_targets() -> None:
+    run(FakeKube(), ms(metrics={"enabled": False, "path": "/metrics", "interval": "30s"}))
+    assert series()["scrape_targets"] == 0
+    kube = FakeKube()
+    kube.missing_crds.add("servicemonitors.monitoring.coreos.com")
+    run(kube, ms())
+    assert series()["scrape_targets"] == 0
+
+
+def test_a_candidates_pods_are_scrape_targets_too() -> None:
+    record = Applied(
+        "",
+        {"Deployment": {"spec": {"replicas": 4}}, "Deployment/canary": {"spec": {"replicas": 1}}},
+        rendered=frozenset({"Deployment", "ServiceMonitor"}),
+    )
+    assert scrape_targets({"replicas": 4}, record) == 5
+    assert scrape_targets({"autoscaling": {"minReplicas": 2}}, record) == 5
+    assert scrape_targets({"autoscaling": {"minReplicas": 2}}, Applied("", {}, rendered=record.rendered)) == 2
+
+
+@pytest.mark.usefixtures("leading")
+def test_a_microservice_found_gone_loses_its_series() -> None:
+    kube = FakeKube()
+    kube.microservices["orders"] = ms()
+    reconciler = Reconciler(cast(Kube, kube), lambda *_: None)
+    reconciler.request("shop", "orders")
+    assert series()["ready"] == 0
+    del kube.microservices["orders"]
+    reconciler.request("shop", "orders")
+    assert series() == {"scrape_targets": None, "ready": None, "phase": None}

@@ -17,7 +17,7 @@ from flotilla_operator.health import serve_health
 from flotilla_operator.heap import heap_report, start_tracing
 from flotilla_operator.leadership import Election
 from flotilla_operator.malloc import fix_mmap_threshold, limit_arenas
-from flotilla_operator.metrics import LEADER
+from flotilla_operator.metrics import set_leading
 from flotilla_operator.settings import ConfigError, OperatorSettings
 from flotilla_operator.supervisor import Carried, Supervisor
 
@@ -67,7 +67,7 @@ def run() -> None:
             return
         handlers.lead_with(election)
     else:
-        LEADER.set(1)  # the only replica, reconciling
+        set_leading(True)  # the only replica, reconciling
     supervisor.start()
     if settings.heap_profile:
         start_tracing()  # what the modules imported so far hold is the floor, measured apart

@@ -30,7 +30,13 @@ from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, WATCHED_KINDS, K
 from flotilla_operator.latest import Latest
 from flotilla_operator.leadership import Election
 from flotilla_operator.malloc import trim
-from flotilla_operator.metrics import DRIFT_CORRECTIONS, RECONCILE_ERRORS, RECONCILES_WAITING, WATCH_STALLS
+from flotilla_operator.metrics import (
+    DRIFT_CORRECTIONS,
+    MICROSERVICES,
+    RECONCILE_ERRORS,
+    RECONCILES_WAITING,
+    WATCH_STALLS,
+)
 from flotilla_operator.prometheus import Prometheus, PrometheusUnavailable
 from flotilla_operator.reconcile import Reconciler, owner_of, slim
 from flotilla_operator.release import COMMAND_ANNOTATION
@@ -263,7 +269,7 @@ def _tick_forever(stop: threading.Event) -> None:
 
 def _resync_once(reconciler: Reconciler) -> None:
     """Rebuild the callers index from one listing, then reconcile: callees whose callers changed first."""
-    mark = reconciler.dependents.mark()
+    mark, series_mark = reconciler.dependents.mark(), MICROSERVICES.mark()
     try:
         items = reconciler.kube.all_microservices(SETTINGS.namespace)
     except Exception:
@@ -285,6 +291,7 @@ def _resync_once(reconciler: Reconciler) -> None:
     # A DELETED missed in a watch gap would otherwise leave its caller admitted for good.
     changed = reconciler.dependents.rebuild(items, mark)
     listed = {(ms["metadata"]["namespace"], ms["metadata"]["name"]): ms for ms in items}
+    MICROSERVICES.prune(listed, series_mark)  # likewise: no series of a Microservice gone meanwhile
     for namespace, name in [*sorted(changed), *(key for key in listed if key not in changed)]:
         # As listed when that is the newest version seen (else read again): a read of each cost
         # 2,000 requests a minute at 2,000 Microservices.
@@ -334,6 +341,9 @@ def microservice_event(body: kopf.Body, namespace: str | None, name: str, type: 
     else:
         LATEST.delivered(ms)
     gone = type == "DELETED" or bool(ms.get("metadata", {}).get("deletionTimestamp"))
+    if gone:  # its series go now; a reconcile still running on it sets them no more
+        uid = ms.get("metadata", {}).get("uid")
+        MICROSERVICES.remove(namespace, name, str(uid) if uid else None)
     depends_on = None if gone else list((ms.get("spec") or {}).get("dependsOn") or [])
     for dependency in sorted(_reconciler().dependents.update(namespace, name, depends_on)):
         _reconcile(namespace, dependency)  # its policy gains or loses this caller

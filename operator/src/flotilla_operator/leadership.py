@@ -24,7 +24,7 @@ from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 from urllib3.exceptions import HTTPError as TransportError
 
-from flotilla_operator.metrics import LEADER, LEADER_ACQUISITIONS
+from flotilla_operator.metrics import LEADER_ACQUISITIONS, set_leading
 
 log = logging.getLogger("flotilla.operator")
 # The client logs every attempt of a standby ("yet to finish lease_duration") at INFO.
@@ -164,7 +164,7 @@ class Election:
         self._stopped()
 
     def _started(self) -> None:
-        LEADER.set(1)
+        set_leading(True)
         LEADER_ACQUISITIONS.inc()
         self.leading.set()
         log.info("leading", extra={"identity": self.identity, "lease": self.lease})
@@ -172,7 +172,7 @@ class Election:
     def _stopped(self) -> None:
         if self.leading.is_set():
             self.leading.clear()
-            LEADER.set(0)
+            set_leading(False)  # no Microservice's series outlives the lead: a standby has none
             self.lost.set()
             log.warning("lost the Lease", extra={"identity": self.identity, "lease": self.lease})
 
@@ -190,7 +190,7 @@ class Election:
         if not self.leading.is_set():
             return
         self.leading.clear()
-        LEADER.set(0)
+        set_leading(False)
         api, timeout = self._lock.api_instance, self._lock.timeout
         try:
             lease = api.read_namespaced_lease(self._lock.name, self._lock.namespace, _request_timeout=timeout)

@@ -1,8 +1,13 @@
 """Prometheus metrics of the operator."""
 
+import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from flotilla_operator.rollout import ROLLBACK_REASONS, Plan
 
@@ -73,3 +78,119 @@ def count_release(plan: Plan) -> None:
     ROLLOUTS.labels(plan.result, reason).inc()
     if plan.result == "rolled_back" and plan.state.started_at is not None:
         ROLLBACK_SECONDS.observe(max(0.0, time.time() - plan.state.started_at))
+
+
+@dataclass(frozen=True)
+class _Series:
+    uid: str
+    scrape_targets: int
+    ready: bool
+    phase: str
+    updated: int  # the store's update counter when it was set (``MicroserviceSeries.prune``)
+
+
+class MicroserviceSeries(Collector):
+    """One set of gauges per Microservice, exported by the leader only.
+
+    Set where a reconcile computes the status and removed on delete: no request of its own. A
+    standby, and a replica that lost the Lease, export none, so none outlives its Microservice
+    (FlotillaServiceDown reads ``..._scrape_targets`` as "this Microservice should have pods").
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._series: dict[tuple[str, str], _Series] = {}
+        # uids of deleted Microservices: a reconcile still running on one sets nothing.
+        self._gone: dict[str, int] = {}
+        self._updates = 0
+        self._exporting = False
+
+    def export(self, leading: bool) -> None:
+        """Export while ``leading``; a lead taken or lost starts from nothing."""
+        with self._guard:
+            if leading != self._exporting:
+                self._series.clear()
+                self._gone.clear()
+            self._exporting = leading
+
+    def set(
+        self, namespace: str, name: str, uid: str, *, scrape_targets: int, ready: bool, phase: str
+    ) -> None:
+        """What the reconcile of ``namespace/name`` found (ignored unless leading)."""
+        with self._guard:
+            if not self._exporting or uid in self._gone:
+                return
+            self._updates += 1
+            self._series[(namespace, name)] = _Series(uid, scrape_targets, ready, phase, self._updates)
+
+    def remove(self, namespace: str, name: str, uid: str | None = None) -> None:
+        """``namespace/name`` is gone (with ``uid``: that one, and no late reconcile brings it back)."""
+        with self._guard:
+            if not self._exporting:
+                return
+            self._updates += 1
+            found = self._series.get((namespace, name))
+            if found is not None and uid in (None, found.uid):
+                del self._series[(namespace, name)]
+            if uid:
+                self._gone[uid] = self._updates
+
+    def mark(self) -> int:
+        """Where the updates are now: take it before listing the Microservices, pass it to ``prune``."""
+        with self._guard:
+            return self._updates
+
+    def prune(self, listed: Iterable[tuple[str, str]], mark: int) -> None:
+        """Drop the series of Microservices a listing begun at ``mark`` did not show (a DELETED missed)."""
+        present = set(listed)
+        with self._guard:
+            for key in [k for k, s in self._series.items() if k not in present and s.updated <= mark]:
+                del self._series[key]
+            self._gone = {uid: at for uid, at in self._gone.items() if at > mark}
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        """The families, empty: the registry learns their names without collecting."""
+        return list(self._families())
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        """Every series, while leading."""
+        with self._guard:
+            series = list(self._series.items()) if self._exporting else []
+        targets, ready, phase = self._families()
+        for (namespace, name), found in series:
+            targets.add_metric([namespace, name], found.scrape_targets)
+            ready.add_metric([namespace, name], 1 if found.ready else 0)
+            phase.add_metric([namespace, name, found.phase], 1)
+        return [targets, ready, phase]
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        labels = ["namespace", "name"]
+        return (
+            GaugeMetricFamily(
+                "flotilla_operator_microservice_scrape_targets",
+                "Pods the Microservice's ServiceMonitor should find (its desired replicas, the "
+                "candidate's included; 0 without a ServiceMonitor).",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "flotilla_operator_microservice_ready",
+                "1 while the Microservice's Ready condition is True, else 0.",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "flotilla_operator_microservice_rollout_phase",
+                "1 for the Microservice's release phase (Stable, Progressing, Promoting, RolledBack).",
+                labels=[*labels, "phase"],
+            ),
+        )
+
+
+MICROSERVICES = MicroserviceSeries()
+REGISTRY.register(MICROSERVICES)
+
+
+def set_leading(leading: bool) -> None:
+    """Mark this replica leading (it reconciles, exports the Microservices' series) or standing by."""
+    LEADER.set(1 if leading else 0)
+    MICROSERVICES.export(leading)

@@ -16,10 +16,17 @@ from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, Resour
 from flotilla_operator import FIELD_MANAGER, KIND
 from flotilla_operator.kitversions import KitVersions
 from flotilla_operator.kube import CHILD_KINDS, OPTIONAL_KINDS, SERVICE_MONITOR_CRD, Kube
-from flotilla_operator.metrics import MANAGED_RESOURCES, RECONCILE_DURATION, RECONCILES, count_release
+from flotilla_operator.metrics import (
+    MANAGED_RESOURCES,
+    MICROSERVICES,
+    RECONCILE_DURATION,
+    RECONCILES,
+    count_release,
+)
 from flotilla_operator.prometheus import Prometheus
 from flotilla_operator.release import Release, decide, release_status, remove_release
 from flotilla_operator.render import (
+    CANARY_TRACK,
     ROUTE_LABEL,
     TRACK_LABEL,
     ConfigMissing,
@@ -490,6 +497,14 @@ def reconcile(
         status["kitVersion"] = kit
     if status != ms.get("status"):
         kube.patch_status(namespace, name, status)
+    MICROSERVICES.set(
+        namespace,
+        name,
+        metadata["uid"],
+        scrape_targets=scrape_targets(spec, record),
+        ready=any(c["type"] == READY and c["status"] == "True" for c in stamped),
+        phase=release.plan.state.phase,
+    )
     post_transitions(ms, post, previous, stamped)
     for event in release.plan.events:
         post(ms, event.type, event.reason, event.message)
@@ -500,6 +515,24 @@ def reconcile(
     if record.rejected:
         raise record.rejected[0].error
     return status, record
+
+
+def scrape_targets(spec: dict[str, Any], record: Applied) -> int:
+    """The pods the ServiceMonitor should find: desired replicas, the candidate's too; 0 without one.
+
+    Under autoscaling the stable's desired count is its Deployment's (the HPA sets it through
+    the scale subresource); until that Deployment exists, ``minReplicas``.
+    """
+    if "ServiceMonitor" not in record.rendered:  # metrics off, or no ServiceMonitor CRD
+        return 0
+    stable = ((record.children.get("Deployment") or {}).get("spec") or {}).get("replicas")
+    autoscaling = spec.get("autoscaling")
+    if not autoscaling:
+        stable = spec["replicas"]
+    elif stable is None:
+        stable = autoscaling.get("minReplicas", 1)
+    candidate = ((record.children.get(f"Deployment/{CANARY_TRACK}") or {}).get("spec") or {}).get("replicas")
+    return int(stable) + int(candidate or 0)
 
 
 def workload_status(
@@ -723,6 +756,7 @@ class Reconciler:
     def _once(self, namespace: str, name: str, delivered: dict[str, Any] | None) -> None:
         ms = delivered if delivered is not None else self.kube.microservice(namespace, name)
         if ms is None or ms["metadata"].get("deletionTimestamp"):
+            MICROSERVICES.remove(namespace, name, None if ms is None else ms["metadata"].get("uid"))
             with self._guard:
                 self._children_total -= self._children.pop((namespace, name), 0)
                 self._pruned_at.pop((namespace, name), None)
