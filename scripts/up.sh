@@ -24,12 +24,14 @@ step "installing $chart --version $version (release $RELEASE, namespace $NAMESPA
 # Only what differs on this machine is set: the PostgreSQL image (the official one cannot be
 # pulled here), and the node's Prometheus (node-up.sh), which the operator queries, outside the
 # pod network: its NetworkPolicy lets it connect to that address. The ingress controller's
-# namespace is the chart's default, Traefik's.
+# namespace is the chart's default, Traefik's. Traces are on, every one recorded, in the release's
+# Jaeger (its image built here, scripts/images.sh node).
 PROMETHEUS_URL=$(cat "$PROMETHEUS_URL_FILE")
 install=(helm upgrade --install "$RELEASE" "$chart" --version "$version" --plain-http
   --namespace "$NAMESPACE" --create-namespace --wait --timeout 15m
   --set "postgresql.image=$(field postgresql)"
   --set "operator.prometheus.url=$PROMETHEUS_URL" --set "operator.networkPolicy.prometheus.cidr=$NODE_POD_GATEWAY/32"
+  --set tracing.enabled=true --set tracing.sampleRatio=1 --set "tracing.jaeger.image=$JAEGER_IMAGE"
   "$@")
 note "${install[*]}"
 installed_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -97,6 +99,7 @@ Flotilla $version is up on node $NODE_NAME in $(elapsed $((SECONDS - started_at)
   The release:      helm install $RELEASE $chart --version $version --plain-http
   Every route through the ingress (Traefik): $INGRESS  ($routes)
   Prometheus:       $PROMETHEUS_URL  (every pod the operator runs, every 5s; curl -s $PROMETHEUS_URL/api/v1/targets)
+  Jaeger (traces):  $INGRESS/jaeger  (every request's trace; curl -s $INGRESS/jaeger/api/services)
   The admin:        $admin_email / $admin_password
                     (kubectl -n $NAMESPACE get secret $RELEASE-flotilla -o jsonpath='{.data.admin-password}' | base64 -d)
   export KUBECONFIG=$KUBECONFIG_FILE PATH=$BIN_DIR:\$PATH

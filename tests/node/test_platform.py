@@ -243,7 +243,37 @@ def test_the_operator_pod_renders_every_service_from_its_microservice(
     assert holder.rsplit("_", 1)[0] in {pod.metadata.name for pod in operator_pods}, holder
     deployments = client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
     owners = {d.metadata.name: [ref.kind for ref in d.metadata.owner_references or []] for d in deployments}
-    assert owners == {**{name: ["Microservice"] for name in SERVICES}, "flotilla-operator": []}
+    # The services' (the operator's), and the chart's own: the operator's and Jaeger's (tracing is on).
+    assert owners == {
+        **{name: ["Microservice"] for name in SERVICES},
+        "flotilla-operator": [],
+        "flotilla-jaeger": [],
+    }
+
+
+def test_the_releases_jaeger_is_ready_and_answers_through_the_ingress_with_every_services_spans(
+    kube: ApiClient, platform: Platform, jaeger: str
+) -> None:
+    """tracing.enabled: Jaeger's one pod passes its health checks, its query API answers JSON at
+    the ingress's /jaeger, and every service's spans reach it through the NetworkPolicies."""
+    pods = client.CoreV1Api(kube).list_namespaced_pod(
+        platform.namespace, label_selector="app.kubernetes.io/name=jaeger,app.kubernetes.io/component=tracing"
+    )
+    assert [pod.status.phase for pod in pods.items] == ["Running"]
+    assert all(status.ready for status in pods.items[0].status.container_statuses)
+    assert pods.items[0].spec.node_name == NODE_NAME
+    # Every request is sampled here (tracing.sampleRatio 1): one through each service.
+    assert platform.customer_flow()["order"]["status"] == "confirmed"
+
+    def every_service_reported() -> bool:
+        response = requests.get(f"{jaeger}/api/services", timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("application/json")
+        return set(SERVICES) <= set(response.json()["data"] or [])
+
+    wait_for(
+        every_service_reported, timeout=60, interval=1, what=f"spans of {SERVICES} in Jaeger at {jaeger}"
+    )
 
 
 # --- NetworkPolicies: each pod admits what the resources declare, nothing else -----------------
