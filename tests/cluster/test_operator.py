@@ -439,6 +439,42 @@ def test_the_operator_reports_its_work_as_prometheus_metrics(
     assert requests.get(f"http://127.0.0.1:{operator.liveness_port}/healthz", timeout=5).ok
 
 
+MICROSERVICE_GAUGES = (
+    "flotilla_operator_microservice_scrape_targets",
+    "flotilla_operator_microservice_ready",
+    "flotilla_operator_microservice_rollout_phase",
+)
+
+
+def gauges(operator: OperatorProcess, namespace: str, name: str) -> dict[str, tuple[float, str | None]]:
+    """The operator's series of one Microservice: each gauge's value and, for the phase, its label."""
+    return {
+        gauge.removeprefix("flotilla_operator_microservice_"): (value, found.get("phase"))
+        for gauge in MICROSERVICE_GAUGES
+        for found, value in operator.samples(gauge)
+        if found["namespace"] == namespace and found["name"] == name
+    }
+
+
+def test_a_microservices_gauges_appear_with_it_and_go_when_it_is_deleted(
+    kube: ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    create(kube, namespace, microservice("gauged", replicas=2))
+    wait_ready(kube, namespace, "gauged")
+    expected = {"scrape_targets": (2, None), "ready": (1, None), "rollout_phase": (1, "Stable")}
+    wait_for(
+        lambda: gauges(operator, namespace, "gauged") == expected,
+        timeout=20,
+        what=f"the Microservice's gauges at {expected}",
+    )
+    client.CustomObjectsApi(kube).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "gauged")
+    wait_for(
+        lambda: gauges(operator, namespace, "gauged") == {},
+        timeout=20,
+        what="the deleted Microservice's series to go",
+    )
+
+
 def test_a_name_that_cannot_name_a_service_is_rejected(kube: ApiClient, namespace: str) -> None:
     with pytest.raises(ApiException) as rejected:
         create(kube, namespace, microservice("my.service"))
