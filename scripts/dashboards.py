@@ -41,6 +41,15 @@ SERVICE_TAG, OPERATOR_TAG = "flotilla-services", "flotilla-operator"
 RUNBOOKS = "https://github.com/flotilla-dev/flotilla/blob/main/docs/runbooks.md"
 CIRCUIT_STATES = {0: ("closed", "green"), 1: ("half-open", "yellow"), 2: ("open", "red")}
 OPERATOR_WIDE = " The operator serves every namespace: this panel follows neither variable."
+# The operator's series of each Microservice, as Prometheus stores them: the operator's target
+# has a namespace label, so the Microservice's arrives as exported_namespace; its name as name.
+# Deduplicated per Microservice (two operators' leaders, or a fail-over's overlap, count once).
+MICROSERVICE = 'exported_namespace=~"$namespace"'
+PER_MICROSERVICE = "exported_namespace, name"
+MICROSERVICE_WIDE = (
+    " It follows the namespace variable only: every Microservice of those namespaces counts, "
+    "scraped or not (the service variable lists only those with metrics)."
+)
 
 
 def runbook(alert: str) -> dashboard.DashboardLink:
@@ -220,12 +229,19 @@ def overview() -> dashboard.Dashboard:
             series(
                 "Pods scraped and down",
                 "short",
-                "Each service's pods Prometheus scrapes (up) and those it cannot reach (down). "
-                "FlotillaServiceDown fires when one stays down for 2 minutes, or a Microservice has none.",
+                "Each service's pods Prometheus scrapes (up), those it cannot reach (down), and those "
+                "the operator says its ServiceMonitor should find (expected: its desired replicas). "
+                "FlotillaServiceDown fires when one stays down for 2 minutes, or a Microservice expected "
+                "to have pods has none.",
                 [
                     query(f"sum by (namespace, job) (up{{{SERVICES}}})", "up {{job}} ({{namespace}})"),
                     query(
                         f"count by (namespace, job) (up{{{SERVICES}}} == 0)", "down {{job}} ({{namespace}})"
+                    ),
+                    query(
+                        f"max by ({PER_MICROSERVICE}) (flotilla_operator_microservice_scrape_targets"
+                        f'{{{MICROSERVICE}, name=~"$service"}})',
+                        "expected {{name}} ({{exported_namespace}})",
                     ),
                 ],
                 6,
@@ -277,6 +293,44 @@ def overview() -> dashboard.Dashboard:
                 ],
                 6,
                 alerts=["FlotillaOperatorNoLeader", "FlotillaOperatorReconcileErrors"],
+            )
+        )
+        .with_panel(
+            series(
+                "Microservices ready and not ready",
+                "short",
+                "Microservices whose Ready condition is True, and those whose is not (the operator's "
+                "leader reports each one; `kubectl get ms -A` names them)." + MICROSERVICE_WIDE,
+                [
+                    query(
+                        f"sum(max by ({PER_MICROSERVICE}) "
+                        f"(flotilla_operator_microservice_ready{{{MICROSERVICE}}}))",
+                        "ready",
+                    ),
+                    query(
+                        f"sum(1 - max by ({PER_MICROSERVICE}) "
+                        f"(flotilla_operator_microservice_ready{{{MICROSERVICE}}}))",
+                        "not ready",
+                    ),
+                ],
+                12,
+            )
+        )
+        .with_panel(
+            series(
+                "Microservices by release phase",
+                "short",
+                "Microservices by the phase of their release: Stable, Progressing (a canary taking "
+                "traffic in steps), Promoting, RolledBack (until the spec changes again)."
+                + MICROSERVICE_WIDE,
+                [
+                    query(
+                        f"count by (phase) (max by ({PER_MICROSERVICE}, phase) "
+                        f"(flotilla_operator_microservice_rollout_phase{{{MICROSERVICE}}}))",
+                        "{{phase}}",
+                    )
+                ],
+                12,
             )
         )
     )
@@ -590,6 +644,27 @@ def operator() -> dashboard.Dashboard:
                 "short",
                 "Microservices whose last reconcile failed, waiting for their next try.",
                 [query(f"sum(flotilla_operator_reconcile_retries{{{SERVICES}}})", "waiting")],
+            )
+        )
+        .with_panel(
+            series(
+                "Microservices by Ready and release phase, pods to scrape",
+                "short",
+                "The Microservices this operator's leader reports: Ready or not, by release phase, and "
+                "the pods their ServiceMonitors should find (FlotillaServiceDown fires for a Microservice "
+                "expected to have pods and with none). A standby reports none.",
+                [
+                    query(f"sum(flotilla_operator_microservice_ready{{{SERVICES}}})", "ready"),
+                    query(f"sum(1 - flotilla_operator_microservice_ready{{{SERVICES}}})", "not ready"),
+                    query(
+                        f"sum by (phase) (flotilla_operator_microservice_rollout_phase{{{SERVICES}}})",
+                        "{{phase}}",
+                    ),
+                    query(
+                        f"sum(flotilla_operator_microservice_scrape_targets{{{SERVICES}}})", "pods to scrape"
+                    ),
+                ],
+                alerts=["FlotillaServiceDown"],
             )
         )
         .with_panel(

@@ -43,10 +43,12 @@ from tests.support.platform import Platform, start_platform
 from tests.support.prometheus import PrometheusServer, ScrapeJob
 
 OPERATOR_JOB = "flotilla-operator"
-# The namespace a Kubernetes Prometheus attaches to every target: the platform's, and the
+# The namespace a Kubernetes Prometheus attaches to every target: the platform's (a namespace of
+# the test cluster, where the operator runs a Microservice of each service's name), and the
 # operator's (another: the dashboards and alerts must not mix them).
-NAMESPACE = "shop"
 OPERATOR_NAMESPACE = "flotilla-system"
+# A Microservice with pods (on kwok's nodes) and no target: FlotillaServiceDown's second part.
+UNSCRAPED = "ghost"
 STANDBY_JOB = "flotilla-operator-standby"  # a second replica of the session's operator
 # What a Microservice's ServiceMonitor puts on its targets (targetLabels: the Service's labels,
 # as Prometheus label names).
@@ -72,6 +74,7 @@ class Observed:
     """The platform and the operator, watched by one Prometheus."""
 
     platform: Platform
+    namespace: str  # the platform's
     prometheus: PrometheusServer
     operator: OperatorProcess
     standby: OperatorProcess
@@ -96,10 +99,14 @@ def observed(
             instance="prom",
         )
         stack.callback(platform.stop)
+        namespace = stack.enter_context(temporary_namespace(kube))
         jobs = [
-            ScrapeJob(s.name, [f"127.0.0.1:{s.port}"], {"namespace": NAMESPACE, **MICROSERVICE_TARGET})
+            ScrapeJob(s.name, [f"127.0.0.1:{s.port}"], {"namespace": namespace, **MICROSERVICE_TARGET})
             for s in platform.services()
         ]
+        # The operator's gauges of each service (its scrape targets, Ready, release phase).
+        for name in [*(s.name for s in platform.services()), UNSCRAPED]:
+            create(kube, namespace, microservice(name))
         operator_labels = {"namespace": OPERATOR_NAMESPACE}
         jobs.append(ScrapeJob(OPERATOR_JOB, [f"127.0.0.1:{operator.metrics_port}"], operator_labels))
         # The same operator's second replica, scraped as a job of its own: its only replica
@@ -121,7 +128,7 @@ def observed(
         drive_traffic(platform)
         operate(kube, healthy_namespace, quota_namespace)
         prometheus.wait_for_scrapes()
-        yield Observed(platform, prometheus, operator, standby)
+        yield Observed(platform, namespace, prometheus, operator, standby)
 
 
 @pytest.fixture(scope="module")
@@ -284,9 +291,9 @@ def test_business_counters_carry_each_result(observed: Observed) -> None:
 
 def test_dashboard_variables_list_the_namespaces_and_jobs(observed: Observed) -> None:
     expected = {
-        "overview.json": (NAMESPACE, {"users", "catalog", "orders"}),
-        "service.json": (NAMESPACE, {"users", "catalog", "orders"}),
-        "calls.json": (NAMESPACE, {"catalog", "orders"}),  # the catalog fetches the JWKS from users
+        "overview.json": (observed.namespace, {"users", "catalog", "orders"}),
+        "service.json": (observed.namespace, {"users", "catalog", "orders"}),
+        "calls.json": (observed.namespace, {"catalog", "orders"}),  # the catalog fetches users' JWKS
         "operator.json": (OPERATOR_NAMESPACE, {OPERATOR_JOB}),  # the standby has reconciled nothing
     }
     for name, dashboard in dashboards().items():
@@ -315,10 +322,50 @@ def test_every_dashboard_panel_query_returns_data(faulted: Observed, query: Pane
 def test_every_alert_expression_returns_data(faulted: Observed, rule: dict[str, Any]) -> None:
     result = faulted.prometheus.query(rule["expr"])
     job = ALERTED_JOBS[rule["alert"]]
-    namespace = OPERATOR_NAMESPACE if job in (OPERATOR_JOB, STANDBY_JOB) else NAMESPACE
+    namespace = OPERATOR_NAMESPACE if job in (OPERATOR_JOB, STANDBY_JOB) else faulted.namespace
     assert (namespace, job) in {(s["metric"].get("namespace"), s["metric"].get("job")) for s in result}, (
         result
     )
+
+
+MICROSERVICE_GAUGES = (
+    "flotilla_operator_microservice_scrape_targets",
+    "flotilla_operator_microservice_ready",
+    "flotilla_operator_microservice_rollout_phase",
+)
+
+
+def test_the_leader_alone_exports_each_microservices_gauges_as_exported_namespace_and_name(
+    observed: Observed,
+) -> None:
+    """The operator's target has a namespace label of its own: the Microservice's is renamed."""
+    prometheus, expected = observed.prometheus, {"users", "catalog", "orders", UNSCRAPED}
+    for gauge in MICROSERVICE_GAUGES:
+
+        def found(gauge: str = gauge) -> list[dict[str, Any]] | None:
+            series = prometheus.query(f'{gauge}{{exported_namespace="{observed.namespace}"}}')
+            return series if {s["metric"]["name"] for s in series} == expected else None
+
+        series = wait_for(found, timeout=30, what=f"{gauge} of every Microservice in Prometheus")
+        assert {(s["metric"]["namespace"], s["metric"]["job"]) for s in series} == {
+            (OPERATOR_NAMESPACE, OPERATOR_JOB)
+        }
+    selector = f'exported_namespace="{observed.namespace}"'
+    targets = prometheus.query(f"flotilla_operator_microservice_scrape_targets{{{selector}}}")
+    assert {s["metric"]["name"]: s["value"][1] for s in targets} == dict.fromkeys(expected, "1")
+    phases = prometheus.query(f"flotilla_operator_microservice_rollout_phase{{{selector}}} == 1")
+    assert {s["metric"]["phase"] for s in phases} == {"Stable"}
+    # The standby leads nothing: none of its own, so none of a Microservice deleted meanwhile.
+    assert not prometheus.query(f'{{__name__=~"flotilla_operator_microservice_.+", job="{STANDBY_JOB}"}}')
+
+
+def test_service_down_names_a_microservice_expected_to_have_pods_and_without_a_target(
+    faulted: Observed,
+) -> None:
+    (down,) = [rule["expr"] for rule in alert_rules() if rule["alert"] == "FlotillaServiceDown"]
+    named = {(s["metric"]["namespace"], s["metric"]["job"]) for s in faulted.prometheus.query(down)}
+    assert (faulted.namespace, UNSCRAPED) in named  # its pods run; nothing scrapes them
+    assert (faulted.namespace, "users") not in named  # scraped
 
 
 def test_prometheus_evaluates_every_rule_and_the_alerts_are_pending(faulted: Observed) -> None:
