@@ -31,7 +31,7 @@ install=(helm upgrade --install "$RELEASE" "$chart" --version "$version" --plain
   --namespace "$NAMESPACE" --create-namespace --wait --timeout 15m
   --set "postgresql.image=$(field postgresql)"
   --set "operator.prometheus.url=$PROMETHEUS_URL" --set "operator.networkPolicy.prometheus.cidr=$NODE_POD_GATEWAY/32"
-  --set tracing.enabled=true --set tracing.sampleRatio=1 --set "tracing.jaeger.image=$JAEGER_IMAGE"
+  --set tracing.enabled=true --set tracing.ingress.enabled=true --set tracing.sampleRatio=1 --set "tracing.jaeger.image=$JAEGER_IMAGE"
   "$@")
 note "${install[*]}"
 installed_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)

@@ -423,7 +423,9 @@ def test_tracing_points_every_microservice_at_jaeger_and_lets_it_through() -> No
 
 
 def test_jaegers_route_follows_the_release_ingress_settings() -> None:
-    documents = template(*sets(TRACING))
+    assert "fl-jaeger" not in of_kind(template(*sets(TRACING)), "Ingress")  # no authentication: off
+    routed_tracing = {**TRACING, "tracing.ingress.enabled": "true"}
+    documents = template(*sets(routed_tracing))
     ingress = of_kind(documents, "Ingress")["fl-jaeger"]["spec"]
     assert ingress["rules"] == [
         {
@@ -447,7 +449,7 @@ def test_jaegers_route_follows_the_release_ingress_settings() -> None:
     documents = template(
         *sets(
             {
-                **TRACING,
+                **routed_tracing,
                 "ingress.host": "shop.example.com",
                 "ingress.className": "nginx",
                 "ingress.tls.enabled": "true",
@@ -464,11 +466,11 @@ def test_jaegers_route_follows_the_release_ingress_settings() -> None:
     assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
     assert _jaeger_config(documents)["extensions"]["jaeger_query"]["base_path"] == "/traces"
     own_host = template(
-        *sets({**TRACING, "ingress.host": "shop.example.com", "tracing.ingress.host": "localhost"})
+        *sets({**routed_tracing, "ingress.host": "shop.example.com", "tracing.ingress.host": "localhost"})
     )
     assert of_kind(own_host, "Ingress")["fl-jaeger"]["spec"]["rules"][0]["host"] == "localhost"
     for off in ({"tracing.ingress.enabled": "false"}, {"ingress.enabled": "false"}):
-        documents = template(*sets({**TRACING, **off}))
+        documents = template(*sets({**routed_tracing, **off}))
         assert "fl-jaeger" not in of_kind(documents, "Ingress"), off
         assert len(of_kind(documents, "NetworkPolicy")["fl-jaeger"]["spec"]["ingress"]) == 1, off
 

@@ -36,6 +36,7 @@ def tracing_values() -> dict[str, str]:
     """helm --set values: tracing on, every trace recorded, Jaeger routed under JAEGER_HOST."""
     return {
         "tracing.enabled": "true",
+        "tracing.ingress.enabled": "true",
         "tracing.sampleRatio": "1",
         "tracing.jaeger.image": jaeger_image(),
         "tracing.ingress.host": JAEGER_HOST,
