@@ -94,8 +94,12 @@ prometheus: ## Install Prometheus and promtool (Debian's packages) when missing
 wrk: ## Install wrk, the load generator of make bench (Debian's package) when missing
 	@scripts/wrk.sh
 
+.PHONY: jaeger
+jaeger: ## Build Jaeger v2 from its pinned Go module when missing (the traced services' backend in tests and make bench)
+	@scripts/cluster/build.sh jaeger
+
 .PHONY: bench
-bench: venv postgres-up cluster-up wrk ## Benchmarks, each beside its baseline: one line per figure (ARGS="services --seconds 5")
+bench: venv postgres-up cluster-up wrk jaeger ## Benchmarks, each beside its baseline: one line per figure (ARGS="services --seconds 5")
 	@$(PY) -m tests.bench $(ARGS)
 
 .PHONY: dashboards
