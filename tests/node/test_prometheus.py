@@ -161,6 +161,33 @@ def test_the_operator_is_scraped_as_its_charts_service_monitor_would(
     assert reconciles, "the operator's own metrics are not in Prometheus"
 
 
+def test_the_operators_leader_alone_reports_each_microservice_under_exported_namespace(
+    platform: Platform, prometheus: str
+) -> None:
+    """The operator's target has a namespace of its own: the Microservice's arrives renamed
+    (FlotillaServiceDown and the overview read exported_namespace and name)."""
+    namespace, job = platform.namespace, f"{OPERATOR_DEPLOYMENT}-metrics"
+    selector = f'exported_namespace="{namespace}"'
+
+    def reported() -> list[dict[str, Any]] | None:
+        series = query(prometheus, f"flotilla_operator_microservice_scrape_targets{{{selector}}} > 0")
+        return series if {s["metric"]["name"] for s in series} >= set(SERVICES) else None
+
+    series = wait_for(reported, timeout=90, interval=2, what=f"the scrape targets of {namespace}'s services")
+    assert {(s["metric"]["namespace"], s["metric"]["job"]) for s in series} == {(namespace, job)}
+    leader = query(prometheus, f'flotilla_operator_leader{{namespace="{namespace}", job="{job}"}} == 1')
+    pods = {s["metric"]["pod"] for s in series}
+    assert pods == {s["metric"]["pod"] for s in leader}, "not the leader's alone"
+    for gauge in ("flotilla_operator_microservice_ready", "flotilla_operator_microservice_rollout_phase"):
+
+        def every_service(gauge: str = gauge) -> bool:
+            names = {s["metric"]["name"] for s in query(prometheus, f"{gauge}{{{selector}}} == 1")}
+            return names >= set(SERVICES)
+
+        # Ready as each Microservice's status turns Ready (the platform may still be rolling out).
+        wait_for(every_service, timeout=180, interval=2, what=f"{gauge} at 1 for every service")
+
+
 def test_a_request_through_the_ingress_is_counted_for_its_service_within_30s(
     platform: Platform, prometheus: str
 ) -> None:
