@@ -57,9 +57,11 @@ def runbook(alert: str) -> dashboard.DashboardLink:
     return dashboard.DashboardLink(f"Runbook: {alert}").url(f"{RUNBOOKS}#{alert.lower()}").target_blank(True)
 
 
-def query(expr: str, legend: str = "", *, heatmap_format: bool = False) -> prometheus.Dataquery:
-    """One PromQL target."""
-    target = prometheus.Dataquery().expr(expr).legend_format(legend)
+def query(
+    expr: str, legend: str = "", *, heatmap_format: bool = False, exemplars: bool = False
+) -> prometheus.Dataquery:
+    """One PromQL target; ``exemplars``: the traces its buckets carry, shown as points."""
+    target = prometheus.Dataquery().expr(expr).legend_format(legend).exemplar(exemplars)
     return target.format(PromQueryFormat.HEATMAP) if heatmap_format else target
 
 
@@ -154,7 +156,7 @@ def latency(
         f"histogram_quantile({quantile}, sum by ({by}, le) "
         f"(rate(http_request_duration_seconds_bucket{{{SERVICES}}}[{WINDOW}])))"
     )
-    return query(expr, f"p{quantile[2:]} {legend}")
+    return query(expr, f"p{quantile[2:]} {legend}", exemplars=True)
 
 
 def error_ratio(by: str) -> str:
@@ -435,6 +437,7 @@ def drill_down() -> dashboard.Dashboard:
                     f"sum by (le) (rate(http_request_duration_seconds_bucket{{{SERVICES}}}[{WINDOW}]))",
                     "{{le}}",
                     heatmap_format=True,
+                    exemplars=True,
                 )
             )
         )

@@ -212,3 +212,16 @@ def test_the_overview_shows_releases_and_the_operator() -> None:
         "flotilla_operator_microservice_scrape_targets",
     ):
         assert metric in shown
+
+
+def test_every_query_of_the_request_latency_buckets_shows_their_exemplars() -> None:
+    """The buckets carry sampled traces (the kit's exemplars): each latency panel shows them."""
+    latency_targets = [
+        (name, panel["title"], target)
+        for name, dashboard in dashboards().items()
+        for panel in query_panels(dashboard)
+        for target in panel["targets"]
+        if "http_request_duration_seconds_bucket" in target["expr"]
+    ]
+    assert len(latency_targets) >= 3
+    assert [(name, title) for name, title, target in latency_targets if not target.get("exemplar")] == []

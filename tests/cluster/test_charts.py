@@ -472,7 +472,8 @@ def test_jaegers_route_follows_the_release_ingress_settings() -> None:
     for off in ({"tracing.ingress.enabled": "false"}, {"ingress.enabled": "false"}):
         documents = template(*sets({**routed_tracing, **off}))
         assert "fl-jaeger" not in of_kind(documents, "Ingress"), off
-        assert len(of_kind(documents, "NetworkPolicy")["fl-jaeger"]["spec"]["ingress"]) == 1, off
+        admitted = of_kind(documents, "NetworkPolicy")["fl-jaeger"]["spec"]["ingress"]
+        assert "traefik" not in json.dumps(admitted), off
 
 
 @pytest.mark.parametrize("ratio", ["1.5", "-0.1", "half"])
@@ -955,3 +956,20 @@ def test_install_upgrade_and_uninstall_in_a_restricted_namespace(
             return sorted(listed.stdout.split())
 
         wait_for(lambda: left() == kept, timeout=120, what=f"only {kept} left")
+
+
+def test_jaeger_is_a_grafana_data_source_reachable_from_grafanas_namespace() -> None:
+    documents = template(*sets(TRACING))
+    source = of_kind(documents, "ConfigMap")["fl-jaeger-datasource"]
+    assert source["metadata"]["labels"]["grafana_datasource"] == "1"
+    [provisioned] = yaml.safe_load(source["data"]["flotilla-jaeger.yaml"])["datasources"]
+    assert provisioned["type"] == "jaeger" and provisioned["uid"] == "fl-jaeger-default"
+    assert provisioned["url"] == "http://fl-jaeger.default.svc:16686/jaeger"
+    rules = of_kind(documents, "NetworkPolicy")["fl-jaeger"]["spec"]["ingress"]
+    assert {
+        "ports": [{"port": 16686, "protocol": "TCP"}],
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+    } in rules
+    quiet = template(*sets({**TRACING, "monitoring.dashboards.enabled": "false"}))
+    assert "fl-jaeger-datasource" not in of_kind(quiet, "ConfigMap")
+    assert len(of_kind(quiet, "NetworkPolicy")["fl-jaeger"]["spec"]["ingress"]) == 1
