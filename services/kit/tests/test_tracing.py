@@ -15,6 +15,7 @@ import pytest
 from flask import Flask
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from sqlalchemy import text
@@ -28,7 +29,7 @@ from flotilla_kit.http_client import ClientPolicy, ServiceClient
 from flotilla_kit.metrics import LATENCY_BUCKETS
 from flotilla_kit.settings import ConfigError, KitSettings, TracingSettings
 from flotilla_kit.testing import captured_spans
-from flotilla_kit.tracing import service_resource
+from flotilla_kit.tracing import current_switch, service_resource, use
 
 NAME = "tracing-sample"
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -299,3 +300,40 @@ def test_work_outside_any_request_starts_no_trace_and_tells_its_callee_so(
     assert [(span.name, span.kind) for span in spans.get_finished_spans()] == []
     flags = int(upstream.headers[0]["traceparent"].rsplit("-", 1)[1], 16)
     assert not flags & 1  # not sampled: the callee records nothing either
+
+
+def test_a_request_the_sampler_passes_over_records_nothing_yet_keeps_its_trace(
+    tmp_path: Path, upstream: Upstream, spans: InMemorySpanExporter, log_lines: io.StringIO
+) -> None:
+    app = sample_app(tmp_path, upstream.url)
+    previous = current_switch()
+    use(ParentBased(TraceIdRatioBased(0.0)), previous[1])
+    try:
+        app.test_client().get("/work", headers={"X-Request-ID": "rid-passed-over"})
+    finally:
+        use(*previous)
+    assert spans.get_finished_spans() == ()  # no request span, no SQL, no call, no attempt
+    [line] = [
+        json.loads(line)
+        for line in log_lines.getvalue().splitlines()
+        if '"worked"' in line and "rid-passed-over" in line
+    ]
+    _version, trace_id, _span, flags = upstream.headers[0]["traceparent"].split("-")
+    assert trace_id == line["trace_id"] and int(flags, 16) & 1 == 0
+
+
+def test_a_ratio_is_applied_once_per_trace_not_again_by_the_instrumented_request(
+    tmp_path: Path, upstream: Upstream, spans: InMemorySpanExporter
+) -> None:
+    client = sample_app(tmp_path, upstream.url).test_client()
+    previous = current_switch()
+    use(ParentBased(TraceIdRatioBased(0.5)), previous[1])
+    try:
+        for _ in range(200):
+            client.get("/livez")  # untraced: never counted
+            client.get("/metrics")
+            client.get("/work")
+    finally:
+        use(*previous)
+    served = [span for span in spans.get_finished_spans() if span.name == "GET /work"]
+    assert 70 <= len(served) <= 130, len(served)  # 0.5 of 200, not 0.25 (sampled twice)

@@ -23,6 +23,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -39,11 +40,12 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 from sqlalchemy import Engine
 
+from flotilla_kit import sampling_gate
 from flotilla_kit.settings import TracingSettings
 
 INSTRUMENTATION = "flotilla_kit"
 # Probes and scrapes: every few seconds from the kubelet and Prometheus, never worth a trace.
-UNTRACED_PATHS = "livez,readyz,metrics"
+UNTRACED_PATHS = ("livez", "readyz", "metrics")
 
 # Traces start where work comes in: a request served (or a message consumed).
 _TRACE_STARTERS = {SpanKind.SERVER, SpanKind.CONSUMER}
@@ -142,7 +144,11 @@ def _process_provider(service: str, version: str) -> TracerProvider:
     global _provider  # noqa: PLW0603 - one provider per process, as OpenTelemetry wants
     with _lock:
         if _provider is None:
-            _provider = TracerProvider(sampler=_switch, resource=service_resource(service, version))
+            _provider = TracerProvider(
+                sampler=_switch,
+                resource=service_resource(service, version),
+                id_generator=sampling_gate.PendingTraceIds(),
+            )
             _provider.add_span_processor(_switch)
             trace.set_tracer_provider(_provider)
             URLLib3Instrumentor().instrument(tracer_provider=_provider)
@@ -160,9 +166,13 @@ def init_app(app: Flask, service: str, version: str, settings: TracingSettings) 
         use(sampler(settings), BatchSpanProcessor(OTLPSpanExporter()))
         if previous is not None:
             previous.shutdown()
-    FlaskInstrumentor().instrument_app(  # type: ignore[no-untyped-call]
-        app, tracer_provider=provider, excluded_urls=UNTRACED_PATHS
+    plain = app.wsgi_app
+    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)  # type: ignore[no-untyped-call]
+    sampling_gate.only_when_sampled(app, FlaskInstrumentor.__module__)
+    app.wsgi_app = sampling_gate.SamplingGate(  # type: ignore[method-assign]
+        app.wsgi_app, plain, lambda: _switch.sampler, UNTRACED_PATHS
     )
+    sampling_gate.init_app(app, UNTRACED_PATHS)
 
 
 def use(sampler: Sampler, processor: SpanProcessor | None) -> None:
@@ -206,6 +216,12 @@ def sampled_trace_id() -> str | None:
 
 @contextmanager
 def span(name: str, **attributes: str | int | float | bool) -> Iterator[trace.Span]:
-    """A span of the kit's own (a token fetch, a logical call and its retries)."""
+    """A span of the kit's own (a token fetch, a logical call and its retries).
+
+    None in a request the sampler passed over: the current (non-recording) span stands in.
+    """
+    if not is_instrumentation_enabled():
+        yield trace.get_current_span()
+        return
     with tracer().start_as_current_span(name, attributes=attributes) as current:
         yield current
