@@ -117,35 +117,43 @@ def link(title: str, tag: str, *, keep_variables: bool) -> dashboard.DashboardLi
     )
 
 
-def base(title: str, uid: str, metric: str, description: str) -> dashboard.Dashboard:
-    """A dashboard of the services' metrics, its variables listed from ``metric``, linked to the others."""
+def headed(
+    board: dashboard.Dashboard,
+    metric: str,
+    *,
+    namespaces: str,
+    jobs: tuple[str, str],
+    keep_variables: bool,
+) -> dashboard.Dashboard:
+    """A dashboard's head: data source, namespace and job variables listed from ``metric``.
+
+    ``namespaces``: the first's description; ``jobs``: the second's label and description; the
+    link to the services' dashboards keeps the variables or not.
+    """
     return (
-        dashboard.Dashboard(title)
-        .uid(uid)
-        .description(description)
-        .tags([TAG, SERVICE_TAG])
-        .refresh("30s")
+        board.refresh("30s")
         .time("now-1h", "now")
         .with_variable(dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"))
+        .with_variable(variable("namespace", "Namespace", f"label_values({metric}, namespace)", namespaces))
         .with_variable(
-            variable(
-                "namespace",
-                "Namespace",
-                f"label_values({metric}, namespace)",
-                "The namespaces whose Microservices export these metrics.",
-            )
+            variable("service", jobs[0], f'label_values({metric}{{namespace=~"$namespace"}}, job)', jobs[1])
         )
-        .with_variable(
-            variable(
-                "service",
-                "Service",
-                f'label_values({metric}{{namespace=~"$namespace"}}, job)',
-                "The Microservices (the job of their ServiceMonitor's targets) in the selected namespaces.",
-            )
-        )
-        .link(link("Flotilla", SERVICE_TAG, keep_variables=True))
-        .link(link("Operator", OPERATOR_TAG, keep_variables=False))
+        .link(link("Flotilla", SERVICE_TAG, keep_variables=keep_variables))
     )
+
+
+def base(title: str, uid: str, metric: str, description: str) -> dashboard.Dashboard:
+    """A dashboard of the services' metrics, its variables listed from ``metric``, linked to the others."""
+    return headed(
+        dashboard.Dashboard(title).uid(uid).description(description).tags([TAG, SERVICE_TAG]),
+        metric,
+        namespaces="The namespaces whose Microservices export these metrics.",
+        jobs=(
+            "Service",
+            "The Microservices (the job of their ServiceMonitor's targets) in the selected namespaces.",
+        ),
+        keep_variables=True,
+    ).link(link("Operator", OPERATOR_TAG, keep_variables=False))
 
 
 def latency(
@@ -541,32 +549,18 @@ def risen(selector: str, window: str) -> str:
 
 def operator_base() -> dashboard.Dashboard:
     """The operator's dashboard: its namespace and job as the variables, links to the services'."""
-    metric = "flotilla_operator_reconciles_total"
-    return (
+    return headed(
         dashboard.Dashboard("Flotilla / Operator")
         .uid("flotilla-operator")
         .description("The Flotilla operator: reconciles, errors, children, leadership, watches and releases.")
-        .tags([TAG, OPERATOR_TAG])
-        .refresh("30s")
-        .time("now-1h", "now")
-        .with_variable(dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"))
-        .with_variable(
-            variable(
-                "namespace",
-                "Namespace",
-                f"label_values({metric}, namespace)",
-                "The namespaces where an operator runs.",
-            )
-        )
-        .with_variable(
-            variable(
-                "service",
-                "Operator",
-                f'label_values({metric}{{namespace=~"$namespace"}}, job)',
-                "The operator's metrics job (its chart's ServiceMonitor's) in the selected namespaces.",
-            )
-        )
-        .link(link("Flotilla", SERVICE_TAG, keep_variables=False))
+        .tags([TAG, OPERATOR_TAG]),
+        "flotilla_operator_reconciles_total",
+        namespaces="The namespaces where an operator runs.",
+        jobs=(
+            "Operator",
+            "The operator's metrics job (its chart's ServiceMonitor's) in the selected namespaces.",
+        ),
+        keep_variables=False,
     )
 
 

@@ -396,11 +396,8 @@ def test_a_record_keeps_a_childs_identity_replicas_and_status_not_its_spec() -> 
     assert "spec" not in record.children["Service"]  # a Service's ports are rendered, never read back
 
 
-def test_a_kept_record_stands_for_applying_and_follows_the_deployments_status() -> None:
-    kube = FakeKube()
-    body = ms()
-    first, record = reconcile(cast(Kube, kube), body, lambda *_: None)
-    assert conditions(first)["Ready"]["status"] == "False"
+def rolled_out(kube: FakeKube) -> dict[str, Any]:
+    """The applied Deployment as its controller reports it once all 3 replicas are available."""
     live = copy.deepcopy(kube.objects[("Deployment", "orders")])
     live["metadata"].update(resourceVersion="2")
     live["status"] = {
@@ -411,7 +408,15 @@ def test_a_kept_record_stands_for_applying_and_follows_the_deployments_status() 
         "availableReplicas": 3,
         "conditions": [{"type": "Available", "status": "True"}],
     }
-    record.observe("Deployment", slim(live), deleted=False)  # what the watch delivers, as kept
+    return live
+
+
+def test_a_kept_record_stands_for_applying_and_follows_the_deployments_status() -> None:
+    kube = FakeKube()
+    body = ms()
+    first, record = reconcile(cast(Kube, kube), body, lambda *_: None)
+    assert conditions(first)["Ready"]["status"] == "False"
+    record.observe("Deployment", slim(rolled_out(kube)), deleted=False)  # what the watch delivers, as kept
     assert record.intact
     applied = len(kube.applied)
     second, _ = reconcile(cast(Kube, kube), {**body, "status": first}, lambda *_: None, previous_apply=record)
@@ -557,17 +562,7 @@ def test_a_reconcile_exports_the_scrape_targets_readiness_and_release_phase() ->
     body = ms()
     first, record = reconcile(cast(Kube, kube), body, lambda *_: None)
     assert series() == {"scrape_targets": 3, "ready": 0, "phase": "Stable"}
-    live = copy.deepcopy(kube.objects[("Deployment", "orders")])
-    live["metadata"].update(resourceVersion="2")
-    live["status"] = {
-        "observedGeneration": 1,
-        "replicas": 3,
-        "readyReplicas": 3,
-        "updatedReplicas": 3,
-        "availableReplicas": 3,
-        "conditions": [{"type": "Available", "status": "True"}],
-    }
-    record.observe("Deployment", slim(live), deleted=False)
+    record.observe("Deployment", slim(rolled_out(kube)), deleted=False)
     reconcile(cast(Kube, kube), {**body, "status": first}, lambda *_: None, previous_apply=record)
     assert series() == {"scrape_targets": 3, "ready": 1, "phase": "Stable"}
     reconcile(cast(Kube, kube), ms(2, replicas=5), lambda *_: None)
