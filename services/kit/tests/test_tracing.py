@@ -12,6 +12,7 @@ from pathlib import Path
 from threading import Thread
 
 import pytest
+import requests
 from flask import Flask
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -337,3 +338,13 @@ def test_a_ratio_is_applied_once_per_trace_not_again_by_the_instrumented_request
         use(*previous)
     served = [span for span in spans.get_finished_spans() if span.name == "GET /work"]
     assert 70 <= len(served) <= 130, len(served)  # 0.5 of 200, not 0.25 (sampled twice)
+
+
+def test_other_http_calls_of_the_process_keep_the_traceparent_their_caller_set(
+    tmp_path: Path, upstream: Upstream, spans: InMemorySpanExporter
+) -> None:
+    sample_app(tmp_path, upstream.url)  # the kit's tracing set up in this process
+    mine = f"00-{TRACE}-{CALLER_SPAN}-01"
+    requests.get(f"{upstream.url}/elsewhere", headers={"traceparent": mine}, timeout=5)
+    assert upstream.headers[0]["traceparent"] == mine
+    assert spans.get_finished_spans() == ()

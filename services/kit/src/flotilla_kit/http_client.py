@@ -270,14 +270,18 @@ class ServiceClient:
         body, content_type = _body(json, data)
         if content_type:
             headers = {"Content-Type": content_type, **headers}
+        url = self.base_url + path
+        attempt = tracing.client_span(method, url)
         try:
-            answer = self._http.request(
-                method,
-                self.base_url + path,
-                body=body,
-                headers={**_DEFAULT_HEADERS, **headers},
-                redirect=False,
-            )
+            with attempt as span:
+                answer = self._http.request(
+                    method,
+                    url,
+                    body=body,
+                    headers={**_DEFAULT_HEADERS, **headers, **tracing.traceparent_of(span)},
+                    redirect=False,
+                )
+                tracing.answered(span, answer.status)
             response = Reply(answer.status, answer.data, answer.headers)
             outcome = str(response.status_code)
         except SSLError as exc:

@@ -16,14 +16,15 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 from flask import Flask
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
-from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.propagate import inject
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -36,7 +37,7 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.util.types import Attributes
 from sqlalchemy import Engine
 
@@ -151,7 +152,6 @@ def _process_provider(service: str, version: str) -> TracerProvider:
             )
             _provider.add_span_processor(_switch)
             trace.set_tracer_provider(_provider)
-            URLLib3Instrumentor().instrument(tracer_provider=_provider)
         return _provider
 
 
@@ -212,6 +212,43 @@ def sampled_trace_id() -> str | None:
     if context.is_valid and context.trace_flags.sampled:
         return trace.format_trace_id(context.trace_id)
     return None
+
+
+@contextmanager
+def client_span(method: str, url: str) -> Iterator[trace.Span]:
+    """One attempt of the service client: a CLIENT span as OpenTelemetry's HTTP conventions name it.
+
+    No answer (an exception) makes it an error; ``answered`` records the answer.
+
+    Hand-written: urllib3's instrumentation patches every urllib3 call of the process and puts
+    its own ``traceparent`` on each, over one the caller set (a test's, a CLI's requests).
+    """
+    if not is_instrumentation_enabled():
+        yield trace.get_current_span()
+        return
+    parts = urlsplit(url)
+    attributes: dict[str, str | int] = {
+        "http.request.method": method,
+        "url.full": url,
+        "server.address": parts.hostname or "",
+        "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+    }
+    with tracer().start_as_current_span(method, kind=SpanKind.CLIENT, attributes=attributes) as current:
+        yield current
+
+
+def answered(current: trace.Span, status: int) -> None:
+    """The answer's status on an attempt's span; a 5xx makes it an error (a 4xx is the caller's)."""
+    current.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        current.set_status(Status(StatusCode.ERROR))
+
+
+def traceparent_of(current: trace.Span) -> dict[str, str]:
+    """The W3C headers that make ``current`` the callee's parent."""
+    headers: dict[str, str] = {}
+    inject(headers, context=trace.set_span_in_context(current))
+    return headers
 
 
 @contextmanager
