@@ -10,7 +10,6 @@ import re
 import uuid
 
 from flask import Flask, Response, g, has_request_context, request
-from opentelemetry.propagate import inject
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
@@ -49,9 +48,6 @@ def current_request_id() -> str | None:
 def propagation_headers() -> dict[str, str]:
     """Headers that carry this request's identity onto an outgoing call."""
     headers: dict[str, str] = {}
-    # The current span's traceparent (urllib3's instrumentation replaces it with its own span's
-    # when the request is sampled; unsampled, the instrumentation is off and this carries it).
-    inject(headers)
     request_id = current_request_id()
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id

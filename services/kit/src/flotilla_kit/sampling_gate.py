@@ -29,6 +29,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 SAMPLED = "flotilla.sampled"
+PASSED_OVER = "flotilla.passed_over_trace_id"  # set only for the plain app's traced requests
 _LIGHT = "flotilla_light_span"
 _pending: ContextVar[int | None] = ContextVar("flotilla_pending_trace_id", default=None)
 _ids = RandomIdGenerator()
@@ -73,7 +74,7 @@ class SamplingGate:
                 return self.traced(environ, start_response)
             finally:
                 _pending.reset(token)
-        environ["flotilla.trace_id"] = trace_id
+        environ[PASSED_OVER] = trace_id
         return self.plain(environ, start_response)
 
 
@@ -111,14 +112,13 @@ def _suppressed() -> otel_context.Context:
 _SUPPRESSED = _suppressed()
 
 
-def init_app(app: Flask, untraced: Iterable[str]) -> None:
+def init_app(app: Flask) -> None:
     """The not-sampled requests' non-recording span, instrumentation suppressed under it."""
-    skipped = tuple(f"/{path}" for path in untraced)
 
     @app.before_request
     def _enter_light_span() -> None:
-        trace_id = request.environ.get("flotilla.trace_id")
-        if trace_id is None or request.environ.get(SAMPLED) or request.path.startswith(skipped):
+        trace_id = request.environ.get(PASSED_OVER)
+        if trace_id is None:  # sampled, or a probe or scrape (never traced)
             return
         light = NonRecordingSpan(SpanContext(trace_id, _ids.generate_span_id(), False, TraceFlags(0)))
         g.setdefault(_LIGHT, otel_context.attach(trace.set_span_in_context(light, _SUPPRESSED)))

@@ -172,7 +172,7 @@ def init_app(app: Flask, service: str, version: str, settings: TracingSettings) 
     app.wsgi_app = sampling_gate.SamplingGate(  # type: ignore[method-assign]
         app.wsgi_app, plain, lambda: _switch.sampler, UNTRACED_PATHS
     )
-    sampling_gate.init_app(app, UNTRACED_PATHS)
+    sampling_gate.init_app(app)
 
 
 def use(sampler: Sampler, processor: SpanProcessor | None) -> None:
